@@ -1,0 +1,322 @@
+"""Configuration: one YAML file per environment, validated against typed sections before Spark starts.
+
+Every key the project reads is declared here once, as a field of a frozen dataclass with its type
+and default. Loading a file checks it against these declarations: an unknown key, a value of the
+wrong type or a missing required value raises ConfigError with one line that names the file and
+the dotted key. Command-line overrides (`--set section.key=value`) are parsed as YAML scalars and
+validated the same way.
+"""
+from __future__ import annotations
+
+import dataclasses
+import datetime as dt
+import os
+import typing
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from jobs.errors import ConfigError
+
+DELTA_PACKAGE = "io.delta:delta-spark_4.2_2.13:4.4.0"
+INPUT_FORMATS = ("lastfm-tsv", "listenbrainz-jsonl")
+
+
+def _choices(*values: str) -> dict:
+    return {"choices": values}
+
+
+@dataclass(frozen=True)
+class SparkConf:
+    master: str = "local[*]"
+    app_name: str = "setlist"
+    # Maven coordinates resolved once (Ivy) into the setlist cache; later runs use the cached jars.
+    packages: list[str] = field(default_factory=lambda: [DELTA_PACKAGE])
+    # Passed verbatim as --conf key=value to spark-submit and to the session builder.
+    conf: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class GenerateConf:
+    seed: int = 42
+    users: int = 200
+    tracks: int = 2000
+    artists: int = 200
+    genres: int = 8
+    events: int = 20000
+    days: int = 3
+    end_date: dt.date = dt.date(2026, 1, 3)
+    # Share of rows made dirty, spread over every kind of defect the cleaner quarantines or drops.
+    dirty_fraction: float = 0.02
+    # Share of users whose client logs in ListenBrainz JSON lines (the rest log Last.fm TSV).
+    listenbrainz_fraction: float = 0.5
+    # Share of tracks that carry a MusicBrainz recording id.
+    mbid_fraction: float = 0.7
+    # Probability that the next track in a session follows the current one's planted successor.
+    sequential_prob: float = 0.5
+    # Probability that a play is one of the user's own favourites (repeat listening).
+    repeat_prob: float = 0.25
+    # Probability that a user is active on a given day.
+    active_day_prob: float = 0.6
+    # Zipf exponent of track popularity within a genre.
+    popularity_exponent: float = 1.1
+    files_per_day: int = 2
+
+
+@dataclass(frozen=True)
+class IngestConf:
+    formats: list[str] = field(default_factory=lambda: list(INPUT_FORMATS))
+
+
+@dataclass(frozen=True)
+class CleanConf:
+    session_gap_minutes: int = 30
+    # Plays stamped before this date are quarantined (clock errors, epoch zero).
+    ts_floor: dt.date = dt.date(2002, 1, 1)
+    unicode_form: str = field(default="NFKC", metadata=_choices("NFC", "NFKC"))
+
+
+@dataclass(frozen=True)
+class Config:
+    warehouse: str
+    raw_path: str
+    log_level: str = field(default="INFO", metadata=_choices("DEBUG", "INFO", "WARNING", "ERROR"))
+    spark: SparkConf = field(default_factory=SparkConf)
+    generate: GenerateConf = field(default_factory=GenerateConf)
+    ingest: IngestConf = field(default_factory=IngestConf)
+    clean: CleanConf = field(default_factory=CleanConf)
+    # Where the config came from, for messages; not a key of the file.
+    source: str = field(default="<defaults>", compare=False, metadata={"internal": True})
+
+    def table_path(self, layer: str, name: str) -> str:
+        return join_path(self.warehouse, layer, name)
+
+
+PATH_KEYS = {"warehouse", "raw_path"}
+
+
+def join_path(root: str, *parts: str) -> str:
+    return "/".join([root.rstrip("/"), *parts])
+
+
+def _is_dataclass_type(tp: Any) -> bool:
+    return isinstance(tp, type) and dataclasses.is_dataclass(tp)
+
+
+def _type_name(tp: Any) -> str:
+    origin = typing.get_origin(tp)
+    if origin is list:
+        return f"list of {_type_name(typing.get_args(tp)[0])}"
+    if origin is dict:
+        return "mapping"
+    if tp is dt.date:
+        return "date (YYYY-MM-DD)"
+    return getattr(tp, "__name__", str(tp))
+
+
+def _coerce(value: Any, tp: Any, key: str, source: str) -> Any:
+    """Check one value against its declared type; return it in the declared form."""
+    def bad() -> ConfigError:
+        return ConfigError(f"{source}: {key}: expected {_type_name(tp)}, got {type(value).__name__} {value!r}")
+
+    origin = typing.get_origin(tp)
+    if origin is list:
+        if not isinstance(value, list):
+            raise bad()
+        (item_tp,) = typing.get_args(tp)
+        return [_coerce(v, item_tp, f"{key}[{i}]", source) for i, v in enumerate(value)]
+    if origin is dict:
+        if not isinstance(value, dict):
+            raise bad()
+        for k, v in value.items():
+            if not isinstance(k, str) or isinstance(v, (dict, list)) or v is None:
+                raise ConfigError(f"{source}: {key}.{k}: expected a scalar value, got {v!r}")
+        return dict(value)
+    if tp is bool:
+        if not isinstance(value, bool):
+            raise bad()
+        return value
+    if tp is int:
+        if isinstance(value, bool) or not isinstance(value, int):
+            raise bad()
+        return value
+    if tp is float:
+        if isinstance(value, bool) or not isinstance(value, (int, float)):
+            raise bad()
+        return float(value)
+    if tp is str:
+        if not isinstance(value, str):
+            raise bad()
+        return value
+    if tp is dt.date:
+        if isinstance(value, dt.datetime):
+            raise bad()
+        if isinstance(value, dt.date):
+            return value
+        if isinstance(value, str):
+            try:
+                return dt.date.fromisoformat(value)
+            except ValueError:
+                raise bad() from None
+        raise bad()
+    raise TypeError(f"unsupported config type {tp!r} for {key}")  # a declaration bug, not user input
+
+
+def _build(cls: type, data: Any, prefix: str, source: str) -> Any:
+    if not isinstance(data, dict):
+        raise ConfigError(f"{source}: {prefix or '<top level>'}: expected a mapping, got {data!r}")
+    hints = typing.get_type_hints(cls)
+    fields = {f.name: f for f in dataclasses.fields(cls) if not f.metadata.get("internal")}
+    for key in data:
+        if key not in fields:
+            known = ", ".join(sorted(fields))
+            raise ConfigError(f"{source}: {prefix}{key}: unknown key (known here: {known})")
+    kwargs = {}
+    for name, f in fields.items():
+        key = f"{prefix}{name}"
+        tp = hints[name]
+        if name not in data:
+            if f.default is dataclasses.MISSING and f.default_factory is dataclasses.MISSING:
+                raise ConfigError(f"{source}: {key}: required value is missing")
+            continue
+        value = data[name]
+        if _is_dataclass_type(tp):
+            kwargs[name] = _build(tp, value if value is not None else {}, f"{key}.", source)
+            continue
+        if value is None:
+            raise ConfigError(f"{source}: {key}: expected {_type_name(tp)}, got null")
+        value = _coerce(value, tp, key, source)
+        choices = f.metadata.get("choices")
+        if choices and value not in choices:
+            raise ConfigError(f"{source}: {key}: {value!r} is not one of {', '.join(choices)}")
+        kwargs[name] = value
+    return cls(**kwargs)
+
+
+def _check_values(cfg: Config) -> None:
+    """Cross-field and range rules that a type alone cannot say."""
+    src = cfg.source
+    positive = {
+        "generate.users": cfg.generate.users, "generate.tracks": cfg.generate.tracks,
+        "generate.artists": cfg.generate.artists, "generate.genres": cfg.generate.genres,
+        "generate.events": cfg.generate.events, "generate.days": cfg.generate.days,
+        "generate.files_per_day": cfg.generate.files_per_day,
+        "clean.session_gap_minutes": cfg.clean.session_gap_minutes,
+    }
+    for key, value in positive.items():
+        if value <= 0:
+            raise ConfigError(f"{src}: {key}: must be positive, got {value}")
+    fractions = {
+        "generate.dirty_fraction": cfg.generate.dirty_fraction,
+        "generate.listenbrainz_fraction": cfg.generate.listenbrainz_fraction,
+        "generate.mbid_fraction": cfg.generate.mbid_fraction,
+        "generate.sequential_prob": cfg.generate.sequential_prob,
+        "generate.repeat_prob": cfg.generate.repeat_prob,
+        "generate.active_day_prob": cfg.generate.active_day_prob,
+    }
+    for key, value in fractions.items():
+        if not 0.0 <= value <= 1.0:
+            raise ConfigError(f"{src}: {key}: must be between 0 and 1, got {value}")
+    if cfg.generate.active_day_prob == 0.0:
+        raise ConfigError(f"{src}: generate.active_day_prob: must be above 0")
+    if cfg.generate.artists > cfg.generate.tracks:
+        raise ConfigError(f"{src}: generate.artists: {cfg.generate.artists} artists need at least as many "
+                          f"tracks (generate.tracks={cfg.generate.tracks})")
+    if cfg.generate.genres > cfg.generate.artists:
+        raise ConfigError(f"{src}: generate.genres: {cfg.generate.genres} genres need at least as many "
+                          f"artists (generate.artists={cfg.generate.artists})")
+    for i, fmt in enumerate(cfg.ingest.formats):
+        if fmt not in INPUT_FORMATS:
+            raise ConfigError(f"{src}: ingest.formats[{i}]: {fmt!r} is not one of {', '.join(INPUT_FORMATS)}")
+
+
+def _resolve_path(value: str) -> str:
+    value = os.path.expandvars(os.path.expanduser(value))
+    if "://" in value or value.startswith("/"):
+        return value
+    return str(Path(value).resolve())
+
+
+def parse_override(text: str) -> tuple[list[str], Any]:
+    if "=" not in text:
+        raise ConfigError(f"--set {text}: expected KEY=VALUE, e.g. clean.session_gap_minutes=45")
+    key, raw = text.split("=", 1)
+    key = key.strip()
+    if not key:
+        raise ConfigError(f"--set {text}: empty key")
+    try:
+        value = yaml.safe_load(raw) if raw.strip() else ""
+    except yaml.YAMLError:
+        value = raw
+    return key.split("."), value
+
+
+def _apply_override(data: dict, path: list[str], value: Any) -> None:
+    node = data
+    for part in path[:-1]:
+        child = node.get(part)
+        if child is None:
+            child = node[part] = {}
+        if not isinstance(child, dict):
+            raise ConfigError(f"--set {'.'.join(path)}: {part} is not a section")
+        node = child
+    node[path[-1]] = value
+
+
+def load_config(path: str | os.PathLike, overrides: list[str] | tuple[str, ...] = ()) -> Config:
+    """Read, override and validate a config file. Raises ConfigError naming the file and key."""
+    source = str(path)
+    try:
+        text = Path(path).read_text(encoding="utf-8")
+    except FileNotFoundError:
+        raise ConfigError(f"{source}: config file does not exist (option --conf)") from None
+    except OSError as exc:
+        raise ConfigError(f"{source}: cannot read config file: {exc.strerror}") from None
+    try:
+        data = yaml.safe_load(text)
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        where = f" at line {mark.line + 1}" if mark else ""
+        raise ConfigError(f"{source}: not valid YAML{where}: {getattr(exc, 'problem', exc)}") from None
+    data = {} if data is None else data
+    if not isinstance(data, dict):
+        raise ConfigError(f"{source}: <top level>: expected a mapping of sections")
+    for item in overrides:
+        key_path, value = parse_override(item)
+        _apply_override(data, key_path, value)
+    cfg = _build(Config, data, "", source)
+    cfg = dataclasses.replace(cfg, source=source, **{k: _resolve_path(getattr(cfg, k)) for k in PATH_KEYS})
+    _check_values(cfg)
+    return cfg
+
+
+def with_overrides(cfg: Config, overrides: list[str]) -> Config:
+    """A config with more `section.key=value` overrides applied, validated like a loaded one."""
+    data = as_dict(cfg)
+    for item in overrides:
+        key_path, value = parse_override(item)
+        _apply_override(data, key_path, value)
+    out = _build(Config, data, "", cfg.source)
+    out = dataclasses.replace(out, source=cfg.source, **{k: _resolve_path(getattr(out, k)) for k in PATH_KEYS})
+    _check_values(out)
+    return out
+
+
+def as_dict(cfg: Any) -> dict:
+    out = {}
+    for f in dataclasses.fields(cfg):
+        if f.metadata.get("internal"):
+            continue
+        value = getattr(cfg, f.name)
+        if dataclasses.is_dataclass(value):
+            value = as_dict(value)
+        elif isinstance(value, dt.date):
+            value = value.isoformat()
+        elif isinstance(value, list):
+            value = list(value)
+        elif isinstance(value, dict):
+            value = dict(value)
+        out[f.name] = value
+    return out

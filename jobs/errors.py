@@ -1,0 +1,19 @@
+"""Errors a user can act on, each with the exit code a scheduler sees.
+
+0 success; 1 unexpected failure (trace in the log); 2 bad configuration or command line;
+3 input missing or unusable (no raw files for the date, a table an upstream stage should have written).
+"""
+
+
+class SetlistError(Exception):
+    exit_code = 1
+
+
+class ConfigError(SetlistError):
+    """Bad configuration or command line: one line naming the file and the key."""
+    exit_code = 2
+
+
+class InputError(SetlistError):
+    """The data a stage needs is not there (raw files, an upstream table)."""
+    exit_code = 3

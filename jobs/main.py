@@ -1,0 +1,107 @@
+"""The command line of every job: `main.py JOB [--conf FILE] [--date D] [--set key=value ...] [options]`.
+
+submit.sh runs this file through spark-submit; tests and local runs may call `main()` directly.
+The config is loaded and validated before a Spark session exists, so a bad file or flag costs
+no JVM and exits 2. Exit codes: see jobs.errors.
+"""
+from __future__ import annotations
+
+import argparse
+import datetime as dt
+import logging
+import sys
+from typing import Callable
+
+from jobs.config import Config, load_config
+from jobs.errors import ConfigError, SetlistError
+
+log = logging.getLogger("setlist")
+
+DEFAULT_CONF = "conf/local.yaml"
+
+
+class _Parser(argparse.ArgumentParser):
+    def error(self, message: str):  # usage errors exit 2 with one line, like config errors
+        raise ConfigError(f"{self.prog}: {message}")
+
+
+def _date(text: str) -> dt.date:
+    try:
+        return dt.date.fromisoformat(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"--date {text}: not a date (YYYY-MM-DD)") from None
+
+
+def _jobs() -> dict[str, Callable]:
+    # Imported lazily: a config error must not wait for pyspark/delta imports.
+    from jobs import clean, generate, ingest, tables_report
+    return {
+        "generate": lambda spark, cfg, a: generate.run(spark, cfg, a.date),
+        "ingest": lambda spark, cfg, a: ingest.run(spark, cfg, _need_date(a), a.format),
+        "clean": lambda spark, cfg, a: clean.run(spark, cfg, _need_date(a)),
+        "tables": lambda spark, cfg, a: tables_report.run(spark, cfg),
+    }
+
+
+JOB_NAMES = ("generate", "ingest", "clean", "tables")
+
+
+def _need_date(args) -> dt.date:
+    if args.date is None:
+        raise ConfigError(f"{args.job}: --date YYYY-MM-DD is required")
+    return args.date
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = _Parser(prog="setlist", description="setlist batch jobs")
+    parser.add_argument("job", choices=JOB_NAMES)
+    parser.add_argument("--conf", default=DEFAULT_CONF, help="config file (default %(default)s)")
+    parser.add_argument("--date", type=_date, help="run date YYYY-MM-DD")
+    parser.add_argument("--format", help="ingest: one input format (default: every configured one present)")
+    parser.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
+                        help="override one config key, e.g. --set clean.session_gap_minutes=45")
+    return parser
+
+
+def parse(argv: list[str]) -> tuple[argparse.Namespace, Config]:
+    args = build_parser().parse_args(argv)
+    return args, load_config(args.conf, args.set)
+
+
+def setup_logging(level: str) -> None:
+    logging.basicConfig(level=getattr(logging, level), stream=sys.stderr,
+                        format="%(asctime)s %(levelname)s %(name)s: %(message)s", force=True)
+    logging.getLogger("py4j").setLevel(logging.WARNING)
+
+
+def main(argv: list[str] | None = None) -> int:
+    argv = sys.argv[1:] if argv is None else argv
+    try:
+        args, cfg = parse(argv)
+    except ConfigError as exc:
+        print(f"setlist: error: {exc}", file=sys.stderr)
+        return exc.exit_code
+    setup_logging(cfg.log_level)
+    from jobs.session import get_spark
+    spark = None
+    try:
+        spark = get_spark(cfg)
+        result = _jobs()[args.job](spark, cfg, args)
+        log.info("%s finished: %s", args.job, result)
+        return 0
+    except SetlistError as exc:
+        log.error("%s failed: %s", args.job, exc)
+        print(f"setlist {args.job}: error: {exc}", file=sys.stderr)
+        return exc.exit_code
+    except Exception as exc:  # noqa: BLE001 - the trace goes to the log, one line to the scheduler
+        log.exception("%s failed", args.job)
+        print(f"setlist {args.job}: error: {type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}",
+              file=sys.stderr)
+        return 1
+    finally:
+        if spark is not None:
+            spark.stop()
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,99 @@
+"""The Spark session, with Delta Lake, built from a validated config.
+
+The Delta jars come from Maven Central through Spark's own package resolution (Ivy) the first
+time, into the setlist cache (`$SETLIST_CACHE`, default `~/.cache/setlist`); the resolved jar list
+is recorded there, keyed by the package coordinates, and every later session or `submit.sh` run
+passes those files as `spark.jars`, so it starts offline.
+"""
+from __future__ import annotations
+
+import hashlib
+import logging
+import os
+from pathlib import Path
+from urllib.parse import urlparse
+
+from pyspark.sql import SparkSession
+
+from jobs.config import Config
+
+log = logging.getLogger("setlist.session")
+
+DELTA_CONF = {
+    "spark.sql.extensions": "io.delta.sql.DeltaSparkSessionExtension",
+    "spark.sql.catalog.spark_catalog": "org.apache.spark.sql.delta.catalog.DeltaCatalog",
+    # Timestamps in the logs are UTC; every date a job derives must be too.
+    "spark.sql.session.timeZone": "UTC",
+}
+
+
+def cache_dir() -> Path:
+    return Path(os.environ.get("SETLIST_CACHE", Path.home() / ".cache" / "setlist"))
+
+
+def _jar_list_file(packages: list[str]) -> Path:
+    key = hashlib.sha256(",".join(sorted(packages)).encode()).hexdigest()[:16]
+    return cache_dir() / "jars" / f"{key}.txt"
+
+
+def cached_jars(packages: list[str]) -> list[str] | None:
+    """Local jar files resolved earlier for these coordinates, or None if not (all) cached."""
+    listing = _jar_list_file(packages)
+    if not listing.exists():
+        return None
+    jars = [line.strip() for line in listing.read_text().splitlines() if line.strip()]
+    if not jars or not all(Path(j).exists() for j in jars):
+        return None
+    return jars
+
+
+def _record_jars(packages: list[str], spark_jars: str) -> list[str]:
+    jars = [urlparse(uri).path if uri.startswith("file:") else uri for uri in spark_jars.split(",") if uri]
+    listing = _jar_list_file(packages)
+    listing.parent.mkdir(parents=True, exist_ok=True)
+    tmp = listing.with_suffix(".tmp")
+    tmp.write_text("\n".join(jars) + "\n")
+    tmp.replace(listing)
+    return jars
+
+
+def resolve_jars(packages: list[str]) -> list[str]:
+    """Resolve the packages once through Spark's Ivy resolver and record the jar files."""
+    jars = cached_jars(packages)
+    if jars is not None:
+        return jars
+    log.info("resolving %s from Maven Central into %s (once)", ",".join(packages), cache_dir() / "ivy")
+    spark = (SparkSession.builder.master("local[1]").appName("setlist-resolve")
+             .config("spark.jars.packages", ",".join(packages))
+             .config("spark.jars.ivy", str(cache_dir() / "ivy"))
+             .config("spark.ui.enabled", "false")
+             .getOrCreate())
+    try:
+        return _record_jars(packages, spark.sparkContext.getConf().get("spark.jars", ""))
+    finally:
+        spark.stop()
+
+
+def spark_conf(cfg: Config) -> dict[str, str]:
+    """Every Spark setting the environment asks for: Delta's, then the config file's."""
+    conf = dict(DELTA_CONF)
+    conf.update({k: str(v).lower() if isinstance(v, bool) else str(v) for k, v in cfg.spark.conf.items()})
+    return conf
+
+
+def under_spark_submit() -> bool:
+    return "PYSPARK_GATEWAY_PORT" in os.environ
+
+
+def get_spark(cfg: Config) -> SparkSession:
+    """The session for a job: the one spark-submit started, or a new one on cfg.spark.master."""
+    builder = SparkSession.builder.appName(cfg.spark.app_name)
+    for key, value in spark_conf(cfg).items():
+        builder = builder.config(key, value)
+    if not under_spark_submit():
+        builder = builder.master(cfg.spark.master)
+        jars = cached_jars(cfg.spark.packages) or resolve_jars(cfg.spark.packages)
+        builder = builder.config("spark.jars", ",".join(jars))
+    spark = builder.getOrCreate()
+    spark.sparkContext.setLogLevel("WARN")
+    return spark

@@ -1,0 +1,43 @@
+#!/usr/bin/env bash
+# Set up everything setlist needs on a fresh machine, reusing what is cached.
+#
+# - the venv: built from requirements.txt in $SETLIST_CACHE (default ~/.cache/setlist), in a folder
+#   keyed by the hash of requirements.txt and the Python version, linked as .venv;
+# - the Delta jars: resolved once from Maven Central through Spark's Ivy into the same cache;
+# - Horovod: setup/horovod.sh builds and caches its wheel (see issue "LSTM next-track model").
+set -euo pipefail
+
+ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+CACHE="${SETLIST_CACHE:-$HOME/.cache/setlist}"
+PYTHON="${PYTHON:-python3}"
+mkdir -p "$CACHE"
+
+pyver="$("$PYTHON" -c 'import sys; print("%d.%d" % sys.version_info[:2])')"
+key="$( (cat "$ROOT/requirements.txt"; echo "python $pyver") | sha256sum | cut -c1-16)"
+venv="$CACHE/venv-$key"
+
+if [ ! -f "$venv/.complete" ]; then
+  echo "setup: building the venv $venv (python $pyver, requirements.txt $key)"
+  rm -rf "$venv"
+  "$PYTHON" -m venv "$venv"
+  "$venv/bin/pip" install --quiet --upgrade pip
+  "$venv/bin/pip" install --quiet -r "$ROOT/requirements.txt"
+  touch "$venv/.complete"
+else
+  echo "setup: venv cached at $venv"
+fi
+ln -sfn "$venv" "$ROOT/.venv"
+
+export SETLIST_CACHE="$CACHE"
+PYTHONPATH="$ROOT" "$venv/bin/python" - "$ROOT/conf/local.yaml" <<'PY'
+import sys
+from jobs.config import load_config
+from jobs.session import resolve_jars
+jars = resolve_jars(load_config(sys.argv[1]).spark.packages)
+print(f"setup: {len(jars)} Delta jars cached")
+PY
+
+if [ -x "$ROOT/setup/horovod.sh" ]; then
+  "$ROOT/setup/horovod.sh" "$venv"
+fi
+echo "setup: done"

@@ -1,0 +1,49 @@
+#!/usr/bin/env bash
+# Run one setlist job through spark-submit.
+#
+#   ./submit.sh JOB [--conf FILE] [--date YYYY-MM-DD] [--set key=value ...] [job options]
+#
+# Validates the config (exit 2 with one line naming the key, before any JVM starts), zips the
+# project's code for --py-files, and calls the venv's spark-submit with the environment's master,
+# Spark conf and the cached Delta jars. Driver and executors run the project's Python
+# ($SETLIST_PYTHON, default .venv/bin/python) unless the config sets spark.pyspark.python.
+# The job's exit code is this script's: 0 success, 1 failure, 2 bad config or usage, 3 missing input.
+set -euo pipefail
+
+ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
+PY="${SETLIST_PYTHON:-$ROOT/.venv/bin/python}"
+
+if [ $# -lt 1 ] || [ "$1" = "-h" ] || [ "$1" = "--help" ]; then
+  sed -n '2,10p' "$0" | sed 's/^# \{0,1\}//'
+  [ $# -ge 1 ] && exit 0 || exit 2
+fi
+if [ ! -x "$PY" ]; then
+  echo "submit.sh: error: no project Python at $PY: run 'make setup' first (or set SETLIST_PYTHON)" >&2
+  exit 2
+fi
+
+status=0
+options="$(PYTHONPATH="$ROOT${PYTHONPATH:+:$PYTHONPATH}" "$PY" -m jobs.launch "$@")" || status=$?
+[ "$status" -eq 0 ] || exit "$status"
+mapfile -t spark_options <<< "$options"
+
+zip="$(mktemp "${TMPDIR:-/tmp}/setlist-code.XXXXXX.zip")"
+trap 'rm -f "$zip"' EXIT
+"$PY" - "$ROOT" "$zip" <<'PYZIP'
+import pathlib, sys, zipfile
+root, target = pathlib.Path(sys.argv[1]), sys.argv[2]
+with zipfile.ZipFile(target, "w", zipfile.ZIP_DEFLATED) as z:
+    for package in ("jobs", "udfs", "models"):
+        for path in sorted((root / package).rglob("*.py")):
+            z.write(path, path.relative_to(root).as_posix())
+PYZIP
+
+export PYSPARK_PYTHON="$PY" PYSPARK_DRIVER_PYTHON="$PY"
+status=0
+"$(dirname "$PY")/spark-submit" \
+  --driver-java-options "-Dlog4j2.configurationFile=file:$ROOT/conf/log4j2.properties" \
+  --conf "spark.pyspark.python=$PY" --conf "spark.pyspark.driver.python=$PY" \
+  "${spark_options[@]}" \
+  --py-files "$zip" \
+  "$ROOT/jobs/main.py" "$@" || status=$?
+exit "$status"

@@ -1,0 +1,28 @@
+"""A track's identity, decided here and nowhere else.
+
+A track is its MusicBrainz recording id where the log carries a valid one, else the pair of its
+normalised, case-folded artist and track names. `track_id` is that identity as a string: the
+lower-case recording id, or `name:` and 32 hex digits of the pair's SHA-256.
+"""
+from __future__ import annotations
+
+from pyspark.sql import Column
+from pyspark.sql import functions as F
+
+from udfs.text import name_key
+
+MBID_PATTERN = r"^[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}$"
+NAME_ID_PREFIX = "name:"
+
+
+def valid_mbid(col: Column) -> Column:
+    """The MusicBrainz id in lower case, or null where the value is empty or not a UUID."""
+    trimmed = F.trim(col)
+    return F.when(trimmed.rlike(MBID_PATTERN), F.lower(trimmed))
+
+
+def track_id(recording_mbid: Column, artist_name: Column, track_name: Column) -> Column:
+    """Identity of a play's track from its (validated) recording id and normalised names."""
+    pair = F.concat_ws("\u001f", name_key(artist_name), name_key(track_name))
+    by_name = F.concat(F.lit(NAME_ID_PREFIX), F.substring(F.sha2(pair, 256), 1, 32))
+    return F.coalesce(recording_mbid, by_name)
