@@ -24,6 +24,16 @@ DELTA_PACKAGE = "io.delta:delta-spark_4.2_2.13:4.4.0"
 INPUT_FORMATS = ("lastfm-tsv", "listenbrainz-jsonl")
 
 
+class _Loader(yaml.SafeLoader):
+    """YAML without implicit timestamps: dates stay text and are checked here, with the key named."""
+
+
+_Loader.yaml_implicit_resolvers = {
+    ch: [(tag, rx) for tag, rx in resolvers if tag != "tag:yaml.org,2002:timestamp"]
+    for ch, resolvers in yaml.SafeLoader.yaml_implicit_resolvers.items()
+}
+
+
 def _choices(*values: str) -> dict:
     return {"choices": values}
 
@@ -247,22 +257,30 @@ def parse_override(text: str) -> tuple[list[str], Any]:
     if not key:
         raise ConfigError(f"--set {text}: empty key")
     try:
-        value = yaml.safe_load(raw) if raw.strip() else ""
+        value = yaml.load(raw, Loader=_Loader) if raw.strip() else ""
     except yaml.YAMLError:
         value = raw
     return key.split("."), value
 
 
 def _apply_override(data: dict, path: list[str], value: Any) -> None:
-    node = data
-    for part in path[:-1]:
-        child = node.get(part)
-        if child is None:
-            child = node[part] = {}
-        if not isinstance(child, dict):
-            raise ConfigError(f"--set {'.'.join(path)}: {part} is not a section")
-        node = child
-    node[path[-1]] = value
+    """Set one dotted key; inside a free-form mapping (spark.conf) the rest of the path is one key."""
+    node, section = data, Config
+    for i, part in enumerate(path):
+        declared = typing.get_type_hints(section).get(part) if _is_dataclass_type(section) else None
+        if i == len(path) - 1 or declared is None:
+            node[part] = value if i == len(path) - 1 else {".".join(path[i + 1:]): value}
+            return  # an unknown key is reported by validation, with the file named
+        if typing.get_origin(declared) is dict:
+            if not isinstance(node.get(part), dict):
+                node[part] = {}
+            node[part][".".join(path[i + 1:])] = value
+            return
+        if not _is_dataclass_type(declared):
+            raise ConfigError(f"--set {'.'.join(path)}: {part} is a value, not a section")
+        if not isinstance(node.get(part), dict):
+            node[part] = {}
+        node, section = node[part], declared
 
 
 def load_config(path: str | os.PathLike, overrides: list[str] | tuple[str, ...] = ()) -> Config:
@@ -275,7 +293,7 @@ def load_config(path: str | os.PathLike, overrides: list[str] | tuple[str, ...] 
     except OSError as exc:
         raise ConfigError(f"{source}: cannot read config file: {exc.strerror}") from None
     try:
-        data = yaml.safe_load(text)
+        data = yaml.load(text, Loader=_Loader)
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
         where = f" at line {mark.line + 1}" if mark else ""

@@ -91,19 +91,26 @@ def run(spark: SparkSession, cfg: Config, day: dt.date, fmt: str | None = None) 
         path = raw_dir(cfg, f, day)
         log.info("ingest %s: reading %s", day, path)
         rows = delta_io.conform(read_raw(spark, path, f, day), BRONZE_LISTENS)
+        before = _version(table)
         (table.alias("t")
          .merge(rows.alias("s"),
                 f"t.ingest_date = DATE'{day.isoformat()}' AND t.ingest_date = s.ingest_date "
                 "AND t.source_file = s.source_file AND t.line_number = s.line_number")
          .whenNotMatchedInsertAll()
          .execute())
-        metrics = _last_commit_metrics(table)
-        inserted = int(metrics.get("numTargetRowsInserted", 0))
-        read = int(metrics.get("numSourceRows", inserted))
+        if _version(table) > before:
+            metrics = _last_commit_metrics(table)
+            inserted, read = int(metrics["numTargetRowsInserted"]), int(metrics["numSourceRows"])
+        else:  # Delta commits nothing when a MERGE inserts nothing: every line was there already
+            inserted, read = 0, rows.count()
         summary[f] = {"read": read, "inserted": inserted, "already_ingested": read - inserted}
         log.info("ingest %s %s: %d lines read, %d new rows in %s, %d already ingested",
                  day, f, read, inserted, BRONZE_LISTENS.full_name, read - inserted)
     return summary
+
+
+def _version(table: DeltaTable) -> int:
+    return table.history(1).select("version").first()["version"]
 
 
 def _last_commit_metrics(table: DeltaTable) -> dict:

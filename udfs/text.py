@@ -24,7 +24,8 @@ def _normalizer(form: str):
 
 def normalize_name(col: Column, form: str = "NFKC") -> Column:
     """Display form of a name: Unicode `form`, no leading/trailing/double whitespace; null if empty."""
-    cleaned = F.trim(F.regexp_replace(_normalizer(form)(col), r"\s+", " "))
+    # (?U): Unicode whitespace too (no-break, ideographic spaces), not only ASCII.
+    cleaned = F.trim(F.regexp_replace(_normalizer(form)(col), r"(?U)\s+", " "))
     return F.when(cleaned == "", F.lit(None).cast("string")).otherwise(cleaned)
 
 

@@ -1,0 +1,68 @@
+"""ingest: every raw line lands once in bronze.listens with its file and exact line number."""
+from __future__ import annotations
+
+import datetime as dt
+
+import pytest
+from pyspark.sql import functions as F
+
+from jobs import delta_io, ingest
+from jobs.errors import InputError
+from jobs.tables import BRONZE_LISTENS
+
+DAY = dt.date(2026, 1, 2)
+
+
+def write_raw(cfg, fmt: str, name: str, lines: list[str]):
+    folder = ingest.raw_dir(cfg, fmt, DAY)
+    import pathlib
+    path = pathlib.Path(folder) / name
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text("".join(line + "\n" for line in lines), encoding="utf-8")
+    return path
+
+
+def test_line_numbers_are_exact_across_file_splits_and_reingest_adds_nothing(spark, cfg):
+    big = [f"user_{i % 7}\t2026-01-02T10:00:00Z\t\tArtist {i}\t\tLine {i} ünïcode" for i in range(1, 3001)]
+    write_raw(cfg, "lastfm-tsv", "a.tsv", big)
+    write_raw(cfg, "lastfm-tsv", "b.tsv", ["only line"])
+    previous = spark.conf.get("spark.sql.files.maxPartitionBytes")
+    spark.conf.set("spark.sql.files.maxPartitionBytes", "16384")  # force many splits per file
+    try:
+        first = ingest.run(spark, cfg, DAY, "lastfm-tsv")
+    finally:
+        spark.conf.set("spark.sql.files.maxPartitionBytes", previous)
+    assert first == {"lastfm-tsv": {"read": 3001, "inserted": 3001, "already_ingested": 0}}
+    rows = delta_io.read(spark, cfg, BRONZE_LISTENS)
+    a = rows.where(F.col("source_file").endswith("/a.tsv"))
+    mismatched = a.where(F.col("raw") != F.concat(F.lit("user_"), (F.col("line_number") % 7).cast("string"),
+                                                F.lit("\t2026-01-02T10:00:00Z\t\tArtist "),
+                                                F.col("line_number").cast("string"), F.lit("\t\tLine "),
+                                                F.col("line_number").cast("string"), F.lit(" ünïcode")))
+    assert a.count() == 3000 and mismatched.count() == 0
+    assert sorted(r[0] for r in a.select("line_number").collect()) == list(range(1, 3001))
+    b = rows.where(F.col("source_file").endswith("/b.tsv")).select("line_number", "raw", "format", "ingest_date")
+    assert [tuple(r) for r in b.collect()] == [(1, "only line", "lastfm-tsv", DAY)]
+
+    again = ingest.run(spark, cfg, DAY, "lastfm-tsv")
+    assert again == {"lastfm-tsv": {"read": 3001, "inserted": 0, "already_ingested": 3001}}
+    assert delta_io.read(spark, cfg, BRONZE_LISTENS).count() == 3001
+
+
+def test_a_new_file_for_the_same_day_is_added_beside_the_old_ones(spark, cfg):
+    write_raw(cfg, "listenbrainz-jsonl", "1.jsonl", ['{"a": 1}', '{"a": 2}'])
+    ingest.run(spark, cfg, DAY)
+    write_raw(cfg, "listenbrainz-jsonl", "2.jsonl", ['{"a": 3}'])
+    summary = ingest.run(spark, cfg, DAY)
+    assert summary == {"listenbrainz-jsonl": {"read": 3, "inserted": 1, "already_ingested": 2}}
+    assert delta_io.read(spark, cfg, BRONZE_LISTENS).count() == 3
+
+
+def test_missing_raw_input_names_the_path_and_the_conf_key(spark, cfg):
+    with pytest.raises(InputError) as info:
+        ingest.run(spark, cfg, DAY, "lastfm-tsv")
+    assert str(info.value) == (f"raw input path does not exist: {cfg.raw_path}/lastfm-tsv/date=2026-01-02 "
+                               "(conf key raw_path)")
+    assert info.value.exit_code == 3
+    with pytest.raises(InputError, match="no raw input for 2026-01-02"):
+        ingest.run(spark, cfg, DAY)
