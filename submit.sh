@@ -28,7 +28,8 @@ options="$(PYTHONPATH="$ROOT${PYTHONPATH:+:$PYTHONPATH}" "$PY" -m jobs.launch "$
 mapfile -t spark_options <<< "$options"
 
 zip="$(mktemp "${TMPDIR:-/tmp}/setlist-code.XXXXXX.zip")"
-trap 'rm -f "$zip"' EXIT
+errors="$(mktemp "${TMPDIR:-/tmp}/setlist-error.XXXXXX")"
+trap 'rm -f "$zip" "$errors"' EXIT
 "$PY" - "$ROOT" "$zip" <<'PYZIP'
 import pathlib, sys, zipfile
 root, target = pathlib.Path(sys.argv[1]), sys.argv[2]
@@ -38,7 +39,9 @@ with zipfile.ZipFile(target, "w", zipfile.ZIP_DEFLATED) as z:
             z.write(path, path.relative_to(root).as_posix())
 PYZIP
 
-export PYSPARK_PYTHON="$PY" PYSPARK_DRIVER_PYTHON="$PY"
+# The driver's stderr reaches us merged into spark-submit's stdout; its one-line error comes back
+# through this file and goes to our stderr.
+export PYSPARK_PYTHON="$PY" PYSPARK_DRIVER_PYTHON="$PY" SETLIST_ERROR_FILE="$errors"
 status=0
 "$(dirname "$PY")/spark-submit" \
   --driver-java-options "-Dlog4j2.configurationFile=file:$ROOT/conf/log4j2.properties" \
@@ -46,4 +49,7 @@ status=0
   "${spark_options[@]}" \
   --py-files "$zip" \
   "$ROOT/jobs/main.py" "$@" || status=$?
+if [ -s "$errors" ]; then
+  cat "$errors" >&2
+fi
 exit "$status"

@@ -9,6 +9,7 @@ from __future__ import annotations
 import argparse
 import datetime as dt
 import logging
+import os
 import sys
 from typing import Callable
 
@@ -74,12 +75,26 @@ def setup_logging(level: str) -> None:
     logging.getLogger("py4j").setLevel(logging.WARNING)
 
 
+def report_error(line: str) -> None:
+    """The one-line error for whoever ran the job.
+
+    Under spark-submit the driver's stderr is merged into the JVM's stdout, so submit.sh passes
+    SETLIST_ERROR_FILE and prints that file to its own stderr after spark-submit returns.
+    """
+    target = os.environ.get("SETLIST_ERROR_FILE")
+    if target:
+        with open(target, "a", encoding="utf-8") as out:
+            out.write(line + "\n")
+    else:
+        print(line, file=sys.stderr, flush=True)
+
+
 def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else argv
     try:
         args, cfg = parse(argv)
     except ConfigError as exc:
-        print(f"setlist: error: {exc}", file=sys.stderr)
+        report_error(f"setlist: error: {exc}")
         return exc.exit_code
     setup_logging(cfg.log_level)
     from jobs.session import get_spark
@@ -91,12 +106,12 @@ def main(argv: list[str] | None = None) -> int:
         return 0
     except SetlistError as exc:
         log.error("%s failed: %s", args.job, exc)
-        print(f"setlist {args.job}: error: {exc}", file=sys.stderr)
+        report_error(f"setlist {args.job}: error: {exc}")
         return exc.exit_code
     except Exception as exc:  # noqa: BLE001 - the trace goes to the log, one line to the scheduler
         log.exception("%s failed", args.job)
-        print(f"setlist {args.job}: error: {type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}",
-              file=sys.stderr)
+        first_line = str(exc).strip().splitlines()[0] if str(exc).strip() else ""
+        report_error(f"setlist {args.job}: error: {type(exc).__name__}: {first_line} (trace in the log above)")
         return 1
     finally:
         if spark is not None:

@@ -87,11 +87,11 @@ def under_spark_submit() -> bool:
 
 def get_spark(cfg: Config) -> SparkSession:
     """The session for a job: the one spark-submit started, or a new one on cfg.spark.master."""
-    builder = SparkSession.builder.appName(cfg.spark.app_name)
+    builder = SparkSession.builder
     for key, value in spark_conf(cfg).items():
         builder = builder.config(key, value)
-    if not under_spark_submit():
-        builder = builder.master(cfg.spark.master)
+    if not under_spark_submit():  # else spark-submit already set master, name and jars
+        builder = builder.master(cfg.spark.master).appName(cfg.spark.app_name)
         jars = cached_jars(cfg.spark.packages) or resolve_jars(cfg.spark.packages)
         builder = builder.config("spark.jars", ",".join(jars))
     spark = builder.getOrCreate()
