@@ -89,6 +89,69 @@ class CleanConf:
 
 
 @dataclass(frozen=True)
+class EmbedConf:
+    engine: str = field(default="gensim", metadata=_choices("gensim", "spark"))
+    vector_size: int = 32
+    window: int = 5
+    # Tracks played fewer times than this in the history are left out (and counted).
+    min_count: int = 3
+    negative: int = 5
+    epochs: int = 5
+    learning_rate: float = 0.025
+    seed: int = 7
+    # Plays of the last N days up to the run date train the model; 0 means all history.
+    history_days: int = 90
+
+
+@dataclass(frozen=True)
+class ClusterConf:
+    algorithm: str = field(default="kmeans", metadata=_choices("kmeans", "bisecting"))
+    # 0: choose k in [k_min, k_max] by silhouette (ClusteringEvaluator).
+    k: int = 0
+    k_min: int = 4
+    k_max: int = 12
+    max_iter: int = 30
+    seed: int = 7
+    label_artists: int = 3
+    # Number of user taste segments.
+    segments: int = 8
+    # Weight of a play in a user's taste halves every N days back from the run date; 0: no decay.
+    recency_half_life_days: float = 30.0
+
+
+@dataclass(frozen=True)
+class AlsConf:
+    rank: int = 32
+    reg_param: float = 0.05
+    alpha: float = 10.0
+    max_iter: int = 10
+    # Confidence from play counts: log (1 + log1p(count)) or linear (count).
+    confidence: str = field(default="log", metadata=_choices("log", "linear"))
+    recency_half_life_days: float = 0.0
+    checkpoint_interval: int = 5
+    history_days: int = 90
+    seed: int = 7
+    # Grid search: when any list is non-empty, every combination (missing lists take the single value
+    # above) is trained on plays before a validation window of validation_days and scored by
+    # grid_metric@evaluate.k on it; the best is retrained on everything.
+    grid_ranks: list[int] = field(default_factory=list)
+    grid_reg_params: list[float] = field(default_factory=list)
+    grid_alphas: list[float] = field(default_factory=list)
+    validation_days: int = 1
+    grid_metric: str = field(default="ndcg", metadata=_choices("ndcg", "recall", "map", "hit_rate"))
+
+
+@dataclass(frozen=True)
+class EvaluateConf:
+    k: int = 10
+    # The last test_days days up to the run date are the test window; plays before it train.
+    test_days: int = 1
+    # item2vec baseline: neighbours of the user's last N distinct tracks.
+    recent_tracks: int = 5
+    neighbours: int = 50
+
+
+@dataclass(frozen=True)
 class Config:
     warehouse: str
     raw_path: str
@@ -97,6 +160,10 @@ class Config:
     generate: GenerateConf = field(default_factory=GenerateConf)
     ingest: IngestConf = field(default_factory=IngestConf)
     clean: CleanConf = field(default_factory=CleanConf)
+    embed: EmbedConf = field(default_factory=EmbedConf)
+    cluster: ClusterConf = field(default_factory=ClusterConf)
+    als: AlsConf = field(default_factory=AlsConf)
+    evaluate: EvaluateConf = field(default_factory=EvaluateConf)
     # Where the config came from, for messages; not a key of the file.
     source: str = field(default="<defaults>", compare=False, metadata={"internal": True})
 
@@ -214,7 +281,32 @@ def _check_values(cfg: Config) -> None:
         "generate.events": cfg.generate.events, "generate.days": cfg.generate.days,
         "generate.files_per_day": cfg.generate.files_per_day,
         "clean.session_gap_minutes": cfg.clean.session_gap_minutes,
+        "embed.vector_size": cfg.embed.vector_size, "embed.window": cfg.embed.window,
+        "embed.min_count": cfg.embed.min_count, "embed.negative": cfg.embed.negative,
+        "embed.epochs": cfg.embed.epochs, "embed.learning_rate": cfg.embed.learning_rate,
+        "cluster.k_min": cfg.cluster.k_min, "cluster.max_iter": cfg.cluster.max_iter,
+        "cluster.label_artists": cfg.cluster.label_artists, "cluster.segments": cfg.cluster.segments,
+        "als.rank": cfg.als.rank, "als.alpha": cfg.als.alpha, "als.max_iter": cfg.als.max_iter,
+        "als.checkpoint_interval": cfg.als.checkpoint_interval, "als.validation_days": cfg.als.validation_days,
+        "evaluate.k": cfg.evaluate.k, "evaluate.test_days": cfg.evaluate.test_days,
+        "evaluate.recent_tracks": cfg.evaluate.recent_tracks, "evaluate.neighbours": cfg.evaluate.neighbours,
     }
+    non_negative = {
+        "embed.history_days": cfg.embed.history_days, "als.history_days": cfg.als.history_days,
+        "cluster.k": cfg.cluster.k, "cluster.recency_half_life_days": cfg.cluster.recency_half_life_days,
+        "als.reg_param": cfg.als.reg_param, "als.recency_half_life_days": cfg.als.recency_half_life_days,
+    }
+    for key, value in non_negative.items():
+        if value < 0:
+            raise ConfigError(f"{src}: {key}: must not be negative, got {value}")
+    if cfg.cluster.k == 1 or (cfg.cluster.k == 0 and not 2 <= cfg.cluster.k_min <= cfg.cluster.k_max):
+        raise ConfigError(f"{src}: cluster.k: k must be 0 (choose in k_min..k_max, 2 <= k_min <= k_max) or >= 2; "
+                          f"got k={cfg.cluster.k}, k_min={cfg.cluster.k_min}, k_max={cfg.cluster.k_max}")
+    for key, values in {"als.grid_ranks": cfg.als.grid_ranks, "als.grid_reg_params": cfg.als.grid_reg_params,
+                        "als.grid_alphas": cfg.als.grid_alphas}.items():
+        for i, v in enumerate(values):
+            if v < 0 or (key == "als.grid_ranks" and v == 0):
+                raise ConfigError(f"{src}: {key}[{i}]: must be positive, got {v}")
     for key, value in positive.items():
         if value <= 0:
             raise ConfigError(f"{src}: {key}: must be positive, got {value}")

@@ -102,3 +102,58 @@ SILVER_CLEAN_RUNS = Table(
 )
 
 ALL_TABLES = (BRONZE_LISTENS, SILVER_PLAYS, SILVER_USERS, SILVER_TRACKS, SILVER_QUARANTINE, SILVER_CLEAN_RUNS)
+
+VEC = T.ArrayType(T.FloatType())
+
+GOLD_TRACK_EMBEDDINGS = Table(
+    "gold", "track_embeddings",
+    _schema(("run_date", D), ("track_idx", I), ("track_id", S), ("vector", VEC), ("plays", L),
+            ("model_version", S)),
+    partition_by=("run_date",),
+    doc="Word2Vec (item2vec) vector of every track played at least embed.min_count times.",
+)
+
+GOLD_TRACK_CLUSTERS = Table(
+    "gold", "track_clusters",
+    _schema(("run_date", D), ("track_idx", I), ("track_id", S), ("cluster", I), ("distance", DBL),
+            ("cluster_label", S), ("algorithm", S), ("k", I)),
+    partition_by=("run_date",),
+    doc="Each embedded track's cluster, its distance to the centre, and the cluster's label (top artists).",
+)
+
+GOLD_USER_SEGMENTS = Table(
+    "gold", "user_segments",
+    _schema(("run_date", D), ("user_idx", I), ("user_id", S), ("segment", I), ("distance", DBL),
+            ("taste", VEC), ("plays", L)),
+    partition_by=("run_date",),
+    doc="Each user's taste vector (recency- and play-weighted mean of embeddings) and its segment.",
+)
+
+GOLD_ALS_USER_FACTORS = Table(
+    "gold", "als_user_factors",
+    _schema(("run_date", D), ("user_idx", I), ("factors", VEC), ("model_version", S)),
+    partition_by=("run_date",),
+)
+
+GOLD_ALS_ITEM_FACTORS = Table(
+    "gold", "als_item_factors",
+    _schema(("run_date", D), ("track_idx", I), ("factors", VEC), ("model_version", S)),
+    partition_by=("run_date",),
+)
+
+GOLD_MODELS = Table(
+    "gold", "models",
+    _schema(("run_date", D), ("model", S), ("version", S), ("backend", S), ("world_size", I),
+            ("params", S), ("metrics", S), ("path", S), ("created_at", TS)),
+    doc="One row per trained model: parameters and validation metrics as JSON, where it is stored.",
+)
+
+GOLD_METRICS = Table(
+    "gold", "metrics",
+    _schema(("run_date", D), ("model", S), ("metric", S), ("k", I), ("value", DBL), ("users", L)),
+    partition_by=("run_date",),
+    doc="Offline evaluation: every candidate source and baseline, every metric at k.",
+)
+
+ALL_TABLES = ALL_TABLES + (GOLD_TRACK_EMBEDDINGS, GOLD_TRACK_CLUSTERS, GOLD_USER_SEGMENTS, GOLD_ALS_USER_FACTORS,
+                           GOLD_ALS_ITEM_FACTORS, GOLD_MODELS, GOLD_METRICS)

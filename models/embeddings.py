@@ -1,0 +1,72 @@
+"""Track embeddings by Word2Vec over listening sessions (item2vec): each session is a sentence of
+track ids in play order. Two engines with one output, (track_idx, vector):
+
+- gensim: skip-gram with negative sampling. Its corpus is re-iterable and streams sessions from a
+  source the caller provides (Spark's toLocalIterator over a stored table), one partition at a time,
+  once for the vocabulary and once per epoch; no list of all sessions is ever built.
+- spark: MLlib's distributed Word2Vec (skip-gram with hierarchical softmax) on the executors.
+
+Neighbours: cosine top-N of a block of query vectors against the whole matrix, for use per task.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Callable, Iterable, Iterator
+
+import numpy as np
+
+
+@dataclass(frozen=True)
+class Word2VecParams:
+    vector_size: int
+    window: int
+    min_count: int
+    negative: int
+    epochs: int
+    learning_rate: float
+    seed: int
+
+
+class SessionCorpus:
+    """A re-iterable corpus: every pass calls `open_sessions()` for a fresh stream of token lists."""
+
+    def __init__(self, open_sessions: Callable[[], Iterable[list[str]]]):
+        self._open = open_sessions
+
+    def __iter__(self) -> Iterator[list[str]]:
+        yield from self._open()
+
+
+def train_gensim(corpus: SessionCorpus, p: Word2VecParams) -> tuple[np.ndarray, np.ndarray]:
+    """(track_idx array, float32 matrix) from gensim skip-gram with negative sampling."""
+    from gensim.models import Word2Vec
+    # One worker thread: gensim's result is then a function of the seed and the corpus order.
+    model = Word2Vec(sentences=corpus, vector_size=p.vector_size, window=p.window, min_count=p.min_count,
+                     sg=1, negative=p.negative, hs=0, epochs=p.epochs, alpha=p.learning_rate, seed=p.seed,
+                     workers=1, sample=0)
+    keys = np.array([int(k) for k in model.wv.index_to_key], dtype=np.int64)
+    return keys, model.wv.vectors.astype(np.float32)
+
+
+def normalise_rows(matrix: np.ndarray) -> np.ndarray:
+    norms = np.linalg.norm(matrix, axis=1, keepdims=True)
+    return matrix / np.where(norms == 0, 1.0, norms)
+
+
+def top_neighbours(queries: np.ndarray, matrix: np.ndarray, n: int, exclude_self: np.ndarray | None = None
+                   ) -> tuple[np.ndarray, np.ndarray]:
+    """Indices into `matrix` rows and cosine similarities of each query's n nearest rows.
+
+    exclude_self: for each query, the row index of the query itself in `matrix` (or -1).
+    """
+    q = normalise_rows(queries.astype(np.float32))
+    m = normalise_rows(matrix.astype(np.float32))
+    sims = q @ m.T
+    if exclude_self is not None:
+        rows = np.flatnonzero(exclude_self >= 0)
+        sims[rows, exclude_self[rows]] = -np.inf
+    n = min(n, m.shape[0] - (1 if exclude_self is not None else 0))
+    part = np.argpartition(-sims, kth=max(n - 1, 0), axis=1)[:, :n]
+    part_sims = np.take_along_axis(sims, part, axis=1)
+    order = np.argsort(-part_sims, axis=1, kind="stable")
+    return np.take_along_axis(part, order, axis=1), np.take_along_axis(part_sims, order, axis=1)
