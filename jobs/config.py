@@ -147,7 +147,7 @@ class EvaluateConf:
     # The last test_days days up to the run date are the test window; plays before it train.
     test_days: int = 1
     # item2vec baseline: neighbours of the user's last N distinct tracks.
-    recent_tracks: int = 5
+    recent_tracks: int = 10
     neighbours: int = 50
 
 

@@ -35,16 +35,20 @@ def _date(text: str) -> dt.date:
 
 def _jobs() -> dict[str, Callable]:
     # Imported lazily: a config error must not wait for pyspark/delta imports.
-    from jobs import clean, generate, ingest, tables_report
+    from jobs import als, clean, cluster, embed, evaluate, generate, ingest, tables_report
     return {
         "generate": lambda spark, cfg, a: generate.run(spark, cfg, a.date),
         "ingest": lambda spark, cfg, a: ingest.run(spark, cfg, _need_date(a), a.format),
         "clean": lambda spark, cfg, a: clean.run(spark, cfg, _need_date(a)),
+        "embed": lambda spark, cfg, a: embed.run(spark, cfg, _need_date(a)),
+        "cluster": lambda spark, cfg, a: cluster.run(spark, cfg, _need_date(a)),
+        "als": lambda spark, cfg, a: als.run(spark, cfg, _need_date(a)),
+        "evaluate": lambda spark, cfg, a: evaluate.run(spark, cfg, _need_date(a)),
         "tables": lambda spark, cfg, a: tables_report.run(spark, cfg),
     }
 
 
-JOB_NAMES = ("generate", "ingest", "clean", "tables")
+JOB_NAMES = ("generate", "ingest", "clean", "embed", "cluster", "als", "evaluate", "tables")
 
 
 def _need_date(args) -> dt.date:
@@ -72,7 +76,8 @@ def parse(argv: list[str]) -> tuple[argparse.Namespace, Config]:
 def setup_logging(level: str) -> None:
     logging.basicConfig(level=getattr(logging, level), stream=sys.stderr,
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s", force=True)
-    logging.getLogger("py4j").setLevel(logging.WARNING)
+    for chatty in ("py4j", "gensim", "smart_open"):
+        logging.getLogger(chatty).setLevel(logging.WARNING)
 
 
 def report_error(line: str) -> None:

@@ -1,0 +1,77 @@
+"""Candidate sources and baselines: each turns plays (and a model) into scored (user_idx, track_idx,
+score) rows. evaluate ranks every one of them the same way; recommend blends them."""
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+from pyspark.sql import DataFrame, SparkSession, Window
+from pyspark.sql import functions as F
+
+from models.embeddings import top_neighbours
+
+
+def track_popularity(plays: DataFrame) -> DataFrame:
+    """(track_idx, plays)."""
+    return plays.groupBy("track_idx").agg(F.count("*").alias("plays"))
+
+
+def popular(plays: DataFrame, users: DataFrame, n: int) -> DataFrame:
+    """Global popularity: the same n most played tracks for every user."""
+    top = (track_popularity(plays).orderBy(F.desc("plays"), "track_idx").limit(n)
+           .select("track_idx", F.col("plays").cast("double").alias("score")))
+    return users.select("user_idx").crossJoin(F.broadcast(top))
+
+
+def most_played(plays: DataFrame, users: DataFrame, n: int) -> DataFrame:
+    """Each user's own most played tracks (ties: more recent first)."""
+    per_user = (plays.join(users.select("user_idx"), "user_idx")
+                .groupBy("user_idx", "track_idx").agg(F.count("*").alias("n"), F.max("ts").alias("last")))
+    ranked = per_user.withColumn("r", F.row_number().over(
+        Window.partitionBy("user_idx").orderBy(F.desc("n"), F.desc("last"), "track_idx")))
+    # Score: play count, with the recency tie-break folded in as a fraction below one play.
+    return (ranked.where(F.col("r") <= n)
+            .select("user_idx", "track_idx", (F.col("n") + 1.0 / (F.col("r") + 1.0)).alias("score")))
+
+
+def recent_tracks(plays: DataFrame, users: DataFrame, n: int) -> DataFrame:
+    """(user_idx, track_idx, recency_rank): each user's last n distinct tracks, 1 = latest."""
+    last = (plays.join(users.select("user_idx"), "user_idx")
+            .groupBy("user_idx", "track_idx").agg(F.max("ts").alias("last")))
+    ranked = last.withColumn("recency_rank", F.row_number().over(
+        Window.partitionBy("user_idx").orderBy(F.desc("last"), "track_idx")))
+    return ranked.where(F.col("recency_rank") <= n).drop("last")
+
+
+def neighbour_table(spark: SparkSession, embeddings: DataFrame, n: int) -> DataFrame:
+    """(track_idx, neighbour_idx, similarity): each embedded track's n nearest by cosine, itself
+    first (similarity 1: a listener's recent track is a fair candidate for tomorrow too).
+
+    The matrix is broadcast once; each task scores its own block of query tracks against it."""
+    local = embeddings.select("track_idx", "vector").toPandas()
+    keys = local["track_idx"].to_numpy(dtype=np.int64)
+    matrix = np.stack(local["vector"].to_numpy()).astype(np.float32) if len(local) else np.zeros((0, 1), np.float32)
+    shared = spark.sparkContext.broadcast((keys, matrix))
+
+    def neighbours(batches):
+        keys_, matrix_ = shared.value
+        for block in batches:
+            if block.empty:
+                continue
+            queries = np.stack(block["vector"].to_numpy()).astype(np.float32)
+            idx, sims = top_neighbours(queries, matrix_, n)
+            yield pd.DataFrame({
+                "track_idx": np.repeat(block["track_idx"].to_numpy(dtype=np.int32), idx.shape[1]),
+                "neighbour_idx": keys_[idx.ravel()].astype(np.int32),
+                "similarity": sims.ravel().astype(np.float64),
+            })
+
+    return embeddings.select("track_idx", "vector").mapInPandas(
+        neighbours, "track_idx int, neighbour_idx int, similarity double")
+
+
+def item2vec(neighbours: DataFrame, recent: DataFrame) -> DataFrame:
+    """Neighbours of each user's recent tracks; a candidate's score sums its similarity to each
+    recent track, weighted 1/rank of that track's recency."""
+    joined = recent.join(neighbours, "track_idx")
+    return (joined.groupBy("user_idx", F.col("neighbour_idx").alias("track_idx"))
+            .agg(F.sum(F.col("similarity") / F.col("recency_rank")).alias("score")))

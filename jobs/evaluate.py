@@ -1,0 +1,127 @@
+"""evaluate: every candidate source and baseline, ranked and scored the same way on a temporal split.
+
+For run date D: plays before the last evaluate.test_days days (up to D) train, plays within them
+test. Each source ranks the whole catalogue for every test user with history (full ranking, no
+sampled negatives) and keeps K = evaluate.k:
+- popularity: global most played tracks;
+- most_played: the user's own most played tracks (a strong baseline on music data);
+- item2vec: neighbours of the user's recent tracks in Word2Vec embeddings trained on the train plays;
+- als: implicit ALS trained on the train plays with the configured hyperparameters.
+Metrics (udfs.metrics): recall, precision, NDCG, MAP, hit rate at K; catalogue coverage; intra-list
+diversity (distinct artists share, mean pairwise embedding cosine distance); novelty (mean
+self-information of recommended tracks under train popularity). Results replace D's rows of
+gold.metrics and are printed as a table.
+"""
+from __future__ import annotations
+
+import datetime as dt
+import logging
+
+from pyspark.sql import DataFrame, SparkSession
+from pyspark.sql import functions as F
+
+from jobs import als as als_job
+from jobs import candidates, delta_io, embed
+from jobs.config import Config, join_path
+from jobs.errors import InputError
+from jobs.scoring import ranked_lists, score_lists, temporal_split, truth_of
+from jobs.tables import GOLD_METRICS, SILVER_PLAYS, SILVER_TRACKS
+from udfs.metrics import RANKING_METRICS, novelty
+
+log = logging.getLogger("setlist.evaluate")
+
+
+def beyond_accuracy(lists: DataFrame, train: DataFrame, tracks: DataFrame, embeddings: DataFrame, k: int
+                    ) -> dict[str, float]:
+    """Coverage, artist diversity, embedding diversity and novelty of ranked lists (user_idx, recs)."""
+    catalogue = train.select("track_idx").distinct().count()
+    popularity = candidates.track_popularity(train)
+    total = train.count()
+    info = popularity.select("track_idx", (-F.log2(F.col("plays") / F.lit(total))).alias("info"))
+    info_map = info.agg(F.map_from_entries(F.collect_list(F.struct("track_idx", "info"))).alias("m"))
+    top = lists.select("user_idx", F.slice("recs", 1, k).alias("recs"))
+    exploded = top.select("user_idx", F.posexplode("recs").alias("pos", "track_idx"))
+    covered = exploded.select("track_idx").distinct().count()
+    artists = (exploded.join(tracks.select("track_idx", "artist_name"), "track_idx")
+               .groupBy("user_idx").agg((F.countDistinct("artist_name") / F.count("*")).alias("d")))
+    vectors = exploded.join(embeddings.select("track_idx", "vector"), "track_idx")
+    a, b = vectors.alias("a"), vectors.alias("b")
+    pairs = a.join(b, (F.col("a.user_idx") == F.col("b.user_idx")) & (F.col("a.pos") < F.col("b.pos")))
+    dot = F.aggregate(F.zip_with("a.vector", "b.vector", lambda x, y: x * y), F.lit(0.0), lambda s, v: s + v)
+    norm_a = F.sqrt(F.aggregate(F.transform("a.vector", lambda x: x * x), F.lit(0.0), lambda s, v: s + v))
+    norm_b = F.sqrt(F.aggregate(F.transform("b.vector", lambda x: x * x), F.lit(0.0), lambda s, v: s + v))
+    distance = pairs.select(F.col("a.user_idx").alias("user_idx"),
+                            (1.0 - dot / F.greatest(norm_a * norm_b, F.lit(1e-12))).alias("dist"))
+    per_user_distance = distance.groupBy("user_idx").agg(F.avg("dist").alias("d"))
+    novel = top.crossJoin(info_map).select(novelty(F.col("recs"), F.col("m"), k).alias("n"))
+    return {
+        "coverage": covered / catalogue if catalogue else 0.0,
+        "diversity_artists": float(artists.agg(F.avg("d")).first()[0] or 0.0),
+        "diversity_embedding": float(per_user_distance.agg(F.avg("d")).first()[0] or 0.0),
+        "novelty": float(novel.agg(F.avg("n")).first()[0] or 0.0),
+    }
+
+
+def source_lists(spark: SparkSession, cfg: Config, train: DataFrame, users: DataFrame, day: dt.date,
+                 embeddings: DataFrame) -> dict[str, DataFrame]:
+    k, conf = cfg.evaluate.k, cfg.evaluate
+    neighbours = candidates.neighbour_table(spark, embeddings, conf.neighbours)
+    recent = candidates.recent_tracks(train, users, conf.recent_tracks)
+    pairs = als_job.interactions(train, day, cfg.als).persist()
+    params = als_job.AlsParams(cfg.als.rank, cfg.als.reg_param, cfg.als.alpha)
+    als_model = als_job.fit(pairs, params, cfg.als)
+    return {
+        "popularity": ranked_lists(candidates.popular(train, users, k), k),
+        "most_played": ranked_lists(candidates.most_played(train, users, k), k),
+        "item2vec": ranked_lists(candidates.item2vec(neighbours, recent), k),
+        "als": als_job.top_n(als_model, users, k),
+    }
+
+
+def run(spark: SparkSession, cfg: Config, day: dt.date) -> dict:
+    conf, k = cfg.evaluate, cfg.evaluate.k
+    spark.sparkContext.setCheckpointDir(join_path(cfg.warehouse, "_checkpoints", "evaluate"))
+    plays = delta_io.read(spark, cfg, SILVER_PLAYS)
+    train, test = temporal_split(plays, day, conf.test_days)
+    train = embed.history(train, day, 0).persist()
+    truth = truth_of(test, train).persist()
+    try:
+        users = truth.select("user_idx")
+        if truth.isEmpty():
+            raise InputError(f"evaluate {day}: no user with plays both in the test window (last "
+                             f"{conf.test_days} day(s), evaluate.test_days) and before it")
+        log.info("evaluate %s: %d test users, %d train plays", day, truth.count(), train.count())
+        embeddings = embed.train(spark, train, cfg.embed,
+                                 join_path(cfg.warehouse, "_scratch", "evaluate", day.isoformat())).persist()
+        tracks = delta_io.read(spark, cfg, SILVER_TRACKS)
+        results: dict[str, dict[str, float]] = {}
+        for name, lists in source_lists(spark, cfg, train, users, day, embeddings).items():
+            lists = lists.persist()
+            results[name] = score_lists(lists, truth, k) | beyond_accuracy(lists, train, tracks, embeddings, k)
+            lists.unpersist()
+            log.info("evaluate %s: %s ndcg@%d %.4f recall@%d %.4f", day, name, k, results[name]["ndcg"], k,
+                     results[name]["recall"])
+        embeddings.unpersist()
+    finally:
+        train.unpersist()
+        truth.unpersist()
+    write_metrics(spark, cfg, day, k, results)
+    print(format_table(results, k), flush=True)
+    return results
+
+
+def write_metrics(spark: SparkSession, cfg: Config, day: dt.date, k: int, results: dict) -> None:
+    rows = [(day, model, metric, k, float(value), int(values["users"]))
+            for model, values in results.items() for metric, value in values.items() if metric != "users"]
+    frame = spark.createDataFrame(rows, "run_date date, model string, metric string, k int, value double, users long")
+    delta_io.replace_date(frame, cfg, GOLD_METRICS, "run_date", day)
+
+
+def format_table(results: dict, k: int) -> str:
+    metrics = [m for m in next(iter(results.values())) if m != "users"]
+    names = [f"{m}@{k}" if m in RANKING_METRICS else m for m in metrics]
+    width = max(len(n) for n in names) + 2
+    lines = [f"{'model':<12}" + "".join(f"{n:>{width}}" for n in names)]
+    for model, values in results.items():
+        lines.append(f"{model:<12}" + "".join(f"{values[m]:>{width}.4f}" for m in metrics))
+    return "\n".join(lines)

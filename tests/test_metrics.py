@@ -1,0 +1,80 @@
+"""Ranking metrics: hand-computed small cases, and agreement with Spark's RankingEvaluator."""
+from __future__ import annotations
+
+import math
+import random
+
+import pytest
+from pyspark.ml.evaluation import RankingEvaluator
+from pyspark.sql import functions as F
+
+from jobs.scoring import ranked_lists, score_lists, temporal_split, truth_of
+from udfs.metrics import METRIC_COLUMNS, novelty
+
+
+def metrics_of(spark, recs, truth, k):
+    df = spark.createDataFrame([(recs, truth)], "recs array<int>, truth array<int>")
+    row = df.select(*[fn(F.col("recs"), F.col("truth"), k).alias(n) for n, fn in METRIC_COLUMNS.items()]).first()
+    return row.asDict()
+
+
+def test_hand_computed_values(spark):
+    got = metrics_of(spark, [1, 2, 3, 4, 5], [2, 5, 9], 5)
+    dcg = 1 / math.log2(3) + 1 / math.log2(6)
+    idcg = 1 + 1 / math.log2(3) + 1 / math.log2(4)
+    assert got == pytest.approx({"recall": 2 / 3, "precision": 0.4, "ndcg": dcg / idcg,
+                                 "map": (1 / 2 + 2 / 5) / 3, "hit_rate": 1.0})
+    got = metrics_of(spark, [1, 2, 3, 4, 5], [2, 5, 9], 2)
+    assert got == pytest.approx({"recall": 1 / 3, "precision": 0.5, "ndcg": (1 / math.log2(3)) / (1 + 1 / math.log2(3)),
+                                 "map": 0.5 / 2, "hit_rate": 1.0})
+    assert metrics_of(spark, [7, 8], [1], 2) == {"recall": 0.0, "precision": 0.0, "ndcg": 0.0, "map": 0.0,
+                                                 "hit_rate": 0.0}
+    assert metrics_of(spark, [1], [1], 10)["ndcg"] == pytest.approx(1.0)
+
+
+def test_agree_with_spark_ranking_evaluator(spark):
+    rng = random.Random(3)
+    rows = []
+    for u in range(60):
+        recs = rng.sample(range(40), 15)
+        truth = sorted(rng.sample(range(40), rng.randint(1, 8)))
+        rows.append((u, recs, truth))
+    df = spark.createDataFrame(rows, "user_idx int, recs array<int>, truth array<int>")
+    k = 10
+    ours = score_lists(df.select("user_idx", "recs"), df.select("user_idx", "truth"), k)
+    as_double = df.select(F.col("recs").cast("array<double>").alias("prediction"),
+                          F.col("truth").cast("array<double>").alias("label"))
+    for ours_name, spark_name in (("ndcg", "ndcgAtK"), ("map", "meanAveragePrecisionAtK"), ("recall", "recallAtK"),
+                                  ("precision", "precisionAtK")):
+        theirs = RankingEvaluator(metricName=spark_name, k=k, predictionCol="prediction", labelCol="label"
+                                  ).evaluate(as_double)
+        assert ours[ours_name] == pytest.approx(theirs, rel=1e-9), ours_name
+    assert ours["users"] == 60
+
+
+def test_users_without_a_list_score_zero_and_lists_rank_by_score(spark):
+    truth = spark.createDataFrame([(1, [5]), (2, [6])], "user_idx int, truth array<int>")
+    scored = spark.createDataFrame([(1, 5, 0.9), (1, 4, 0.95), (1, 3, 0.1)], "user_idx int, track_idx int, score double")
+    lists = ranked_lists(scored, 2)
+    assert [tuple(r) for r in lists.collect()] == [(1, [4, 5])]
+    got = score_lists(lists, truth, 2)
+    assert got["hit_rate"] == 0.5 and got["users"] == 2
+
+
+def test_novelty_is_mean_self_information(spark):
+    df = spark.createDataFrame([([1, 2],)], "recs array<int>").crossJoin(
+        spark.createDataFrame([({1: 1.0, 2: 3.0},)], "m map<int,double>"))
+    assert df.select(novelty(F.col("recs"), F.col("m"), 10)).first()[0] == pytest.approx(2.0)
+
+
+def test_temporal_split_and_truth(spark):
+    import datetime as dt
+    d = dt.date(2026, 1, 5)
+    plays = spark.createDataFrame([
+        (1, 10, dt.date(2026, 1, 3)), (1, 11, dt.date(2026, 1, 5)), (1, 11, dt.date(2026, 1, 5)),
+        (2, 12, dt.date(2026, 1, 5)),  # no history before the window: not a test user
+        (1, 13, dt.date(2026, 1, 6)),  # after the run date: ignored
+    ], "user_idx int, track_idx int, play_date date")
+    train, test = temporal_split(plays, d, 1)
+    assert train.count() == 1 and test.count() == 3
+    assert [tuple(r) for r in truth_of(test, train).collect()] == [(1, [11])]
