@@ -68,6 +68,8 @@ class GenerateConf:
     sequential_prob: float = 0.5
     # Probability that a play is one of the user's own favourites (repeat listening).
     repeat_prob: float = 0.25
+    # Probability that a freshly chosen track is by one of the user's loved artists (artist loyalty).
+    artist_loyalty: float = 0.4
     # Probability that a user is active on a given day.
     active_day_prob: float = 0.6
     # Zipf exponent of track popularity within a genre.
@@ -147,7 +149,7 @@ class EvaluateConf:
     # The last test_days days up to the run date are the test window; plays before it train.
     test_days: int = 1
     # item2vec baseline: neighbours of the user's last N distinct tracks.
-    recent_tracks: int = 10
+    recent_tracks: int = 20
     neighbours: int = 50
 
 
@@ -317,6 +319,7 @@ def _check_values(cfg: Config) -> None:
         "generate.sequential_prob": cfg.generate.sequential_prob,
         "generate.repeat_prob": cfg.generate.repeat_prob,
         "generate.active_day_prob": cfg.generate.active_day_prob,
+        "generate.artist_loyalty": cfg.generate.artist_loyalty,
     }
     for key, value in fractions.items():
         if not 0.0 <= value <= 1.0:

@@ -29,8 +29,8 @@ def run(spark: SparkSession, cfg: Config, end_date: dt.date | None = None) -> di
     end = end_date or g.end_date
     start = end - dt.timedelta(days=g.days - 1)
     params = WorldParams(g.seed, g.tracks, g.artists, g.genres, g.mbid_fraction, g.popularity_exponent)
-    behaviour = Behaviour(g.days, g.events / g.users, g.sequential_prob, g.repeat_prob, g.active_day_prob,
-                          g.dirty_fraction, g.listenbrainz_fraction)
+    behaviour = Behaviour(g.days, g.events / g.users, g.sequential_prob, g.repeat_prob, g.artist_loyalty,
+                          g.active_day_prob, g.dirty_fraction, g.listenbrainz_fraction)
     seed, ts_floor = g.seed, cfg.clean.ts_floor
 
     def with_format(batches):

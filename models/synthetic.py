@@ -7,8 +7,8 @@ the same one from a few numbers and no event ever passes through the driver:
 - popularity within a genre follows a Zipf law;
 - every track has a planted successor (the next track of its artist's album), the order a next-track
   model can learn.
-A user is also a pure function of (seed, user): a taste (a main genre and a second one), a set of
-favourites for repeat listening, a level of activity and the client (log format) they use.
+A user is also a pure function of (seed, user): a taste (a main genre and a second one, and a few
+loved artists of the main genre they keep coming back to), a set of favourite tracks for repeat listening, a level of activity and the client (log format) they use.
 Their days are active or not; an active day holds sessions separated by more than half an hour, each
 session a walk that follows successors, returns to favourites, or samples the taste.
 
@@ -59,6 +59,7 @@ class Behaviour:
     events_per_user: float
     sequential_prob: float
     repeat_prob: float
+    artist_loyalty: float
     active_day_prob: float
     dirty_fraction: float
     listenbrainz_fraction: float
@@ -87,6 +88,8 @@ class World:
         # Position of each track on its artist's "album", and its successor: the next one, wrapping.
         starts = np.searchsorted(track_artist, np.arange(p.artists))
         counts = np.bincount(track_artist, minlength=p.artists)
+        self.artist_start, self.artist_count = starts, counts
+        self.genre_artists = [np.flatnonzero(self.artist_genre == g) for g in range(p.genres)]
         self.track_number = np.arange(p.tracks) - starts[track_artist]
         nxt = np.arange(p.tracks) + 1
         wrap = self.track_number + 1 >= counts[track_artist]
@@ -176,6 +179,8 @@ def user_lines(w: World, b: Behaviour, seed: int, user: int, start: dt.date, ts_
     main_genre = user % genres
     second_genre = (main_genre + 1 + rng.integers(0, max(1, genres - 1))) % genres if genres > 1 else main_genre
     favourites = w.sample_genre(rng, main_genre, 8)
+    candidates = w.genre_artists[main_genre]
+    loved_artists = rng.choice(candidates, size=min(5, len(candidates)), replace=False)
     activity = rng.lognormal(0.0, 0.5) / np.exp(0.125)  # mean 1
     per_active_day = b.events_per_user * activity / max(b.days * b.active_day_prob, 1e-9)
 
@@ -183,6 +188,9 @@ def user_lines(w: World, b: Behaviour, seed: int, user: int, start: dt.date, ts_
         main = rng.random(n) < 0.8
         out = w.sample_genre(rng, second_genre, n)
         out[main] = w.sample_genre(rng, main_genre, int(main.sum()))
+        loyal = rng.random(n) < b.artist_loyalty
+        artists = loved_artists[rng.integers(0, len(loved_artists), int(loyal.sum()))]
+        out[loyal] = w.artist_start[artists] + (rng.random(len(artists)) * w.artist_count[artists]).astype(np.int64)
         return out
 
     for d in range(b.days):

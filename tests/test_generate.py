@@ -34,7 +34,8 @@ def plays_of(behaviour: Behaviour, users=range(120)):
     return w, out
 
 
-CLEAN = Behaviour(days=10, events_per_user=150, sequential_prob=0.5, repeat_prob=0.2, active_day_prob=0.6,
+CLEAN = Behaviour(days=10, events_per_user=150, sequential_prob=0.5, repeat_prob=0.2, artist_loyalty=0.4,
+                  active_day_prob=0.6,
                   dirty_fraction=0.0, listenbrainz_fraction=0.5)
 
 
