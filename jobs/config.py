@@ -154,6 +154,37 @@ class EvaluateConf:
 
 
 @dataclass(frozen=True)
+class TrainConf:
+    backend: str = field(default="horovod", metadata=_choices("horovod", "torch-distributor"))
+    # Ranks (one Spark task each); each needs a free task slot on the cluster.
+    world_size: int = 2
+    # Tracks before the target in one training example (shorter histories are left-padded with 0).
+    window: int = 10
+    embed_dim: int = 32
+    hidden: int = 64
+    layers: int = 1
+    dropout: float = 0.0
+    # full softmax, or sampled softmax with num_sampled negatives (large catalogues).
+    loss: str = field(default="full", metadata=_choices("full", "sampled"))
+    num_sampled: int = 200
+    epochs: int = 4
+    batch_size: int = 256
+    # Per rank; the effective rate is learning_rate * world_size.
+    learning_rate: float = 0.002
+    # Initialise the track embedding from the run date's Word2Vec vectors when their size matches.
+    init_from_embeddings: bool = True
+    history_days: int = 90
+    # Examples whose target was played in the last N days validate; earlier ones train.
+    validation_days: int = 1
+    # Parquet files the training examples are written in (at least world_size, for the shards).
+    sequence_files: int = 8
+    # Validation examples scored for the report (a sample, spread over the executors).
+    eval_examples: int = 20000
+    export_onnx: bool = True
+    seed: int = 7
+
+
+@dataclass(frozen=True)
 class Config:
     warehouse: str
     raw_path: str
@@ -166,6 +197,7 @@ class Config:
     cluster: ClusterConf = field(default_factory=ClusterConf)
     als: AlsConf = field(default_factory=AlsConf)
     evaluate: EvaluateConf = field(default_factory=EvaluateConf)
+    train: TrainConf = field(default_factory=TrainConf)
     # Where the config came from, for messages; not a key of the file.
     source: str = field(default="<defaults>", compare=False, metadata={"internal": True})
 
@@ -292,12 +324,23 @@ def _check_values(cfg: Config) -> None:
         "als.checkpoint_interval": cfg.als.checkpoint_interval, "als.validation_days": cfg.als.validation_days,
         "evaluate.k": cfg.evaluate.k, "evaluate.test_days": cfg.evaluate.test_days,
         "evaluate.recent_tracks": cfg.evaluate.recent_tracks, "evaluate.neighbours": cfg.evaluate.neighbours,
+        "train.world_size": cfg.train.world_size, "train.window": cfg.train.window,
+        "train.embed_dim": cfg.train.embed_dim, "train.hidden": cfg.train.hidden, "train.layers": cfg.train.layers,
+        "train.num_sampled": cfg.train.num_sampled, "train.epochs": cfg.train.epochs,
+        "train.batch_size": cfg.train.batch_size, "train.learning_rate": cfg.train.learning_rate,
+        "train.validation_days": cfg.train.validation_days, "train.eval_examples": cfg.train.eval_examples,
     }
     non_negative = {
         "embed.history_days": cfg.embed.history_days, "als.history_days": cfg.als.history_days,
         "cluster.k": cfg.cluster.k, "cluster.recency_half_life_days": cfg.cluster.recency_half_life_days,
         "als.reg_param": cfg.als.reg_param, "als.recency_half_life_days": cfg.als.recency_half_life_days,
+        "train.history_days": cfg.train.history_days,
     }
+    if not 0 <= cfg.train.dropout < 1:
+        raise ConfigError(f"{src}: train.dropout: must be in [0, 1), got {cfg.train.dropout}")
+    if cfg.train.sequence_files < cfg.train.world_size:
+        raise ConfigError(f"{src}: train.sequence_files: {cfg.train.sequence_files} files cannot give each of "
+                          f"train.world_size={cfg.train.world_size} ranks a shard")
     for key, value in non_negative.items():
         if value < 0:
             raise ConfigError(f"{src}: {key}: must not be negative, got {value}")

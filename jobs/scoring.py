@@ -33,9 +33,10 @@ def ranked_lists(scored: DataFrame, k: int, score: str = "score") -> DataFrame:
             .select("user_idx", F.slice(F.transform("_r", lambda x: x["track_idx"]), 1, k).alias("recs")))
 
 
-def score_lists(recs: DataFrame, truth: DataFrame, k: int) -> dict[str, float]:
-    """Mean of every ranking metric at k over the users in `truth` (a user without a list scores 0)."""
-    joined = truth.join(recs, "user_idx", "left").withColumn(
+def score_lists(recs: DataFrame, truth: DataFrame, k: int, key: str = "user_idx") -> dict[str, float]:
+    """Mean of every ranking metric at k over the rows of `truth` (a row without a list scores 0).
+    Rows are users (key user_idx), or single next-track examples (any key)."""
+    joined = truth.join(recs, key, "left").withColumn(
         "recs", F.coalesce(F.col("recs"), F.array().cast("array<int>")))
     aggs = [F.avg(fn(F.col("recs"), F.col("truth"), k)).alias(name) for name, fn in METRIC_COLUMNS.items()]
     row = joined.agg(*aggs, F.count("*").alias("users")).first()

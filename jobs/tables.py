@@ -155,5 +155,14 @@ GOLD_METRICS = Table(
     doc="Offline evaluation: every candidate source and baseline, every metric at k.",
 )
 
-ALL_TABLES = ALL_TABLES + (GOLD_TRACK_EMBEDDINGS, GOLD_TRACK_CLUSTERS, GOLD_USER_SEGMENTS, GOLD_ALS_USER_FACTORS,
+GOLD_SEQUENCES = Table(
+    "gold", "sequences",
+    _schema(("run_date", D), ("split", S), ("user_idx", I), ("session_id", L), ("play_date", D),
+            ("x", T.ArrayType(I)), ("y", I)),
+    partition_by=("run_date", "split"),
+    doc="Next-track examples: the `train.window` tracks before a play (0-padded) and the play; "
+        "split train/valid by the play's date.",
+)
+
+ALL_TABLES = ALL_TABLES + (GOLD_SEQUENCES, GOLD_TRACK_EMBEDDINGS, GOLD_TRACK_CLUSTERS, GOLD_USER_SEGMENTS, GOLD_ALS_USER_FACTORS,
                            GOLD_ALS_ITEM_FACTORS, GOLD_MODELS, GOLD_METRICS)

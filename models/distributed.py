@@ -1,0 +1,178 @@
+"""Data-parallel training of the next-track LSTM, one process per rank, under either backend:
+
+- horovod: `hvd.DistributedOptimizer` averages gradients, parameters and optimizer state are
+  broadcast from rank 0, metrics averaged with `hvd.allreduce` (Gloo on CPU; NCCL where Horovod was
+  built with it and a GPU is present);
+- torch: `torch.distributed` with DistributedDataParallel, as started by Spark's TorchDistributor
+  (gloo on CPU, nccl on GPU).
+The device is chosen at run time: CUDA when the rank sees a GPU, else CPU; no code change.
+The learning rate is scaled by the world size. Rank 0 writes a checkpoint after every epoch
+(atomically: a temporary file renamed into place); a run that finds checkpoints resumes after the
+latest. Each rank reads only its own shard (models.feed).
+"""
+from __future__ import annotations
+
+import hashlib
+import os
+import re
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from models import feed
+from models.lstm import LstmParams, NextTrackLSTM, NextTrackObjective
+
+CHECKPOINT = re.compile(r"^epoch-(\d{4})\.pt$")
+
+
+@dataclass(frozen=True)
+class TrainSpec:
+    lstm: LstmParams
+    shards: list[list[str]]
+    steps_per_epoch: int
+    epochs: int
+    batch_size: int
+    learning_rate: float
+    loss: str                  # "full" | "sampled"
+    num_sampled: int
+    checkpoint_dir: str
+    seed: int
+    pretrained: dict[int, list[float]] = field(default_factory=dict)
+
+
+def latest_checkpoint(directory: str) -> tuple[int, Path] | None:
+    path = Path(directory)
+    if not path.is_dir():
+        return None
+    found = sorted((int(m.group(1)), path / name) for name in os.listdir(path) if (m := CHECKPOINT.match(name)))
+    return found[-1] if found else None
+
+
+def save_checkpoint(directory: str, epoch: int, model: torch.nn.Module, optimizer, history: list[float]) -> Path:
+    path = Path(directory)
+    path.mkdir(parents=True, exist_ok=True)
+    target = path / f"epoch-{epoch:04d}.pt"
+    tmp = path / f".epoch-{epoch:04d}.pt.tmp"
+    torch.save({"epoch": epoch, "model": model.state_dict(), "optimizer": optimizer.state_dict(),
+                "history": history}, tmp)
+    os.replace(tmp, target)
+    return target
+
+
+def parameter_digest(model: torch.nn.Module) -> str:
+    h = hashlib.sha256()
+    for name, tensor in sorted(model.state_dict().items()):
+        h.update(name.encode())
+        h.update(tensor.detach().cpu().contiguous().numpy().tobytes())
+    return h.hexdigest()
+
+
+class _Horovod:
+    name = "horovod"
+
+    def __init__(self):
+        import horovod.torch as hvd
+        hvd.init()
+        self.hvd = hvd
+        self.rank, self.size = hvd.rank(), hvd.size()
+        self.local_rank = hvd.local_rank()
+
+    def wrap(self, model, optimizer):
+        self.hvd.broadcast_parameters(model.state_dict(), root_rank=0)
+        self.hvd.broadcast_optimizer_state(optimizer, root_rank=0)
+        return model, self.hvd.DistributedOptimizer(optimizer, named_parameters=model.named_parameters())
+
+    def mean(self, value: float) -> float:
+        return float(self.hvd.allreduce(torch.tensor([value], dtype=torch.float64), op=self.hvd.Average)[0])
+
+    def broadcast(self, obj):
+        return self.hvd.broadcast_object(obj, root_rank=0)
+
+    def gather(self, obj) -> list:
+        return self.hvd.allgather_object(obj)
+
+    def close(self):
+        self.hvd.shutdown()
+
+
+class _Torch:
+    name = "torch-distributor"
+
+    def __init__(self):
+        import torch.distributed as dist
+        self.dist = dist
+        backend = "nccl" if torch.cuda.is_available() else "gloo"
+        dist.init_process_group(backend)
+        self.rank, self.size = dist.get_rank(), dist.get_world_size()
+        self.local_rank = int(os.environ.get("LOCAL_RANK", 0))
+
+    def wrap(self, model, optimizer):
+        from torch.nn.parallel import DistributedDataParallel
+        device_ids = [self.local_rank] if torch.cuda.is_available() else None
+        return DistributedDataParallel(model, device_ids=device_ids), optimizer
+
+    def mean(self, value: float) -> float:
+        t = torch.tensor([value], dtype=torch.float64)
+        self.dist.all_reduce(t)
+        return float(t[0]) / self.size
+
+    def broadcast(self, obj):
+        box = [obj]
+        self.dist.broadcast_object_list(box, src=0)
+        return box[0]
+
+    def gather(self, obj) -> list:
+        out = [None] * self.size
+        self.dist.all_gather_object(out, obj)
+        return out
+
+    def close(self):
+        self.dist.destroy_process_group()
+
+
+def train(spec: TrainSpec, backend: str) -> dict:
+    """Run on every rank. Returns, on every rank, this rank's view plus all ranks' parameter digests."""
+    ctx = _Horovod() if backend == "horovod" else _Torch()
+    try:
+        return _train(spec, ctx)
+    finally:
+        ctx.close()
+
+
+def _train(spec: TrainSpec, ctx) -> dict:
+    device = torch.device(f"cuda:{ctx.local_rank}" if torch.cuda.is_available() else "cpu")
+    torch.manual_seed(spec.seed)
+    torch.set_num_threads(max(1, (os.cpu_count() or 1) // ctx.size))
+    model = NextTrackLSTM(spec.lstm, {int(k): np.asarray(v) for k, v in spec.pretrained.items()}).to(device)
+    optimizer = torch.optim.Adam(model.parameters(), lr=spec.learning_rate * ctx.size)
+    start_epoch, history = 0, []
+    found = ctx.broadcast(latest_checkpoint(spec.checkpoint_dir) if ctx.rank == 0 else None)
+    if found is not None:
+        state = torch.load(found[1], map_location=device, weights_only=False)
+        model.load_state_dict(state["model"])
+        optimizer.load_state_dict(state["optimizer"])
+        start_epoch, history = state["epoch"], list(state["history"])
+    wrapped, optimizer = ctx.wrap(NextTrackObjective(model, spec.loss, spec.num_sampled), optimizer)
+    windows, targets = feed.read_shard(spec.shards[ctx.rank])
+    generator = torch.Generator(device=device).manual_seed(spec.seed + ctx.rank)
+    for epoch in range(start_epoch + 1, spec.epochs + 1):
+        wrapped.train()
+        total = 0.0
+        for x, y in feed.batches(windows, targets, spec.batch_size, spec.steps_per_epoch,
+                                 seed=spec.seed * 1000 + epoch * 10 + ctx.rank):
+            x_t, y_t = torch.as_tensor(x, device=device), torch.as_tensor(y, device=device)
+            optimizer.zero_grad()
+            loss = wrapped(x_t, y_t, generator)
+            loss.backward()
+            optimizer.step()
+            total += float(loss.detach())
+        history.append(ctx.mean(total / spec.steps_per_epoch))
+        if ctx.rank == 0:
+            save_checkpoint(spec.checkpoint_dir, epoch, model, optimizer, history)
+    digests = ctx.gather(parameter_digest(model))
+    return {"rank": ctx.rank, "world_size": ctx.size, "device": str(device), "backend": ctx.name,
+            "resumed_from": start_epoch, "loss_history": history, "digests": digests,
+            "spec": {k: v for k, v in asdict(spec).items() if k in ("epochs", "batch_size", "learning_rate", "loss",
+                                                                   "num_sampled", "steps_per_epoch")}}
