@@ -1,0 +1,100 @@
+"""The LSTM's data feed, sequences and distributed training under both backends (2 ranks, CPU, Gloo)."""
+from __future__ import annotations
+
+import datetime as dt
+
+import numpy as np
+import pytest
+from pyspark.sql import functions as F
+
+from jobs import delta_io
+from jobs.config import with_overrides
+from jobs.tables import GOLD_SEQUENCES
+from jobs.train import run_backend, sequences, split_files
+from models import feed
+from models.distributed import TrainSpec, latest_checkpoint
+from models.lstm import LstmParams
+
+DAY = dt.date(2026, 1, 5)
+VOCAB = 40
+WINDOW = 4
+
+
+def test_sequences_are_left_padded_windows_of_the_session_split_by_date(spark, base_cfg):
+    conf = with_overrides(base_cfg, ["train.window=3", "train.validation_days=1"]).train
+    plays = spark.createDataFrame([
+        (1, 100, 1, 7, dt.date(2026, 1, 4)), (1, 100, 2, 8, dt.date(2026, 1, 4)), (1, 100, 3, 9, dt.date(2026, 1, 4)),
+        (1, 100, 4, 10, dt.date(2026, 1, 4)), (1, 100, 5, 11, dt.date(2026, 1, 5)),
+        (2, 200, 1, 5, dt.date(2026, 1, 5)),  # a one-play session has no example
+    ], "user_idx int, session_id long, session_position int, track_idx int, play_date date")
+    got = sorted((r.y, r.x, r.split) for r in sequences(plays, DAY, conf).collect())
+    assert got == [(8, [0, 0, 7], "train"), (9, [0, 7, 8], "train"), (10, [7, 8, 9], "train"),
+                   (11, [8, 9, 10], "valid")]
+
+
+def test_deal_gives_disjoint_complete_balanced_shards():
+    files = [(f"f{i}", rows) for i, rows in enumerate([50, 40, 30, 20, 10, 10, 5])]
+    shards = feed.deal(files, 3)
+    flat = [f for shard in shards for f in shard]
+    assert sorted(flat) == sorted(f for f, _ in files) and len(flat) == len(set(flat))
+    loads = [sum(dict(files)[f] for f in shard) for shard in shards]
+    assert max(loads) - min(loads) <= 10
+
+
+@pytest.fixture(scope="module")
+def planted(spark, base_cfg, tmp_path_factory):
+    """A sequences table whose next track is always the last one plus one: learnable structure."""
+    root = tmp_path_factory.mktemp("train")
+    cfg = with_overrides(base_cfg, [f"warehouse={root / 'wh'}", f"raw_path={root / 'raw'}"])
+    rng = np.random.default_rng(0)
+    rows = []
+    for i in range(3000):
+        start = int(rng.integers(1, VOCAB - WINDOW - 1))
+        x = list(range(start, start + WINDOW))
+        rows.append((DAY, "train", i % 50, i, DAY, x, start + WINDOW))
+    frame = spark.createDataFrame(rows, GOLD_SEQUENCES.schema).repartition(6)
+    delta_io.replace_date(frame, cfg, GOLD_SEQUENCES, "run_date", DAY)
+    files = split_files(spark, cfg, DAY, "train")
+    return cfg, files, root
+
+
+def spec_for(files, root, name, epochs, world=2):
+    shard_plan = feed.plan(files, world, batch_size=64)
+    return TrainSpec(lstm=LstmParams(VOCAB, 16, 32, 1, 0.0), shards=shard_plan.shards,
+                     steps_per_epoch=shard_plan.steps_per_epoch, epochs=epochs, batch_size=64,
+                     learning_rate=0.01, loss="full", num_sampled=10, checkpoint_dir=str(root / name / "ckpt"), seed=3)
+
+
+def test_feed_shards_cover_the_snapshot_without_overlap(spark, planted):
+    cfg, files, _ = planted
+    shard_plan = feed.plan(files, 2, 64)
+    assert sorted(f for s in shard_plan.shards for f in s) == files and len(files) >= 2
+    assert not set(shard_plan.shards[0]) & set(shard_plan.shards[1])
+    assert sum(shard_plan.rows) == delta_io.read(spark, cfg, GOLD_SEQUENCES).count() == 3000
+    read = [feed.read_shard(s) for s in shard_plan.shards]
+    assert sum(len(y) for _, y in read) == 3000
+    assert all(x.shape[1] == WINDOW and (y == x[:, -1] + 1).all() for x, y in read)
+
+
+@pytest.mark.parametrize("backend", ["horovod", "torch-distributor"])
+def test_two_ranks_learn_and_end_with_identical_parameters(spark, planted, backend):
+    _, files, root = planted
+    results = run_backend(spark, spec_for(files, root, backend, epochs=3), backend, 2)
+    rank0 = next(r for r in results if r["rank"] == 0)
+    assert rank0["world_size"] == 2 and rank0["backend"] == backend and rank0["device"] == "cpu"
+    losses = rank0["loss_history"]
+    assert len(losses) == 3 and losses[-1] < losses[0] * 0.7
+    assert len(rank0["digests"]) == 2 and len(set(rank0["digests"])) == 1
+    if backend == "horovod":  # horovod.spark.run returns every rank's result
+        assert sorted(r["rank"] for r in results) == [0, 1]
+        assert {r["digests"][r["rank"]] for r in results} == set(rank0["digests"])
+
+
+def test_a_stopped_run_resumes_after_its_last_checkpoint(spark, planted):
+    _, files, root = planted
+    first = run_backend(spark, spec_for(files, root, "resume", epochs=1), "torch-distributor", 2)[0]
+    assert latest_checkpoint(str(root / "resume" / "ckpt"))[0] == 1 and first["resumed_from"] == 0
+    second = run_backend(spark, spec_for(files, root, "resume", epochs=3), "torch-distributor", 2)[0]
+    assert second["resumed_from"] == 1
+    assert second["loss_history"][0] == first["loss_history"][0] and len(second["loss_history"]) == 3
+    assert latest_checkpoint(str(root / "resume" / "ckpt"))[0] == 3
