@@ -1,10 +1,12 @@
 """Offline quality on generated data with planted structure: every source and baseline of
 `evaluate` on a temporal split (train on the days before the last, test on the last).
 
-    .venv/bin/python bench/quality.py [--days 6] [--users 300] [--workdir /tmp/setlist-bench-quality]
+    .venv/bin/python bench/quality.py [--days 6] [--users 300] [--next-track] [--workdir /tmp/setlist-bench-quality]
 
 Generates logs, ingests and cleans each day, then runs evaluate for the last day in one local
 session, and prints the metrics table with each source's NDCG@K as a ratio to global popularity's.
+With --next-track it also runs embed and train (the LSTM, conf's backend) for the last day and
+prints next-track hit rate and NDCG@K of the LSTM and its baselines on held-out sessions.
 """
 from __future__ import annotations
 
@@ -21,6 +23,7 @@ def main() -> None:
     parser.add_argument("--users", type=int, default=300)
     parser.add_argument("--events-per-user-day", type=int, default=25)
     parser.add_argument("--workdir", default="/tmp/setlist-bench-quality")
+    parser.add_argument("--next-track", action="store_true")
     parser.add_argument("--set", action="append", default=[])
     args = parser.parse_args()
     shutil.rmtree(args.workdir, ignore_errors=True)
@@ -43,6 +46,14 @@ def main() -> None:
     k = cfg.evaluate.k
     for name, values in results.items():
         print(f"{name:<12} ndcg@{k} {values['ndcg']:.4f}  x{values['ndcg'] / base:.2f} of popularity")
+    if args.next_track:
+        from jobs import embed, train
+        embed.run(spark, cfg, end)
+        outcome = train.run(spark, cfg, end)
+        print(f"next track ({cfg.train.backend}, {cfg.train.world_size} ranks, {cfg.train.epochs} epochs):")
+        for name, values in outcome["metrics"].items():
+            print(f"{name:<12} hit_rate@{k} {values['hit_rate']:.4f} ndcg@{k} {values['ndcg']:.4f} "
+                  f"({values['users']} examples)")
     spark.stop()
 
 

@@ -131,11 +131,17 @@ def export(model: NextTrackLSTM, directory: Path, sample: np.ndarray, k: int, on
         try:
             torch.onnx.export(model, (x[:2],), str(directory / "model.onnx"), input_names=["windows"],
                               output_names=["scores"], dynamic_axes={"windows": {0: "batch"}}, dynamo=False)
-            checks["onnx"] = "exported"
         except Exception as exc:  # noqa: BLE001 - an exporter gap is reported, not fatal
             checks["onnx"] = f"not exported: {type(exc).__name__}: {str(exc).splitlines()[0][:200]}"
-    if not checks["torchscript_top_k_equal"]:
-        raise RuntimeError("the TorchScript export does not give the trained model's top-k")
+        else:
+            import onnxruntime
+            session = onnxruntime.InferenceSession(str(directory / "model.onnx"), providers=["CPUExecutionProvider"])
+            onnx_scores = torch.as_tensor(session.run(["scores"], {"windows": sample.astype(np.int64)})[0])
+            onnx_scores[:, 0] = float("-inf")
+            checks["onnx_top_k_equal"] = bool(torch.equal(torch.topk(onnx_scores, k, dim=1).indices, expected))
+            checks["onnx"] = "exported"
+    if not checks["torchscript_top_k_equal"] or checks.get("onnx_top_k_equal") is False:
+        raise RuntimeError(f"an export does not give the trained model's top-{k}: {checks}")
     return checks
 
 

@@ -15,6 +15,7 @@ from __future__ import annotations
 import hashlib
 import os
 import re
+import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
@@ -132,9 +133,33 @@ class _Torch:
         self.dist.destroy_process_group()
 
 
+class _Local:
+    """One process, no collectives: the single-process baseline of bench/train_throughput.py."""
+    name = "local"
+    rank, size, local_rank = 0, 1, 0
+
+    def wrap(self, model, optimizer):
+        return model, optimizer
+
+    def mean(self, value: float) -> float:
+        return value
+
+    def broadcast(self, obj):
+        return obj
+
+    def gather(self, obj) -> list:
+        return [obj]
+
+    def close(self):
+        pass
+
+
+BACKENDS = {"horovod": _Horovod, "torch-distributor": _Torch, "local": _Local}
+
+
 def train(spec: TrainSpec, backend: str) -> dict:
     """Run on every rank. Returns, on every rank, this rank's view plus all ranks' parameter digests."""
-    ctx = _Horovod() if backend == "horovod" else _Torch()
+    ctx = BACKENDS[backend]()
     try:
         return _train(spec, ctx)
     finally:
@@ -157,7 +182,9 @@ def _train(spec: TrainSpec, ctx) -> dict:
     wrapped, optimizer = ctx.wrap(NextTrackObjective(model, spec.loss, spec.num_sampled), optimizer)
     windows, targets = feed.read_shard(spec.shards[ctx.rank])
     generator = torch.Generator(device=device).manual_seed(spec.seed + ctx.rank)
+    epoch_seconds = []
     for epoch in range(start_epoch + 1, spec.epochs + 1):
+        started = time.perf_counter()
         wrapped.train()
         total = 0.0
         for x, y in feed.batches(windows, targets, spec.batch_size, spec.steps_per_epoch,
@@ -169,10 +196,12 @@ def _train(spec: TrainSpec, ctx) -> dict:
             optimizer.step()
             total += float(loss.detach())
         history.append(ctx.mean(total / spec.steps_per_epoch))
+        epoch_seconds.append(time.perf_counter() - started)
         if ctx.rank == 0:
             save_checkpoint(spec.checkpoint_dir, epoch, model, optimizer, history)
     digests = ctx.gather(parameter_digest(model))
     return {"rank": ctx.rank, "world_size": ctx.size, "device": str(device), "backend": ctx.name,
             "resumed_from": start_epoch, "loss_history": history, "digests": digests,
+            "epoch_seconds": epoch_seconds, "samples_per_epoch": spec.steps_per_epoch * spec.batch_size * ctx.size,
             "spec": {k: v for k, v in asdict(spec).items() if k in ("epochs", "batch_size", "learning_rate", "loss",
                                                                    "num_sampled", "steps_per_epoch")}}

@@ -177,3 +177,23 @@ def test_evaluate_scores_every_source_and_als_beats_popularity(spark, warehouse)
     n = stored.count()
     evaluate.run(spark, cfg, D)
     assert rows_for(spark, cfg, GOLD_METRICS).count() == n
+
+
+def test_train_lstm_with_horovod_end_to_end(spark, warehouse):
+    from jobs import train
+    cfg = with_overrides(warehouse, ["train.embed_dim=16", "train.hidden=32", "train.epochs=2", "train.batch_size=128",
+                                     "train.window=5", "train.sequence_files=4", "train.eval_examples=2000"])
+    result = train.run(spark, cfg, D, "horovod")
+    row = delta_io.read(spark, cfg, GOLD_MODELS).where("model = 'lstm'").collect()
+    assert len(row) == 1 and row[0]["backend"] == "horovod" and row[0]["world_size"] == 2
+    metrics = json.loads(row[0]["metrics"])
+    assert metrics["export"]["torchscript_top_k_equal"] is True and metrics["export"]["onnx_top_k_equal"] is True
+    assert metrics["loss_history"][-1] < metrics["loss_history"][0]
+    from pathlib import Path
+    store = Path(row[0]["path"])
+    assert {"model.pt", "model.torchscript.pt", "model.onnx"} <= {p.name for p in store.iterdir()}
+    next_track = rows_for(spark, cfg, GOLD_METRICS).where(F.col("model").startswith("next_track:"))
+    assert next_track.select("model").distinct().count() == 4
+    assert result["metrics"]["lstm"]["hit_rate"] > result["metrics"]["popularity"]["hit_rate"]
+    # evaluate's rows of the same date were kept beside train's
+    assert rows_for(spark, cfg, GOLD_METRICS).where(~F.col("model").startswith("next_track:")).count() > 0
