@@ -10,8 +10,9 @@ setup:
 
 demo: setup
 	./submit.sh generate --date $(DEMO_DATE)
-	@for d in $(DEMO_DAYS); do ./submit.sh ingest --date $$d && ./submit.sh clean --date $$d || exit $$?; done
+	@for d in $(DEMO_DAYS); do ./submit.sh nightly --date $$d || exit $$?; done
 	./submit.sh tables
+	./submit.sh preview --date $(DEMO_DATE)
 
 test: setup
 	.venv/bin/python -m pytest tests

@@ -26,7 +26,7 @@ from pyspark.sql import functions as F
 from jobs import delta_io
 from jobs.config import AlsConf, Config, join_path
 from jobs.embed import history
-from jobs.errors import InputError
+from jobs.errors import NotEnoughHistory
 from jobs.scoring import ranked_lists, score_lists, temporal_split, truth_of
 from jobs.tables import GOLD_ALS_ITEM_FACTORS, GOLD_ALS_USER_FACTORS, GOLD_MODELS, SILVER_PLAYS
 
@@ -81,8 +81,8 @@ def validate(plays: DataFrame, day: dt.date, conf: AlsConf, candidates: list[Als
     pairs = interactions(train, day - dt.timedelta(days=conf.validation_days), conf).persist()
     try:
         if truth.isEmpty() or pairs.isEmpty():
-            raise InputError(f"als: no plays to validate on: the {conf.validation_days} day(s) up to {day} or the "
-                             f"days before are empty (als.validation_days, als.history_days)")
+            raise NotEnoughHistory(f"als {day}: no plays to validate on: the {conf.validation_days} day(s) up to "
+                                   f"{day} or the days before are empty (als.validation_days, als.history_days)")
         best, best_metrics = None, None
         for p in candidates:
             metrics = score_lists(top_n(fit(pairs, p, conf), truth, k), truth, k)
@@ -116,7 +116,14 @@ def run(spark: SparkSession, cfg: Config, day: dt.date) -> dict:
         candidates = grid(conf)
         log.info("als %s: validating %d parameter set(s) on the last %d day(s)", day, len(candidates),
                  conf.validation_days)
-        best, metrics = validate(plays, day, conf, candidates, k)
+        try:
+            best, metrics = validate(plays, day, conf, candidates, k)
+        except NotEnoughHistory:
+            if len(candidates) > 1:
+                raise  # a grid cannot be decided without a validation window
+            log.warning("als %s: no validation window yet (first days of data): training without "
+                        "validation metrics", day)
+            best, metrics = candidates[0], {"users": 0}
         pairs = interactions(plays, day, conf).persist()
         log.info("als %s: training rank=%d reg=%.4g alpha=%.4g on %d user-track pairs", day, best.rank,
                  best.reg_param, best.alpha, pairs.count())

@@ -185,6 +185,37 @@ class TrainConf:
 
 
 @dataclass(frozen=True)
+class RecommendConf:
+    k: int = 30
+    # Candidates taken from each source per user before blending.
+    candidates_per_source: int = 100
+    # Blend weights: a candidate's score is the sum over sources of weight x its rank score in that
+    # source's list (1 for the source's first track, falling linearly to 1/candidates_per_source).
+    weight_als: float = 1.0
+    weight_lstm: float = 1.0
+    weight_item2vec: float = 0.5
+    weight_segment: float = 0.3
+    weight_popularity: float = 0.05
+    # Users with fewer plays than this get segment- and popularity-based lists (cold start).
+    min_history: int = 5
+    # Drop tracks the user played in the last N days (0: keep them; repeat listening is normal).
+    exclude_played_days: int = 0
+    max_per_artist: int = 3
+    # MMR: each next pick maximises lambda x score - (1 - lambda) x similarity to what was picked
+    # (same artist = 1); 1.0 ranks by score alone.
+    mmr_lambda: float = 0.8
+
+
+@dataclass(frozen=True)
+class NightlyConf:
+    # Retrain a model only every N days, reusing the latest one in between (1: every night).
+    embed_every_days: int = 1
+    cluster_every_days: int = 1
+    als_every_days: int = 1
+    train_every_days: int = 7
+
+
+@dataclass(frozen=True)
 class Config:
     warehouse: str
     raw_path: str
@@ -198,6 +229,8 @@ class Config:
     als: AlsConf = field(default_factory=AlsConf)
     evaluate: EvaluateConf = field(default_factory=EvaluateConf)
     train: TrainConf = field(default_factory=TrainConf)
+    recommend: RecommendConf = field(default_factory=RecommendConf)
+    nightly: NightlyConf = field(default_factory=NightlyConf)
     # Where the config came from, for messages; not a key of the file.
     source: str = field(default="<defaults>", compare=False, metadata={"internal": True})
 
@@ -329,13 +362,26 @@ def _check_values(cfg: Config) -> None:
         "train.num_sampled": cfg.train.num_sampled, "train.epochs": cfg.train.epochs,
         "train.batch_size": cfg.train.batch_size, "train.learning_rate": cfg.train.learning_rate,
         "train.validation_days": cfg.train.validation_days, "train.eval_examples": cfg.train.eval_examples,
+        "recommend.k": cfg.recommend.k, "recommend.candidates_per_source": cfg.recommend.candidates_per_source,
+        "recommend.max_per_artist": cfg.recommend.max_per_artist,
+        "nightly.embed_every_days": cfg.nightly.embed_every_days,
+        "nightly.cluster_every_days": cfg.nightly.cluster_every_days,
+        "nightly.als_every_days": cfg.nightly.als_every_days, "nightly.train_every_days": cfg.nightly.train_every_days,
     }
     non_negative = {
         "embed.history_days": cfg.embed.history_days, "als.history_days": cfg.als.history_days,
         "cluster.k": cfg.cluster.k, "cluster.recency_half_life_days": cfg.cluster.recency_half_life_days,
         "als.reg_param": cfg.als.reg_param, "als.recency_half_life_days": cfg.als.recency_half_life_days,
         "train.history_days": cfg.train.history_days,
+        "recommend.weight_als": cfg.recommend.weight_als, "recommend.weight_lstm": cfg.recommend.weight_lstm,
+        "recommend.weight_item2vec": cfg.recommend.weight_item2vec,
+        "recommend.weight_segment": cfg.recommend.weight_segment,
+        "recommend.weight_popularity": cfg.recommend.weight_popularity,
+        "recommend.min_history": cfg.recommend.min_history,
+        "recommend.exclude_played_days": cfg.recommend.exclude_played_days,
     }
+    if not 0 <= cfg.recommend.mmr_lambda <= 1:
+        raise ConfigError(f"{src}: recommend.mmr_lambda: must be between 0 and 1, got {cfg.recommend.mmr_lambda}")
     if not 0 <= cfg.train.dropout < 1:
         raise ConfigError(f"{src}: train.dropout: must be in [0, 1), got {cfg.train.dropout}")
     if cfg.train.sequence_files < cfg.train.world_size:

@@ -53,11 +53,11 @@ def _writer(df: DataFrame, table: Table):
     return writer
 
 
-def replace_date(df: DataFrame, cfg: Config, table: Table, column: str, day: dt.date) -> None:
-    """Atomically replace every row with `column = day` by df's rows (which must all have that date)."""
-    (_writer(df, table).mode("overwrite")
-     .option("replaceWhere", f"{column} = DATE'{day.isoformat()}'")
-     .save(table.path(cfg)))
+def replace_date(df: DataFrame, cfg: Config, table: Table, column: str, day: dt.date, also: str = "") -> None:
+    """Atomically replace every row with `column = day` (and the predicate `also`, when given) by
+    df's rows, which must all satisfy the same condition. One Delta commit."""
+    predicate = f"{column} = DATE'{day.isoformat()}'" + (f" AND ({also})" if also else "")
+    _writer(df, table).mode("overwrite").option("replaceWhere", predicate).save(table.path(cfg))
 
 
 def overwrite(df: DataFrame, cfg: Config, table: Table) -> None:

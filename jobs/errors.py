@@ -17,3 +17,8 @@ class ConfigError(SetlistError):
 class InputError(SetlistError):
     """The data a stage needs is not there (raw files, an upstream table)."""
     exit_code = 3
+
+
+class NotEnoughHistory(InputError):
+    """Too few days of plays for a stage yet (a model needs days before its validation window, say).
+    The nightly run records the stage as waiting for history and goes on; a single job exits 3."""

@@ -9,8 +9,9 @@ sampled negatives) and keeps K = evaluate.k:
 - als: implicit ALS trained on the train plays with the configured hyperparameters.
 Metrics (udfs.metrics): recall, precision, NDCG, MAP, hit rate at K; catalogue coverage; intra-list
 diversity (distinct artists share, mean pairwise embedding cosine distance); novelty (mean
-self-information of recommended tracks under train popularity). Results replace D's rows of
-gold.metrics and are printed as a table.
+self-information of recommended tracks under train popularity). Besides, the lists written for D-1
+are scored against the plays of D (model `served_yesterday`). Results replace D's rows of
+gold.metrics, are printed as a table, and go into the HTML report of the date (jobs.report).
 """
 from __future__ import annotations
 
@@ -21,14 +22,16 @@ from pyspark.sql import DataFrame, SparkSession
 from pyspark.sql import functions as F
 
 from jobs import als as als_job
-from jobs import candidates, delta_io, embed
+from jobs import candidates, delta_io, embed, report
 from jobs.config import Config, join_path
-from jobs.errors import InputError
+from jobs.errors import NotEnoughHistory
 from jobs.scoring import ranked_lists, score_lists, temporal_split, truth_of
-from jobs.tables import GOLD_METRICS, SILVER_PLAYS, SILVER_TRACKS
+from jobs.tables import GOLD_METRICS, GOLD_RECOMMENDATIONS, SILVER_PLAYS, SILVER_TRACKS, SILVER_USERS
 from udfs.metrics import RANKING_METRICS, novelty
 
 log = logging.getLogger("setlist.evaluate")
+
+NEXT_TRACK = "next_track:"
 
 
 def beyond_accuracy(lists: DataFrame, train: DataFrame, tracks: DataFrame, embeddings: DataFrame, k: int
@@ -88,7 +91,7 @@ def run(spark: SparkSession, cfg: Config, day: dt.date) -> dict:
     try:
         users = truth.select("user_idx")
         if truth.isEmpty():
-            raise InputError(f"evaluate {day}: no user with plays both in the test window (last "
+            raise NotEnoughHistory(f"evaluate {day}: no user with plays both in the test window (last "
                              f"{conf.test_days} day(s), evaluate.test_days) and before it")
         log.info("evaluate %s: %d test users, %d train plays", day, truth.count(), train.count())
         embeddings = embed.train(spark, train, cfg.embed,
@@ -105,16 +108,42 @@ def run(spark: SparkSession, cfg: Config, day: dt.date) -> dict:
     finally:
         train.unpersist()
         truth.unpersist()
-    write_metrics(spark, cfg, day, k, results)
+    served = served_metrics(spark, cfg, day, k)
+    write_metrics(spark, cfg, day, k, results | ({"served_yesterday": served} if served else {}))
     print(format_table(results, k), flush=True)
+    if served:
+        print(f"yesterday's recommendations against today's plays ({served['users']} users): "
+              + ", ".join(f"{m}@{k} {served[m]:.4f}" for m in ("recall", "ndcg", "map", "hit_rate")), flush=True)
+    path = report.write(spark, cfg, day, results, k, served)
+    log.info("evaluate %s: report %s", day, path)
     return results
+
+
+def served_metrics(spark: SparkSession, cfg: Config, day: dt.date, k: int) -> dict | None:
+    """The lists written for D-1 scored against what their users actually played on D."""
+    if not delta_io.exists(spark, cfg, GOLD_RECOMMENDATIONS):
+        return None
+    yesterday = (delta_io.read(spark, cfg, GOLD_RECOMMENDATIONS)
+                 .where(F.col("run_date") == F.lit(day - dt.timedelta(days=1))))
+    users = delta_io.read(spark, cfg, SILVER_USERS).select("user_id", "user_idx")
+    tracks = delta_io.read(spark, cfg, SILVER_TRACKS).select("track_id", "track_idx")
+    served = (yesterday.join(users, "user_id").join(tracks, "track_id")
+              .select("user_idx", "track_idx", (-F.col("rank")).cast("double").alias("score")))
+    lists = ranked_lists(served, k)
+    today = delta_io.read(spark, cfg, SILVER_PLAYS).where(F.col("play_date") == F.lit(day))
+    truth = (today.join(lists.select("user_idx"), "user_idx").groupBy("user_idx")
+             .agg(F.array_sort(F.collect_set("track_idx")).alias("truth")))
+    if truth.isEmpty():
+        return None
+    return score_lists(lists, truth, k)
 
 
 def write_metrics(spark: SparkSession, cfg: Config, day: dt.date, k: int, results: dict) -> None:
     rows = [(day, model, metric, k, float(value), int(values["users"]))
             for model, values in results.items() for metric, value in values.items() if metric != "users"]
     frame = spark.createDataFrame(rows, "run_date date, model string, metric string, k int, value double, users long")
-    delta_io.replace_date(frame, cfg, GOLD_METRICS, "run_date", day)
+    # train writes the next_track:* rows of the same date; keep them.
+    delta_io.replace_date(frame, cfg, GOLD_METRICS, "run_date", day, also=f"NOT model LIKE '{NEXT_TRACK}%'")
 
 
 def format_table(results: dict, k: int) -> str:

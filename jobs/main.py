@@ -35,7 +35,8 @@ def _date(text: str) -> dt.date:
 
 def _jobs() -> dict[str, Callable]:
     # Imported lazily: a config error must not wait for pyspark/delta imports.
-    from jobs import als, clean, cluster, embed, evaluate, generate, ingest, tables_report, train
+    from jobs import (als, clean, cluster, embed, evaluate, generate, ingest, nightly, recommend, tables_report,
+                      train)
     return {
         "generate": lambda spark, cfg, a: generate.run(spark, cfg, a.date),
         "ingest": lambda spark, cfg, a: ingest.run(spark, cfg, _need_date(a), a.format),
@@ -44,12 +45,16 @@ def _jobs() -> dict[str, Callable]:
         "cluster": lambda spark, cfg, a: cluster.run(spark, cfg, _need_date(a)),
         "als": lambda spark, cfg, a: als.run(spark, cfg, _need_date(a)),
         "evaluate": lambda spark, cfg, a: evaluate.run(spark, cfg, _need_date(a)),
+        "recommend": lambda spark, cfg, a: recommend.run(spark, cfg, _need_date(a)),
+        "nightly": lambda spark, cfg, a: nightly.run(spark, cfg, _need_date(a), a.force),
         "train": lambda spark, cfg, a: train.run(spark, cfg, _need_date(a), a.backend),
         "tables": lambda spark, cfg, a: tables_report.run(spark, cfg),
+        "preview": lambda spark, cfg, a: tables_report.preview(spark, cfg, a.date),
     }
 
 
-JOB_NAMES = ("generate", "ingest", "clean", "embed", "cluster", "als", "train", "evaluate", "tables")
+JOB_NAMES = ("generate", "ingest", "clean", "embed", "cluster", "als", "train", "recommend", "evaluate", "nightly",
+             "tables", "preview")
 
 
 def _need_date(args) -> dt.date:
@@ -66,6 +71,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--format", help="ingest: one input format (default: every configured one present)")
     parser.add_argument("--backend", choices=("horovod", "torch-distributor"),
                         help="train: distributed backend (default: conf train.backend)")
+    parser.add_argument("--force", action="store_true", help="nightly: rerun stages already committed for the date")
     parser.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
                         help="override one config key, e.g. --set clean.session_gap_minutes=45")
     return parser

@@ -164,5 +164,20 @@ GOLD_SEQUENCES = Table(
         "split train/valid by the play's date.",
 )
 
-ALL_TABLES = ALL_TABLES + (GOLD_SEQUENCES, GOLD_TRACK_EMBEDDINGS, GOLD_TRACK_CLUSTERS, GOLD_USER_SEGMENTS, GOLD_ALS_USER_FACTORS,
+GOLD_RECOMMENDATIONS = Table(
+    "gold", "recommendations",
+    _schema(("run_date", D), ("user_id", S), ("rank", I), ("track_id", S), ("artist_name", S), ("track_name", S),
+            ("score", DBL), ("source", S)),
+    partition_by=("run_date",),
+    doc="Contract: the top-K tracks of every user for a run date; a rerun replaces the date atomically.",
+)
+
+GOLD_RUNS = Table(
+    "gold", "runs",
+    _schema(("run_date", D), ("stage", S), ("status", S), ("started_at", TS), ("finished_at", TS),
+            ("rows", S), ("error", S)),
+    doc="One row per (run date, stage) of the nightly run: succeeded, reused, failed; counts as JSON.",
+)
+
+ALL_TABLES = ALL_TABLES + (GOLD_RECOMMENDATIONS, GOLD_RUNS, GOLD_SEQUENCES, GOLD_TRACK_EMBEDDINGS, GOLD_TRACK_CLUSTERS, GOLD_USER_SEGMENTS, GOLD_ALS_USER_FACTORS,
                            GOLD_ALS_ITEM_FACTORS, GOLD_MODELS, GOLD_METRICS)

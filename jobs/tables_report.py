@@ -24,3 +24,21 @@ def run(spark: SparkSession, cfg: Config) -> dict:
             lines.append(f"  {table.full_name:<{width}}  {'(not yet written)':>15}  {table.path(cfg)}")
     print("\n".join(lines), flush=True)
     return counts
+
+
+def preview(spark: SparkSession, cfg: Config, day, users: int = 3, top: int = 10) -> dict:
+    """A few users' recommendations for `day` (the latest date if None), with each row's source."""
+    from pyspark.sql import functions as F
+
+    from jobs.tables import GOLD_RECOMMENDATIONS
+    recs = delta_io.read(spark, cfg, GOLD_RECOMMENDATIONS)
+    day = day or recs.agg(F.max("run_date")).first()[0]
+    recs = recs.where(F.col("run_date") == F.lit(day))
+    chosen = [r[0] for r in recs.select("user_id").distinct().orderBy("user_id").limit(users).collect()]
+    lines = [f"recommendations of {day} ({recs.select('user_id').distinct().count()} users), first {users} users:"]
+    for user in chosen:
+        lines.append(f"  {user}")
+        for r in recs.where((F.col("user_id") == user) & (F.col("rank") <= top)).orderBy("rank").collect():
+            lines.append(f"    {r['rank']:>2}. {r['artist_name']} - {r['track_name']}  [{r['source']}, {r['score']:.3f}]")
+    print("\n".join(lines), flush=True)
+    return {"date": str(day), "users": chosen}

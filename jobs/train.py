@@ -32,7 +32,8 @@ from pyspark.sql import functions as F
 from jobs import candidates, delta_io, embed
 from jobs.als import record_model
 from jobs.config import Config, TrainConf, join_path
-from jobs.errors import InputError
+from jobs.evaluate import NEXT_TRACK
+from jobs.errors import NotEnoughHistory
 from jobs.scoring import ranked_lists, score_lists
 from jobs.tables import GOLD_METRICS, GOLD_SEQUENCES, GOLD_TRACK_EMBEDDINGS, SILVER_PLAYS, SILVER_TRACKS
 from models import feed
@@ -73,7 +74,7 @@ def write_sequences(spark: SparkSession, cfg: Config, day: dt.date) -> dict:
     stored = delta_io.read(spark, cfg, GOLD_SEQUENCES).where(F.col("run_date") == F.lit(day))
     counts = {r["split"]: r["count"] for r in stored.groupBy("split").count().collect()}
     if not counts.get("train") or not counts.get("valid"):
-        raise InputError(f"train {day}: need examples before and within the last {conf.validation_days} day(s) "
+        raise NotEnoughHistory(f"train {day}: need examples before and within the last {conf.validation_days} day(s) "
                          f"(train.validation_days); got {counts or 'none'}")
     return counts
 
@@ -200,14 +201,12 @@ def evaluate_next_track(spark: SparkSession, cfg: Config, day: dt.date, model: N
                                                                                   day, k)
     results = {name: score_lists(lists, truth, k, key="example") for name, lists in sources.items()}
     valid.unpersist()
-    rows = [(day, f"next_track:{name}", metric, k, float(v), int(values["users"]))
+    rows = [(day, f"{NEXT_TRACK}{name}", metric, k, float(v), int(values["users"]))
             for name, values in results.items() for metric, v in values.items()
             if metric in ("hit_rate", "ndcg", "recall", "map")]
     frame = spark.createDataFrame(rows, "run_date date, model string, metric string, k int, value double, users long")
-    # Only this job's rows of D: evaluate writes the other models' rows of the same date.
-    target = delta_io.ensure(spark, cfg, GOLD_METRICS)
-    target.delete((F.col("run_date") == F.lit(day)) & F.col("model").startswith("next_track:"))
-    frame.write.format("delta").mode("append").save(GOLD_METRICS.path(cfg))
+    # Only this job's rows of D, in one commit: evaluate writes the other models' rows of the same date.
+    delta_io.replace_date(frame, cfg, GOLD_METRICS, "run_date", day, also=f"model LIKE '{NEXT_TRACK}%'")
     return results
 
 

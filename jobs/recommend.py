@@ -1,0 +1,238 @@
+"""recommend: the top-K tracks of every user for run date D into gold.recommendations.
+
+Candidates per user, each source's top recommend.candidates_per_source:
+- als: the latest ALS model trained on or before D (recommendForUserSubset: blocked scoring);
+- lstm: the latest LSTM's next tracks after the user's latest session (scored on the executors);
+- item2vec: neighbours of the user's recent tracks in the latest embeddings;
+- segment: the most played tracks of the user's taste segment;
+- popularity: the most played tracks overall (the last fallback, and the pool that guarantees K).
+A candidate's blended score is the sum over sources of recommend.weight_<source> x its rank score in
+that source (1 for the first, falling linearly); its `source` is the one that contributed most.
+Users with fewer than recommend.min_history plays get segment and popularity candidates only.
+Tracks the user disliked, and (recommend.exclude_played_days > 0) played lately, are dropped; then a
+greedy MMR pass per user picks K tracks, trading score against repeating an artist
+(recommend.mmr_lambda) with at most recommend.max_per_artist per artist (relaxed only if the
+catalogue cannot fill K otherwise). D's rows of gold.recommendations are replaced in one commit.
+"""
+from __future__ import annotations
+
+import datetime as dt
+import io
+import logging
+
+import numpy as np
+import pandas as pd
+import torch
+from pyspark.ml.recommendation import ALSModel
+from pyspark.sql import DataFrame, SparkSession, Window
+from pyspark.sql import functions as F
+
+from jobs import candidates, delta_io, embed
+from jobs.als import top_n
+from jobs.config import Config, RecommendConf
+from jobs.errors import InputError
+from jobs.tables import (GOLD_MODELS, GOLD_RECOMMENDATIONS, GOLD_TRACK_EMBEDDINGS, GOLD_USER_SEGMENTS, SILVER_PLAYS,
+                         SILVER_TRACKS, SILVER_USERS)
+from models.lstm import LstmParams, NextTrackLSTM
+
+log = logging.getLogger("setlist.recommend")
+
+SOURCES = ("als", "lstm", "item2vec", "segment", "popularity")
+COLD_SOURCES = ("segment", "popularity")
+
+
+def latest_date(spark: SparkSession, cfg: Config, table, day: dt.date) -> dt.date | None:
+    if not delta_io.exists(spark, cfg, table):
+        return None
+    return delta_io.read(spark, cfg, table).where(F.col("run_date") <= F.lit(day)).agg(F.max("run_date")).first()[0]
+
+
+def latest_model(spark: SparkSession, cfg: Config, name: str, day: dt.date):
+    if not delta_io.exists(spark, cfg, GOLD_MODELS):
+        return None
+    return (delta_io.read(spark, cfg, GOLD_MODELS).where((F.col("model") == name) & (F.col("run_date") <= F.lit(day)))
+            .orderBy(F.desc("run_date")).first())
+
+
+def rank_scores(scored: DataFrame, n: int, source: str) -> DataFrame:
+    """(user_idx, track_idx, score) into (user_idx, track_idx, source, rank_score): top n per user,
+    rank score 1 for the first falling linearly to 1/n."""
+    ranked = scored.withColumn("_r", F.row_number().over(
+        Window.partitionBy("user_idx").orderBy(F.desc("score"), "track_idx")))
+    return (ranked.where(F.col("_r") <= n)
+            .select("user_idx", "track_idx", F.lit(source).alias("source"),
+                    (1.0 - (F.col("_r") - 1) / F.lit(float(n))).alias("rank_score")))
+
+
+def lists_to_scored(lists: DataFrame) -> DataFrame:
+    """(user_idx, recs) into (user_idx, track_idx, score) with score falling along the list."""
+    return lists.select("user_idx", F.posexplode("recs").alias("pos", "track_idx")).select(
+        "user_idx", "track_idx", (-F.col("pos")).cast("double").alias("score"))
+
+
+def latest_windows(plays: DataFrame, window: int) -> DataFrame:
+    """(user_idx, x): the last `window` tracks of each user's latest session, 0-padded on the left."""
+    latest = Window.partitionBy("user_idx").orderBy(F.desc("ts"), F.desc("session_position"))
+    last_session = (plays.withColumn("_r", F.row_number().over(latest)).where("_r = 1")
+                    .select("user_idx", "session_id"))
+    in_session = plays.join(last_session, ["user_idx", "session_id"])
+    tail = in_session.withColumn("_r", F.row_number().over(
+        Window.partitionBy("user_idx").orderBy(F.desc("session_position")))).where(F.col("_r") <= window)
+    tracks = (tail.groupBy("user_idx").agg(F.array_sort(F.collect_list(F.struct("session_position", "track_idx")))
+                                           .alias("s"))
+              .select("user_idx", F.transform("s", lambda e: e["track_idx"]).alias("t")))
+    return tracks.select("user_idx", F.concat(F.array_repeat(F.lit(0), F.lit(window) - F.size("t")), "t").alias("x"))
+
+
+def lstm_scored(spark: SparkSession, model_path: str, windows: DataFrame, n: int) -> DataFrame:
+    saved = torch.load(f"{model_path}/model.pt", map_location="cpu", weights_only=False)
+    buffer = io.BytesIO()
+    torch.save(saved, buffer)
+    shared = spark.sparkContext.broadcast(buffer.getvalue())
+
+    def score(batches):
+        state = torch.load(io.BytesIO(shared.value), map_location="cpu", weights_only=False)
+        net = NextTrackLSTM(LstmParams(**state["params"]))
+        net.load_state_dict(state["state"])
+        net.eval()
+        torch.set_num_threads(1)
+        for block in batches:
+            if block.empty:
+                continue
+            with torch.no_grad():
+                logits = net(torch.as_tensor(np.stack(block["x"].to_numpy()), dtype=torch.long))
+                logits[:, 0] = float("-inf")
+                values, indices = torch.topk(logits, min(n, logits.shape[1] - 1), dim=1)
+            width = indices.shape[1]
+            yield pd.DataFrame({"user_idx": np.repeat(block["user_idx"].to_numpy(), width),
+                                "track_idx": indices.numpy().ravel().astype(np.int32),
+                                "score": values.numpy().ravel().astype(np.float64)})
+
+    # Tracks newer than the model's vocabulary are simply unknown to it: clip them to padding.
+    vocab = saved["params"]["vocab"]
+    clipped = windows.select("user_idx", F.transform("x", lambda t: F.when(t < vocab, t).otherwise(0)).alias("x"))
+    return clipped.mapInPandas(score, "user_idx int, track_idx int, score double")
+
+
+def segment_scored(plays: DataFrame, segments: DataFrame, users: DataFrame, n: int) -> DataFrame:
+    per_segment = (plays.join(segments.select("user_idx", "segment"), "user_idx")
+                   .groupBy("segment", "track_idx").agg(F.count("*").cast("double").alias("score")))
+    top = per_segment.withColumn("_r", F.row_number().over(
+        Window.partitionBy("segment").orderBy(F.desc("score"), "track_idx"))).where(F.col("_r") <= n).drop("_r")
+    return users.join(segments.select("user_idx", "segment"), "user_idx").join(top, "segment").select(
+        "user_idx", "track_idx", "score")
+
+
+def source_candidates(spark: SparkSession, cfg: Config, day: dt.date, plays: DataFrame, warm: DataFrame,
+                      everyone: DataFrame) -> tuple[list[DataFrame], dict]:
+    conf, n = cfg.recommend, cfg.recommend.candidates_per_source
+    parts, used = [], {}
+    als_row = latest_model(spark, cfg, "als", day)
+    if als_row is not None:
+        parts.append(rank_scores(lists_to_scored(top_n(ALSModel.load(als_row["path"]), warm, n)), n, "als"))
+        used["als"] = als_row["version"]
+    lstm_row = latest_model(spark, cfg, "lstm", day)
+    if lstm_row is not None:
+        windows = latest_windows(plays.join(warm, "user_idx"), cfg.train.window)
+        parts.append(rank_scores(lstm_scored(spark, lstm_row["path"], windows, n), n, "lstm"))
+        used["lstm"] = lstm_row["version"]
+    emb_date = latest_date(spark, cfg, GOLD_TRACK_EMBEDDINGS, day)
+    if emb_date is not None:
+        embeddings = delta_io.read(spark, cfg, GOLD_TRACK_EMBEDDINGS).where(F.col("run_date") == F.lit(emb_date))
+        neighbours = candidates.neighbour_table(spark, embeddings, cfg.evaluate.neighbours)
+        recent = candidates.recent_tracks(plays, warm, cfg.evaluate.recent_tracks)
+        parts.append(rank_scores(candidates.item2vec(neighbours, recent), n, "item2vec"))
+        used["item2vec"] = f"embeddings of {emb_date}"
+    seg_date = latest_date(spark, cfg, GOLD_USER_SEGMENTS, day)
+    if seg_date is not None:
+        segments = delta_io.read(spark, cfg, GOLD_USER_SEGMENTS).where(F.col("run_date") == F.lit(seg_date))
+        parts.append(rank_scores(segment_scored(plays, segments, everyone, n), n, "segment"))
+        used["segment"] = f"segments of {seg_date}"
+    parts.append(rank_scores(candidates.popular(plays, everyone, n), n, "popularity"))
+    used["popularity"] = f"plays up to {day}"
+    return parts, used
+
+
+def blend(parts: list[DataFrame], conf: RecommendConf, cold: DataFrame) -> DataFrame:
+    """(user_idx, track_idx, score, source) summed over sources; cold users keep cold sources only."""
+    weights = F.create_map(*[x for s in SOURCES for x in (F.lit(s), F.lit(float(getattr(conf, f"weight_{s}"))))])
+    allc = parts[0]
+    for p in parts[1:]:
+        allc = allc.unionByName(p)
+    allc = allc.join(cold.withColumn("_cold", F.lit(True)), "user_idx", "left")
+    allc = allc.where(F.col("_cold").isNull() | F.col("source").isin(*COLD_SOURCES))
+    weighted = allc.withColumn("w", weights[F.col("source")] * F.col("rank_score"))
+    return (weighted.groupBy("user_idx", "track_idx")
+            .agg(F.sum("w").alias("score"), F.max_by("source", F.struct("w", "source")).alias("source")))
+
+
+def diversify(k: int, max_per_artist: int, mmr_lambda: float):
+    """A pandas function for applyInPandas over one user's candidates (track_idx, artist_name, score,
+    source): greedy MMR with an artist cap, exactly k rows when there are k candidates."""
+    def pick(frame: pd.DataFrame) -> pd.DataFrame:
+        frame = frame.sort_values(["score", "track_idx"], ascending=[False, True]).reset_index(drop=True)
+        top = frame["score"].iloc[0] if len(frame) else 1.0
+        relevance = (frame["score"] / (top if top > 0 else 1.0)).to_numpy()
+        artists = frame["artist_name"].fillna("").to_numpy()
+        chosen: list[int] = []
+        per_artist: dict[str, int] = {}
+        for cap in (max_per_artist, None):  # second pass only if the cap leaves the list short
+            while len(chosen) < k:
+                best, best_value = -1, -np.inf
+                for i in range(len(frame)):
+                    if i in chosen or (cap is not None and per_artist.get(artists[i], 0) >= cap):
+                        continue
+                    value = mmr_lambda * relevance[i] - (1 - mmr_lambda) * (1.0 if per_artist.get(artists[i]) else 0.0)
+                    if value > best_value:
+                        best, best_value = i, value
+                if best < 0:
+                    break
+                chosen.append(best)
+                per_artist[artists[best]] = per_artist.get(artists[best], 0) + 1
+            if len(chosen) >= k:
+                break
+        out = frame.iloc[chosen].copy()
+        out["rank"] = np.arange(1, len(out) + 1, dtype=np.int32)
+        return out[["user_idx", "track_idx", "score", "source", "rank"]]
+    return pick
+
+
+def run(spark: SparkSession, cfg: Config, day: dt.date) -> dict:
+    conf = cfg.recommend
+    plays = delta_io.read(spark, cfg, SILVER_PLAYS).where(F.col("play_date") <= F.lit(day)).persist()
+    try:
+        users = delta_io.read(spark, cfg, SILVER_USERS).where(F.col("first_seen_date") <= F.lit(day))
+        everyone = users.select("user_idx")
+        history = plays.groupBy("user_idx").agg(F.count("*").alias("n"))
+        counted = everyone.join(history, "user_idx", "left").fillna(0, ["n"])
+        warm = counted.where(F.col("n") >= conf.min_history).select("user_idx")
+        cold = counted.where(F.col("n") < conf.min_history).select("user_idx")
+        n_users = everyone.count()
+        if n_users == 0:
+            raise InputError(f"recommend {day}: no users in {SILVER_USERS.full_name}: run clean first")
+        parts, used = source_candidates(spark, cfg, day, embed.history(plays, day, cfg.embed.history_days),
+                                        warm, everyone)
+        log.info("recommend %s: %d users (%d cold start), sources %s", day, n_users, cold.count(), used)
+        blended = blend(parts, conf, cold)
+        if conf.exclude_played_days > 0:
+            lately = plays.where(F.col("play_date") > F.lit(day - dt.timedelta(days=conf.exclude_played_days)))
+            blended = blended.join(lately.select("user_idx", "track_idx").distinct(), ["user_idx", "track_idx"],
+                                   "left_anti")
+        tracks = delta_io.read(spark, cfg, SILVER_TRACKS).select("track_idx", "track_id", "artist_name", "track_name")
+        pool = blended.join(tracks, "track_idx")
+        picked = pool.groupBy("user_idx").applyInPandas(
+            diversify(conf.k, conf.max_per_artist, conf.mmr_lambda),
+            "user_idx int, track_idx int, score double, source string, rank int")
+        out = (picked.join(tracks, "track_idx").join(users.select("user_idx", "user_id"), "user_idx")
+               .withColumn("run_date", F.lit(day)))
+        delta_io.replace_date(out, cfg, GOLD_RECOMMENDATIONS, "run_date", day)
+    finally:
+        plays.unpersist()
+    written = delta_io.read(spark, cfg, GOLD_RECOMMENDATIONS).where(F.col("run_date") == F.lit(day))
+    stats = written.groupBy("user_id").count().agg(F.count("*").alias("users"), F.min("count").alias("min_k"),
+                                                   F.sum("count").alias("rows")).first()
+    by_source = {r["source"]: r["count"] for r in written.groupBy("source").count().collect()}
+    summary = {"users": stats["users"], "rows": stats["rows"], "min_per_user": stats["min_k"], "sources": by_source,
+               "models": used}
+    log.info("recommend %s: %s", day, summary)
+    return summary

@@ -1,0 +1,117 @@
+"""The nightly run on generated data for three consecutive dates, and what consumers see in
+gold.recommendations: exactly K per user, artist cap, cold start, exclusions, atomic reruns."""
+from __future__ import annotations
+
+import datetime as dt
+
+import pytest
+from pyspark.sql import functions as F
+
+from conftest import small_generate
+from jobs import delta_io, generate, nightly, recommend
+from jobs.config import with_overrides
+from jobs.tables import GOLD_RECOMMENDATIONS, GOLD_RUNS, SILVER_PLAYS, SILVER_USERS
+
+DAYS = [dt.date(2026, 1, 1), dt.date(2026, 1, 2), dt.date(2026, 1, 3)]
+K = 12
+
+
+def recs_of(spark, cfg, day):
+    df = delta_io.read(spark, cfg, GOLD_RECOMMENDATIONS).where(F.col("run_date") == F.lit(day))
+    return sorted(tuple(r) for r in df.collect())
+
+
+@pytest.fixture(scope="module")
+def nights(spark, base_cfg, tmp_path_factory):
+    root = tmp_path_factory.mktemp("nightly")
+    cfg = with_overrides(base_cfg, [
+        f"warehouse={root / 'wh'}", f"raw_path={root / 'raw'}",
+        *small_generate(days=3, users=60, events=60 * 25 * 3, dirty=0.01, end_date="2026-01-03", tracks=400,
+                        artists=50, genres=4),
+        "embed.vector_size=16", "cluster.k=4", "cluster.segments=3", "als.rank=8", "als.max_iter=5",
+        "train.embed_dim=16", "train.hidden=16", "train.epochs=1", "train.window=5", "train.sequence_files=2",
+        "train.eval_examples=500", "train.backend=torch-distributor",
+        f"recommend.k={K}", "recommend.max_per_artist=2", "recommend.min_history=40", "recommend.candidates_per_source=60",
+    ])
+    generate.run(spark, cfg)
+    outcomes = {}
+    for day in DAYS[:2]:
+        outcomes[day] = nightly.run(spark, cfg, day)
+    return cfg, outcomes
+
+
+def test_stage_runs_are_recorded_with_cadence_and_waiting_models(spark, nights):
+    cfg, outcomes = nights
+    runs = {(r["run_date"], r["stage"]): r["status"] for r in delta_io.read(spark, cfg, GOLD_RUNS).collect()}
+    stages = list(nightly.STAGES)
+    for day in DAYS[:2]:
+        assert {s for (d, s) in runs if d == day} == set(stages)
+    assert runs[(DAYS[0], "train")] == "waiting_for_history"   # one day of data: nothing to validate on
+    assert runs[(DAYS[0], "evaluate")] == "waiting_for_history"
+    assert runs[(DAYS[0], "recommend")] == "succeeded"
+    assert runs[(DAYS[1], "train")] == "succeeded"
+
+
+def test_a_failed_stage_fails_the_run_and_a_rerun_resumes_there(spark, nights, monkeypatch):
+    cfg, _ = nights
+    day = DAYS[2]
+
+    def crashing(k, cap, lam):
+        def pick(frame):
+            raise RuntimeError("executor killed during recommend")
+        return pick
+    with monkeypatch.context() as patch:
+        patch.setattr(recommend, "diversify", crashing)
+        with pytest.raises(Exception, match="executor killed during recommend"):
+            nightly.run(spark, cfg, day)
+    runs = {r["stage"]: r["status"] for r in delta_io.read(spark, cfg, GOLD_RUNS).where(
+        F.col("run_date") == F.lit(day)).collect()}
+    assert runs["recommend"] == "failed" and runs["als"] == "succeeded" and runs["train"] == "reused"
+    assert recs_of(spark, cfg, day) == []  # nothing half-written
+    outcome = nightly.run(spark, cfg, day)
+    assert outcome["clean"].startswith("skipped") and outcome["recommend"].startswith("succeeded")
+    resumed = recs_of(spark, cfg, day)
+    recommend.run(spark, cfg, day)  # the same stage again, uninterrupted
+    assert recs_of(spark, cfg, day) == resumed and len(resumed) > 0
+
+
+def test_every_user_gets_exactly_k_tracks_with_the_artist_cap(spark, nights):
+    cfg, _ = nights
+    for day in DAYS:
+        recs = delta_io.read(spark, cfg, GOLD_RECOMMENDATIONS).where(F.col("run_date") == F.lit(day))
+        users = delta_io.read(spark, cfg, SILVER_USERS).where(F.col("first_seen_date") <= F.lit(day)).count()
+        per_user = recs.groupBy("user_id").agg(F.count("*").alias("n"), F.countDistinct("track_id").alias("t"),
+                                               F.min("rank").alias("lo"), F.max("rank").alias("hi"))
+        assert per_user.count() == users
+        assert per_user.where((F.col("n") != K) | (F.col("t") != K) | (F.col("lo") != 1) | (F.col("hi") != K)).count() == 0
+        assert recs.groupBy("user_id", "artist_name").count().where(F.col("count") > 2).count() == 0
+        assert recs.where(F.col("score").isNull() | F.col("track_name").isNull()).count() == 0
+
+
+def test_cold_start_users_get_full_lists_from_segments_and_popularity(spark, nights):
+    cfg, _ = nights
+    day = DAYS[2]
+    plays = delta_io.read(spark, cfg, SILVER_PLAYS).where(F.col("play_date") <= F.lit(day))
+    cold = {r["user_id"] for r in plays.groupBy("user_id").count().where(F.col("count") < 40).collect()}
+    assert cold
+    recs = delta_io.read(spark, cfg, GOLD_RECOMMENDATIONS).where(F.col("run_date") == F.lit(day))
+    cold_recs = recs.where(F.col("user_id").isin(*cold))
+    assert {r[0] for r in cold_recs.select("source").distinct().collect()} <= {"segment", "popularity"}
+    assert cold_recs.groupBy("user_id").count().where(F.col("count") != K).count() == 0
+    warm_sources = {r[0] for r in recs.where(~F.col("user_id").isin(*cold)).select("source").distinct().collect()}
+    assert warm_sources & {"als", "lstm", "item2vec"}
+
+
+def test_excluded_window_and_rerun_replaces_the_date_atomically(spark, nights):
+    cfg, _ = nights
+    day = DAYS[2]
+    strict = with_overrides(cfg, ["recommend.exclude_played_days=2"])
+    recommend.run(spark, strict, day)
+    recs = delta_io.read(spark, cfg, GOLD_RECOMMENDATIONS).where(F.col("run_date") == F.lit(day))
+    lately = delta_io.read(spark, cfg, SILVER_PLAYS).where(F.col("play_date") >= F.lit(DAYS[1]))
+    assert recs.join(lately, ["user_id", "track_id"]).count() == 0
+    assert recs.groupBy("user_id").count().where(F.col("count") != K).count() == 0
+    before_other_days = recs_of(spark, cfg, DAYS[0])
+    recommend.run(spark, strict, day)
+    assert delta_io.read(spark, cfg, GOLD_RECOMMENDATIONS).where(F.col("run_date") == F.lit(day)).count() == recs.count()
+    assert recs_of(spark, cfg, DAYS[0]) == before_other_days
