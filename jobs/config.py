@@ -216,6 +216,13 @@ class NightlyConf:
 
 
 @dataclass(frozen=True)
+class CatalogConf:
+    # Register the gold tables as <database>.<table> in the session's catalog (a Hive metastore when
+    # Spark is configured with one) after each nightly; empty: do not register.
+    database: str = ""
+
+
+@dataclass(frozen=True)
 class Config:
     warehouse: str
     raw_path: str
@@ -231,6 +238,7 @@ class Config:
     train: TrainConf = field(default_factory=TrainConf)
     recommend: RecommendConf = field(default_factory=RecommendConf)
     nightly: NightlyConf = field(default_factory=NightlyConf)
+    catalog: CatalogConf = field(default_factory=CatalogConf)
     # Where the config came from, for messages; not a key of the file.
     source: str = field(default="<defaults>", compare=False, metadata={"internal": True})
 
@@ -380,6 +388,8 @@ def _check_values(cfg: Config) -> None:
         "recommend.min_history": cfg.recommend.min_history,
         "recommend.exclude_played_days": cfg.recommend.exclude_played_days,
     }
+    if cfg.catalog.database and not cfg.catalog.database.replace("_", "").isalnum():
+        raise ConfigError(f"{src}: catalog.database: {cfg.catalog.database!r} is not a plain identifier")
     if not 0 <= cfg.recommend.mmr_lambda <= 1:
         raise ConfigError(f"{src}: recommend.mmr_lambda: must be between 0 and 1, got {cfg.recommend.mmr_lambda}")
     if not 0 <= cfg.train.dropout < 1:

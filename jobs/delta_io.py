@@ -62,3 +62,18 @@ def replace_date(df: DataFrame, cfg: Config, table: Table, column: str, day: dt.
 
 def overwrite(df: DataFrame, cfg: Config, table: Table) -> None:
     _writer(df, table).mode("overwrite").option("overwriteSchema", "true").save(table.path(cfg))
+
+
+def register(spark: SparkSession, cfg: Config, tables: tuple[Table, ...]) -> list[str]:
+    """Name the existing tables `<catalog.database>.<table>` in the session catalog (a metastore when
+    one is configured), pointing at their paths: consumers then query them with plain SQL."""
+    database = cfg.catalog.database
+    location = f"{cfg.warehouse.rstrip('/')}/_catalog/{database}.db"
+    spark.sql(f"CREATE DATABASE IF NOT EXISTS `{database}` LOCATION '{location}'")
+    names = []
+    for table in tables:
+        if exists(spark, cfg, table):
+            name = f"`{database}`.`{table.name}`"
+            spark.sql(f"CREATE TABLE IF NOT EXISTS {name} USING DELTA LOCATION '{table.path(cfg)}'")
+            names.append(f"{database}.{table.name}")
+    return names

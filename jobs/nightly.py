@@ -22,7 +22,7 @@ from pyspark.sql import functions as F
 from jobs import als, clean, cluster, delta_io, embed, evaluate, ingest, recommend, train
 from jobs.config import Config
 from jobs.errors import NotEnoughHistory
-from jobs.tables import GOLD_RUNS
+from jobs.tables import ALL_TABLES, GOLD_RUNS
 
 log = logging.getLogger("setlist.nightly")
 
@@ -98,6 +98,9 @@ def run(spark: SparkSession, cfg: Config, day: dt.date, force: bool = False) -> 
         _record(spark, cfg, {"run_date": day, "stage": stage, "status": "succeeded", "started_at": started,
                              "finished_at": dt.datetime.now(dt.timezone.utc), "rows": _json(result), "error": None})
         outcome[stage] = f"succeeded in {time.monotonic() - clock:.0f}s"
+    if cfg.catalog.database:
+        gold = tuple(t for t in ALL_TABLES if t.layer == "gold")
+        outcome["catalog"] = "registered " + ", ".join(delta_io.register(spark, cfg, gold))
     print(summary_table(day, outcome), flush=True)
     return outcome
 
@@ -106,4 +109,6 @@ def summary_table(day: dt.date, outcome: dict[str, str]) -> str:
     lines = [f"setlist nightly {day}"]
     for stage in STAGES:
         lines.append(f"  {stage:<10} {outcome.get(stage, 'not run')}")
+    if "catalog" in outcome:
+        lines.append(f"  {'catalog':<10} {outcome['catalog']}")
     return "\n".join(lines)
