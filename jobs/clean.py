@@ -137,7 +137,9 @@ def _write(spark, cfg, day, classified, quarantine, good, bronze_rows, quarantin
         sessions = sessionize(with_ids, cfg.clean.session_gap_minutes, last_play_per_user(previous))
 
         delta_io.replace_date(sessions, cfg, SILVER_PLAYS, "ingest_date", day)
-        delta_io.replace_date(quarantine, cfg, SILVER_QUARANTINE, "ingest_date", day)
+        # Feedback's refused lines share the table and the date (jobs.feedback); leave them.
+        delta_io.replace_date(quarantine, cfg, SILVER_QUARANTINE, "ingest_date", day,
+                              also="format != 'feedback-jsonl'")
     finally:
         plays.unpersist()
 

@@ -201,6 +201,11 @@ class RecommendConf:
     # Drop tracks the user played in the last N days (0: keep them; repeat listening is normal).
     exclude_played_days: int = 0
     max_per_artist: int = 3
+    # Feedback: a liked track's score is multiplied by (1 + like_boost); a track skipped in the last
+    # skip_days days by (1 - skip_penalty); a disliked track is never recommended to that user again.
+    like_boost: float = 0.5
+    skip_penalty: float = 0.5
+    skip_days: int = 7
     # MMR: each next pick maximises lambda x score - (1 - lambda) x similarity to what was picked
     # (same artist = 1); 1.0 ranks by score alone.
     mmr_lambda: float = 0.8
@@ -390,6 +395,10 @@ def _check_values(cfg: Config) -> None:
     }
     if cfg.catalog.database and not cfg.catalog.database.replace("_", "").isalnum():
         raise ConfigError(f"{src}: catalog.database: {cfg.catalog.database!r} is not a plain identifier")
+    if not 0 <= cfg.recommend.skip_penalty <= 1:
+        raise ConfigError(f"{src}: recommend.skip_penalty: must be between 0 and 1, got {cfg.recommend.skip_penalty}")
+    if cfg.recommend.like_boost < 0 or cfg.recommend.skip_days < 0:
+        raise ConfigError(f"{src}: recommend.like_boost and recommend.skip_days must not be negative")
     if not 0 <= cfg.recommend.mmr_lambda <= 1:
         raise ConfigError(f"{src}: recommend.mmr_lambda: must be between 0 and 1, got {cfg.recommend.mmr_lambda}")
     if not 0 <= cfg.train.dropout < 1:

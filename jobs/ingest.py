@@ -5,7 +5,8 @@ bronze row as read (no parsing here: a line the cleaner refuses must still be ke
 it came from and its 1-based line number. Line numbers are computed without funnelling a file
 through one task: each split of a file numbers its own lines in read order, and the splits are
 offset by the line counts of the splits before them. The rows are MERGEd on (date, file, line), so
-ingesting the same file again adds nothing.
+ingesting the same file again adds nothing. The day's feedback files, when there are any, go to
+silver.feedback (jobs.feedback) in the same run (or alone with --format feedback-jsonl).
 """
 from __future__ import annotations
 
@@ -69,6 +70,9 @@ def read_raw(spark: SparkSession, path: str, fmt: str, day: dt.date) -> DataFram
 
 
 def _formats_to_ingest(spark: SparkSession, cfg: Config, day: dt.date, fmt: str | None) -> list[str]:
+    from jobs.feedback import FEEDBACK_FORMAT
+    if fmt == FEEDBACK_FORMAT:
+        return []
     if fmt is not None:
         if fmt not in PARSERS:
             raise ConfigError(f"--format {fmt}: not one of {', '.join(PARSERS)}")
@@ -106,6 +110,9 @@ def run(spark: SparkSession, cfg: Config, day: dt.date, fmt: str | None = None) 
         summary[f] = {"read": read, "inserted": inserted, "already_ingested": read - inserted}
         log.info("ingest %s %s: %d lines read, %d new rows in %s, %d already ingested",
                  day, f, read, inserted, BRONZE_LISTENS.full_name, read - inserted)
+    if fmt is None or not formats:
+        from jobs import feedback
+        summary[feedback.FEEDBACK_FORMAT] = feedback.run(spark, cfg, day)
     return summary
 
 

@@ -9,7 +9,9 @@ Candidates per user, each source's top recommend.candidates_per_source:
 A candidate's blended score is the sum over sources of recommend.weight_<source> x its rank score in
 that source (1 for the first, falling linearly); its `source` is the one that contributed most.
 Users with fewer than recommend.min_history plays get segment and popularity candidates only.
-Tracks the user disliked, and (recommend.exclude_played_days > 0) played lately, are dropped; then a
+Feedback (silver.feedback): tracks the user disliked are dropped for good, liked ones boosted, lately
+skipped ones damped (recommend.like_boost, skip_penalty, skip_days). Tracks (with
+recommend.exclude_played_days > 0) played lately are dropped too; then a
 greedy MMR pass per user picks K tracks, trading score against repeating an artist
 (recommend.mmr_lambda) with at most recommend.max_per_artist per artist (relaxed only if the
 catalogue cannot fill K otherwise). D's rows of gold.recommendations are replaced in one commit.
@@ -31,8 +33,9 @@ from jobs import candidates, delta_io, embed
 from jobs.als import top_n
 from jobs.config import Config, RecommendConf
 from jobs.errors import InputError
-from jobs.tables import (GOLD_MODELS, GOLD_RECOMMENDATIONS, GOLD_TRACK_EMBEDDINGS, GOLD_USER_SEGMENTS, SILVER_PLAYS,
-                         SILVER_TRACKS, SILVER_USERS)
+from jobs.tables import (GOLD_MODELS, GOLD_RECOMMENDATIONS, GOLD_TRACK_EMBEDDINGS, GOLD_USER_SEGMENTS,
+                         SILVER_FEEDBACK, SILVER_PLAYS, SILVER_TRACKS, SILVER_USERS)
+from udfs.quality import utc_midnight
 from models.lstm import LstmParams, NextTrackLSTM
 
 log = logging.getLogger("setlist.recommend")
@@ -166,6 +169,27 @@ def blend(parts: list[DataFrame], conf: RecommendConf, cold: DataFrame) -> DataF
             .agg(F.sum("w").alias("score"), F.max_by("source", F.struct("w", "source")).alias("source")))
 
 
+def apply_feedback(spark: SparkSession, cfg: Config, day: dt.date, blended: DataFrame, users: DataFrame) -> DataFrame:
+    """Drop what a user disliked (ever); boost what they liked; damp what they skipped lately."""
+    if not delta_io.exists(spark, cfg, SILVER_FEEDBACK):
+        return blended
+    conf = cfg.recommend
+    tracks = delta_io.read(spark, cfg, SILVER_TRACKS).select("track_id", "track_idx")
+    events = (delta_io.read(spark, cfg, SILVER_FEEDBACK).where(F.col("ts") < utc_midnight(day + dt.timedelta(days=1)))
+              .join(users.select("user_id", "user_idx"), "user_id").join(tracks, "track_id"))
+    disliked = events.where(F.col("event") == "dislike").select("user_idx", "track_idx").distinct()
+    liked = events.where(F.col("event") == "like").select("user_idx", "track_idx").distinct() \
+        .withColumn("_liked", F.lit(True))
+    skipped = (events.where((F.col("event") == "skip")
+                            & (F.col("ts") >= utc_midnight(day - dt.timedelta(days=conf.skip_days - 1))))
+               .select("user_idx", "track_idx").distinct().withColumn("_skipped", F.lit(True)))
+    factor = (F.when(F.col("_liked").isNotNull(), 1.0 + conf.like_boost).otherwise(1.0)
+              * F.when(F.col("_skipped").isNotNull(), 1.0 - conf.skip_penalty).otherwise(1.0))
+    return (blended.join(disliked, ["user_idx", "track_idx"], "left_anti")
+            .join(liked, ["user_idx", "track_idx"], "left").join(skipped, ["user_idx", "track_idx"], "left")
+            .withColumn("score", F.col("score") * factor).drop("_liked", "_skipped"))
+
+
 def diversify(k: int, max_per_artist: int, mmr_lambda: float):
     """A pandas function for applyInPandas over one user's candidates (track_idx, artist_name, score,
     source): greedy MMR with an artist cap, exactly k rows when there are k candidates."""
@@ -218,6 +242,7 @@ def run(spark: SparkSession, cfg: Config, day: dt.date) -> dict:
             lately = plays.where(F.col("play_date") > F.lit(day - dt.timedelta(days=conf.exclude_played_days)))
             blended = blended.join(lately.select("user_idx", "track_idx").distinct(), ["user_idx", "track_idx"],
                                    "left_anti")
+        blended = apply_feedback(spark, cfg, day, blended, users)
         tracks = delta_io.read(spark, cfg, SILVER_TRACKS).select("track_idx", "track_id", "artist_name", "track_name")
         pool = blended.join(tracks, "track_idx")
         picked = pool.groupBy("user_idx").applyInPandas(

@@ -90,6 +90,14 @@ SILVER_QUARANTINE = Table(
     doc="Every record the cleaner refused, with the reason.",
 )
 
+SILVER_FEEDBACK = Table(
+    "silver", "feedback",
+    _schema(("user_id", S), ("track_id", S), ("event", S), ("ts", TS), ("source_file", S), ("line_number", L),
+            ("ingest_date", D)),
+    partition_by=("ingest_date",),
+    doc="Explicit reactions: like, dislike, skip; the track by the same identity rule as plays.",
+)
+
 SILVER_CLEAN_RUNS = Table(
     "silver", "clean_runs",
     _schema(
@@ -101,7 +109,8 @@ SILVER_CLEAN_RUNS = Table(
         "Written last, so its row is the marker that the date's clean committed.",
 )
 
-ALL_TABLES = (BRONZE_LISTENS, SILVER_PLAYS, SILVER_USERS, SILVER_TRACKS, SILVER_QUARANTINE, SILVER_CLEAN_RUNS)
+ALL_TABLES = (BRONZE_LISTENS, SILVER_PLAYS, SILVER_USERS, SILVER_TRACKS, SILVER_QUARANTINE, SILVER_CLEAN_RUNS,
+              SILVER_FEEDBACK)
 
 VEC = T.ArrayType(T.FloatType())
 

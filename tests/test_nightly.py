@@ -158,3 +158,45 @@ def test_the_airflow_dag_example_compiles():
     from conftest import ROOT
     py_compile.compile(str(ROOT / "conf" / "airflow_dag.py"), doraise=True)
     assert "submit.sh nightly" in (ROOT / "conf" / "airflow_dag.py").read_text()
+
+
+def test_feedback_drops_dislikes_boosts_likes_and_damps_skips(spark, nights):
+    import json
+    from pathlib import Path
+
+    from jobs import ingest
+    from jobs.tables import SILVER_FEEDBACK, SILVER_QUARANTINE, SILVER_TRACKS
+    cfg, _ = nights
+    day = DAYS[2]
+    recommend.run(spark, cfg, day)
+    recs = delta_io.read(spark, cfg, GOLD_RECOMMENDATIONS).where(F.col("run_date") == F.lit(day))
+    user = recs.where(F.col("source") != "popularity").orderBy("user_id").first()["user_id"]
+    mine = {r["rank"]: r for r in recs.where(F.col("user_id") == user).collect()}
+    tracks = {r["track_id"]: r for r in delta_io.read(spark, cfg, SILVER_TRACKS).collect()}
+
+    def event(kind, track_id, ts=1767434400):
+        t = tracks[track_id]
+        return json.dumps({"user_name": user, "event": kind, "timestamp": ts, "track_metadata": {
+            "artist_name": t["artist_name"], "track_name": t["track_name"],
+            "additional_info": {"recording_mbid": t["recording_mbid"]}}})
+
+    disliked, liked, skipped = mine[1]["track_id"], mine[K]["track_id"], mine[2]["track_id"]
+    folder = Path(ingest.raw_dir(cfg, "feedback-jsonl", day))
+    folder.mkdir(parents=True)
+    (folder / "f.jsonl").write_text("\n".join([event("dislike", disliked), event("like", liked),
+                                               event("skip", skipped), event("shrug", liked)]) + "\n")
+    assert ingest.run(spark, cfg, day, "feedback-jsonl")["feedback-jsonl"] == {"feedback": 3, "quarantined": 1}
+    assert delta_io.read(spark, cfg, SILVER_FEEDBACK).count() == 3
+    quarantine = delta_io.read(spark, cfg, SILVER_QUARANTINE).where(F.col("format") == "feedback-jsonl")
+    assert [r["reason"] for r in quarantine.collect()] == ["unknown_event"]
+
+    recommend.run(spark, cfg, day)
+    after = {r["track_id"]: r for r in delta_io.read(spark, cfg, GOLD_RECOMMENDATIONS)
+             .where((F.col("run_date") == F.lit(day)) & (F.col("user_id") == user)).collect()}
+    assert disliked not in after and len(after) == K
+    assert after[liked]["score"] == pytest.approx(mine[K]["score"] * 1.5)
+    if skipped in after:
+        assert after[skipped]["score"] == pytest.approx(mine[2]["score"] * 0.5)
+    # the listens' quarantine of the day is untouched by feedback's
+    assert delta_io.read(spark, cfg, SILVER_QUARANTINE).where(
+        (F.col("ingest_date") == F.lit(day)) & (F.col("format") != "feedback-jsonl")).count() > 0

@@ -18,6 +18,9 @@ TIMESTAMP_BEFORE_FLOOR = "timestamp_before_floor"
 TIMESTAMP_AFTER_RUN_DATE = "timestamp_after_run_date"
 MISSING_TRACK = "missing_track"                # neither a recording id nor a track name
 
+UNKNOWN_EVENT = "unknown_event"              # feedback whose event is not like, dislike or skip
+
+# The reasons of listens; feedback adds UNKNOWN_EVENT (jobs.feedback).
 REASONS = (WRONG_COLUMN_COUNT, MALFORMED_JSON, EMPTY_USER, MISSING_TIMESTAMP, UNPARSABLE_TIMESTAMP,
            TIMESTAMP_BEFORE_FLOOR, TIMESTAMP_AFTER_RUN_DATE, MISSING_TRACK)
 
