@@ -196,6 +196,8 @@ class RecommendConf:
     weight_item2vec: float = 0.5
     weight_segment: float = 0.3
     weight_popularity: float = 0.05
+    # The user's own most played tracks (repeat listening: the strongest single signal on music data).
+    weight_history: float = 1.0
     # Users with fewer plays than this get segment- and popularity-based lists (cold start).
     min_history: int = 5
     # Drop tracks the user played in the last N days (0: keep them; repeat listening is normal).
@@ -390,6 +392,7 @@ def _check_values(cfg: Config) -> None:
         "recommend.weight_item2vec": cfg.recommend.weight_item2vec,
         "recommend.weight_segment": cfg.recommend.weight_segment,
         "recommend.weight_popularity": cfg.recommend.weight_popularity,
+        "recommend.weight_history": cfg.recommend.weight_history,
         "recommend.min_history": cfg.recommend.min_history,
         "recommend.exclude_played_days": cfg.recommend.exclude_played_days,
     }

@@ -6,7 +6,9 @@ sampled negatives) and keeps K = evaluate.k:
 - popularity: global most played tracks;
 - most_played: the user's own most played tracks (a strong baseline on music data);
 - item2vec: neighbours of the user's recent tracks in Word2Vec embeddings trained on the train plays;
-- als: implicit ALS trained on the train plays with the configured hyperparameters.
+- als: implicit ALS trained on the train plays with the configured hyperparameters;
+- blend: recommend's weighted blend of the user's history, ALS, item2vec and popularity (the LSTM is
+  judged on next tracks by train; no diversification pass).
 Metrics (udfs.metrics): recall, precision, NDCG, MAP, hit rate at K; catalogue coverage; intra-list
 diversity (distinct artists share, mean pairwise embedding cosine distance); novelty (mean
 self-information of recommended tracks under train popularity). Besides, the lists written for D-1
@@ -22,7 +24,7 @@ from pyspark.sql import DataFrame, SparkSession
 from pyspark.sql import functions as F
 
 from jobs import als as als_job
-from jobs import candidates, delta_io, embed, report
+from jobs import candidates, delta_io, embed, recommend, report
 from jobs.config import Config, join_path
 from jobs.errors import NotEnoughHistory
 from jobs.scoring import ranked_lists, score_lists, temporal_split, truth_of
@@ -73,12 +75,23 @@ def source_lists(spark: SparkSession, cfg: Config, train: DataFrame, users: Data
     pairs = als_job.interactions(train, day, cfg.als).persist()
     params = als_job.AlsParams(cfg.als.rank, cfg.als.reg_param, cfg.als.alpha)
     als_model = als_job.fit(pairs, params, cfg.als)
-    return {
+    lists = {
         "popularity": ranked_lists(candidates.popular(train, users, k), k),
         "most_played": ranked_lists(candidates.most_played(train, users, k), k),
         "item2vec": ranked_lists(candidates.item2vec(neighbours, recent), k),
         "als": als_job.top_n(als_model, users, k),
     }
+    # The blend of recommend (without the LSTM, which is judged on next tracks, and without the
+    # diversification pass), from each source's top candidates_per_source trained on the same plays.
+    n = cfg.recommend.candidates_per_source
+    parts = [
+        recommend.rank_scores(candidates.most_played(train, users, n), n, "history"),
+        recommend.rank_scores(recommend.lists_to_scored(als_job.top_n(als_model, users, n)), n, "als"),
+        recommend.rank_scores(candidates.item2vec(neighbours, recent), n, "item2vec"),
+        recommend.rank_scores(candidates.popular(train, users, n), n, "popularity"),
+    ]
+    lists["blend"] = ranked_lists(recommend.blend(parts, cfg.recommend), k)
+    return lists
 
 
 def run(spark: SparkSession, cfg: Config, day: dt.date) -> dict:

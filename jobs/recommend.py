@@ -1,6 +1,7 @@
 """recommend: the top-K tracks of every user for run date D into gold.recommendations.
 
 Candidates per user, each source's top recommend.candidates_per_source:
+- history: the user's own most played tracks (people replay what they love);
 - als: the latest ALS model trained on or before D (recommendForUserSubset: blocked scoring);
 - lstm: the latest LSTM's next tracks after the user's latest session (scored on the executors);
 - item2vec: neighbours of the user's recent tracks in the latest embeddings;
@@ -40,7 +41,7 @@ from models.lstm import LstmParams, NextTrackLSTM
 
 log = logging.getLogger("setlist.recommend")
 
-SOURCES = ("als", "lstm", "item2vec", "segment", "popularity")
+SOURCES = ("history", "als", "lstm", "item2vec", "segment", "popularity")
 COLD_SOURCES = ("segment", "popularity")
 
 
@@ -129,7 +130,8 @@ def segment_scored(plays: DataFrame, segments: DataFrame, users: DataFrame, n: i
 def source_candidates(spark: SparkSession, cfg: Config, day: dt.date, plays: DataFrame, warm: DataFrame,
                       everyone: DataFrame) -> tuple[list[DataFrame], dict]:
     conf, n = cfg.recommend, cfg.recommend.candidates_per_source
-    parts, used = [], {}
+    parts = [rank_scores(candidates.most_played(plays, warm, n), n, "history")]
+    used = {"history": f"plays up to {day}"}
     als_row = latest_model(spark, cfg, "als", day)
     if als_row is not None:
         parts.append(rank_scores(lists_to_scored(top_n(ALSModel.load(als_row["path"]), warm, n)), n, "als"))
@@ -156,14 +158,15 @@ def source_candidates(spark: SparkSession, cfg: Config, day: dt.date, plays: Dat
     return parts, used
 
 
-def blend(parts: list[DataFrame], conf: RecommendConf, cold: DataFrame) -> DataFrame:
+def blend(parts: list[DataFrame], conf: RecommendConf, cold: DataFrame | None = None) -> DataFrame:
     """(user_idx, track_idx, score, source) summed over sources; cold users keep cold sources only."""
     weights = F.create_map(*[x for s in SOURCES for x in (F.lit(s), F.lit(float(getattr(conf, f"weight_{s}"))))])
     allc = parts[0]
     for p in parts[1:]:
         allc = allc.unionByName(p)
-    allc = allc.join(cold.withColumn("_cold", F.lit(True)), "user_idx", "left")
-    allc = allc.where(F.col("_cold").isNull() | F.col("source").isin(*COLD_SOURCES))
+    if cold is not None:
+        allc = allc.join(cold.withColumn("_cold", F.lit(True)), "user_idx", "left")
+        allc = allc.where(F.col("_cold").isNull() | F.col("source").isin(*COLD_SOURCES)).drop("_cold")
     weighted = allc.withColumn("w", weights[F.col("source")] * F.col("rank_score"))
     return (weighted.groupBy("user_idx", "track_idx")
             .agg(F.sum("w").alias("score"), F.max_by("source", F.struct("w", "source")).alias("source")))

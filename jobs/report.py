@@ -60,7 +60,9 @@ def _history_plot(spark: SparkSession, cfg: Config, k: int) -> str:
 
 def _embedding_map(spark: SparkSession, cfg: Config, day: dt.date) -> str:
     from jobs.recommend import latest_date
-    day = latest_date(spark, cfg, GOLD_TRACK_EMBEDDINGS, day) or day  # the cadence may reuse older ones
+    day = latest_date(spark, cfg, GOLD_TRACK_EMBEDDINGS, day)  # the cadence may reuse older ones
+    if day is None:
+        return "<p>No track embeddings on or before this date yet (run embed).</p>"
     emb = delta_io.read(spark, cfg, GOLD_TRACK_EMBEDDINGS).where(F.col("run_date") == F.lit(day))
     if delta_io.exists(spark, cfg, GOLD_TRACK_CLUSTERS):
         clusters = delta_io.read(spark, cfg, GOLD_TRACK_CLUSTERS).where(F.col("run_date") == F.lit(day))

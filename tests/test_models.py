@@ -166,10 +166,10 @@ def test_als_job_grid_search_writes_factors_model_and_metadata(spark, warehouse)
 def test_evaluate_scores_every_source_and_als_beats_popularity(spark, warehouse):
     cfg = warehouse
     results = evaluate.run(spark, cfg, D)
-    assert set(results) == {"popularity", "most_played", "item2vec", "als"}
+    assert set(results) == {"popularity", "most_played", "item2vec", "als", "blend"}
     stored = rows_for(spark, cfg, GOLD_METRICS)
-    assert stored.select("model").distinct().count() == 4
-    assert stored.where("metric = 'ndcg' AND k = 10").count() == 4
+    assert stored.select("model").distinct().count() == 5
+    assert stored.where("metric = 'ndcg' AND k = 10").count() == 5
     for values in results.values():
         assert 0 <= values["ndcg"] <= 1 and 0 < values["coverage"] <= 1 and values["novelty"] > 0
     assert results["als"]["ndcg"] > 1.5 * results["popularity"]["ndcg"]

@@ -99,7 +99,7 @@ def test_cold_start_users_get_full_lists_from_segments_and_popularity(spark, nig
     assert {r[0] for r in cold_recs.select("source").distinct().collect()} <= {"segment", "popularity"}
     assert cold_recs.groupBy("user_id").count().where(F.col("count") != K).count() == 0
     warm_sources = {r[0] for r in recs.where(~F.col("user_id").isin(*cold)).select("source").distinct().collect()}
-    assert warm_sources & {"als", "lstm", "item2vec"}
+    assert warm_sources & {"als", "lstm", "item2vec", "history"}
 
 
 def test_excluded_window_and_rerun_replaces_the_date_atomically(spark, nights):

@@ -98,3 +98,14 @@ def test_a_stopped_run_resumes_after_its_last_checkpoint(spark, planted):
     assert second["resumed_from"] == 1
     assert second["loss_history"][0] == first["loss_history"][0] and len(second["loss_history"]) == 3
     assert latest_checkpoint(str(root / "resume" / "ckpt"))[0] == 3
+
+
+def test_sampled_softmax_learns_in_a_single_process(planted):
+    import dataclasses
+
+    from models.distributed import train as train_ranks
+    _, files, root = planted
+    spec = dataclasses.replace(spec_for(files, root, "sampled", epochs=3, world=1), loss="sampled", num_sampled=8)
+    result = train_ranks(spec, "local")
+    assert result["world_size"] == 1 and result["backend"] == "local"
+    assert result["loss_history"][-1] < result["loss_history"][0] * 0.7
