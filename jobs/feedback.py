@@ -68,11 +68,17 @@ def parse(lines: DataFrame, day: dt.date, unicode_form: str) -> DataFrame:
             .withColumn("track_id", track_id(F.col("recording_mbid"), F.col("artist_name"), F.col("track_name"))))
 
 
-def run(spark: SparkSession, cfg: Config, day: dt.date) -> dict:
-    from jobs.ingest import _path_exists, raw_dir, read_raw
-    path = raw_dir(cfg, FEEDBACK_FORMAT, day)
+def raw_dir_of(cfg: Config, day: dt.date) -> str:
+    from jobs.ingest import raw_dir
+    return raw_dir(cfg, FEEDBACK_FORMAT, day)
+
+
+def run(spark: SparkSession, cfg: Config, day: dt.date) -> dict | None:
+    """Counts of D's feedback (events, quarantined), or None when D has no feedback folder."""
+    from jobs.ingest import _path_exists, read_raw
+    path = raw_dir_of(cfg, day)
     if not _path_exists(spark, path):
-        return {"feedback": 0, "quarantined": 0}
+        return None
     parsed = parse(read_raw(spark, path, FEEDBACK_FORMAT, day), day, cfg.clean.unicode_form).persist()
     try:
         good = parsed.where(F.col("reason").isNull())

@@ -112,7 +112,11 @@ def run(spark: SparkSession, cfg: Config, day: dt.date, fmt: str | None = None) 
                  day, f, read, inserted, BRONZE_LISTENS.full_name, read - inserted)
     if fmt is None or not formats:
         from jobs import feedback
-        summary[feedback.FEEDBACK_FORMAT] = feedback.run(spark, cfg, day)
+        counts = feedback.run(spark, cfg, day)
+        if counts is not None:
+            summary[feedback.FEEDBACK_FORMAT] = counts
+        elif not formats:
+            raise InputError(f"raw input path does not exist: {feedback.raw_dir_of(cfg, day)} (conf key raw_path)")
     return summary
 
 
