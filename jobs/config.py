@@ -181,6 +181,8 @@ class TrainConf:
     # Validation examples scored for the report (a sample, spread over the executors).
     eval_examples: int = 20000
     export_onnx: bool = True
+    # A distributed attempt that has not finished after this long is cancelled and tried once more.
+    timeout_minutes: float = 240.0
     seed: int = 7
 
 
@@ -377,6 +379,7 @@ def _check_values(cfg: Config) -> None:
         "train.num_sampled": cfg.train.num_sampled, "train.epochs": cfg.train.epochs,
         "train.batch_size": cfg.train.batch_size, "train.learning_rate": cfg.train.learning_rate,
         "train.validation_days": cfg.train.validation_days, "train.eval_examples": cfg.train.eval_examples,
+        "train.timeout_minutes": cfg.train.timeout_minutes,
         "recommend.k": cfg.recommend.k, "recommend.candidates_per_source": cfg.recommend.candidates_per_source,
         "recommend.max_per_artist": cfg.recommend.max_per_artist,
         "nightly.embed_every_days": cfg.nightly.embed_every_days,

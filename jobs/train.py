@@ -94,8 +94,43 @@ def _pretrained(spark: SparkSession, cfg: Config, day: dt.date) -> dict[int, lis
     return {int(r[0]): list(r[1]) for r in rows}
 
 
-def run_backend(spark: SparkSession, spec: TrainSpec, backend: str, world: int) -> list[dict]:
-    """Every rank's result: Horovod returns all ranks'; TorchDistributor rank 0's (which has all digests)."""
+def run_backend(spark: SparkSession, spec: TrainSpec, backend: str, world: int, timeout_s: float = 4 * 3600,
+                attempts: int = 2) -> list[dict]:
+    """Every rank's result: Horovod returns all ranks'; TorchDistributor rank 0's (which has all digests).
+
+    A distributed start can hang (a rank that never joins the rendezvous leaves the others waiting):
+    after timeout_s the run's Spark jobs are cancelled and it is tried again, up to `attempts` times;
+    a retry resumes from the last checkpoint.
+    """
+    import threading
+    for attempt in range(1, attempts + 1):
+        # The launch stays in this thread (Horovod installs signal handlers); a watchdog cancels the
+        # run's Spark jobs if it outlives timeout_s. Horovod starts its job from a thread of its own,
+        # out of reach of a job group, and the train stage runs alone: cancel every running job.
+        done, fired = threading.Event(), threading.Event()
+
+        def watchdog():
+            if not done.wait(timeout_s):
+                fired.set()
+                log.warning("train: %s attempt %d did not finish in %.0f s; cancelling its Spark jobs", backend,
+                            attempt, timeout_s)
+                spark.sparkContext.cancelAllJobs()
+
+        threading.Thread(target=watchdog, daemon=True).start()
+        try:
+            return _launch(spark, spec, backend, world)
+        except Exception as exc:
+            if not fired.is_set():
+                raise
+            if attempt == attempts:
+                raise RuntimeError(f"train: {backend} did not finish in {attempts} attempt(s) of {timeout_s:.0f} s "
+                                   f"each (train.timeout_minutes)") from exc
+        finally:
+            done.set()
+    raise AssertionError("unreachable")
+
+
+def _launch(spark: SparkSession, spec: TrainSpec, backend: str, world: int) -> list[dict]:
     if backend == "horovod":
         import horovod.spark
         return horovod.spark.run(train_ranks, args=(spec, "horovod"), num_proc=world, verbose=0,
@@ -225,7 +260,7 @@ def run(spark: SparkSession, cfg: Config, day: dt.date, backend: str | None = No
     log.info("train %s: %d train / %d valid examples, vocab %d, %s with %d ranks, %d steps per epoch, "
              "rows per rank %s", day, counts["train"], counts["valid"], vocab, backend, conf.world_size,
              shard_plan.steps_per_epoch, shard_plan.rows)
-    results = run_backend(spark, spec, backend, conf.world_size)
+    results = run_backend(spark, spec, backend, conf.world_size, timeout_s=conf.timeout_minutes * 60.0)
     rank0 = next(r for r in results if r["rank"] == 0)
     log.info("train %s: loss by epoch %s (resumed after epoch %d), device %s", day,
              [round(x, 4) for x in rank0["loss_history"]], rank0["resumed_from"], rank0["device"])

@@ -182,7 +182,8 @@ def test_evaluate_scores_every_source_and_als_beats_popularity(spark, warehouse)
 def test_train_lstm_with_horovod_end_to_end(spark, warehouse):
     from jobs import train
     cfg = with_overrides(warehouse, ["train.embed_dim=16", "train.hidden=32", "train.epochs=2", "train.batch_size=128",
-                                     "train.window=5", "train.sequence_files=4", "train.eval_examples=2000"])
+                                     "train.window=5", "train.sequence_files=4", "train.eval_examples=2000",
+                                     "train.timeout_minutes=4"])
     result = train.run(spark, cfg, D, "horovod")
     row = delta_io.read(spark, cfg, GOLD_MODELS).where("model = 'lstm'").collect()
     assert len(row) == 1 and row[0]["backend"] == "horovod" and row[0]["world_size"] == 2

@@ -30,7 +30,7 @@ def nights(spark, base_cfg, tmp_path_factory):
                         artists=50, genres=4),
         "embed.vector_size=16", "cluster.k=4", "cluster.segments=3", "als.rank=8", "als.max_iter=5",
         "train.embed_dim=16", "train.hidden=16", "train.epochs=1", "train.window=5", "train.sequence_files=2",
-        "train.eval_examples=500", "train.backend=torch-distributor",
+        "train.eval_examples=500", "train.backend=torch-distributor", "train.timeout_minutes=4",
         f"recommend.k={K}", "recommend.max_per_artist=2", "recommend.min_history=40", "recommend.candidates_per_source=60",
     ])
     generate.run(spark, cfg)

@@ -79,7 +79,7 @@ def test_feed_shards_cover_the_snapshot_without_overlap(spark, planted):
 @pytest.mark.parametrize("backend", ["horovod", "torch-distributor"])
 def test_two_ranks_learn_and_end_with_identical_parameters(spark, planted, backend):
     _, files, root = planted
-    results = run_backend(spark, spec_for(files, root, backend, epochs=3), backend, 2)
+    results = run_backend(spark, spec_for(files, root, backend, epochs=3), backend, 2, timeout_s=240)
     rank0 = next(r for r in results if r["rank"] == 0)
     assert rank0["world_size"] == 2 and rank0["backend"] == backend and rank0["device"] == "cpu"
     losses = rank0["loss_history"]
@@ -92,9 +92,9 @@ def test_two_ranks_learn_and_end_with_identical_parameters(spark, planted, backe
 
 def test_a_stopped_run_resumes_after_its_last_checkpoint(spark, planted):
     _, files, root = planted
-    first = run_backend(spark, spec_for(files, root, "resume", epochs=1), "torch-distributor", 2)[0]
+    first = run_backend(spark, spec_for(files, root, "resume", epochs=1), "torch-distributor", 2, timeout_s=240)[0]
     assert latest_checkpoint(str(root / "resume" / "ckpt"))[0] == 1 and first["resumed_from"] == 0
-    second = run_backend(spark, spec_for(files, root, "resume", epochs=3), "torch-distributor", 2)[0]
+    second = run_backend(spark, spec_for(files, root, "resume", epochs=3), "torch-distributor", 2, timeout_s=240)[0]
     assert second["resumed_from"] == 1
     assert second["loss_history"][0] == first["loss_history"][0] and len(second["loss_history"]) == 3
     assert latest_checkpoint(str(root / "resume" / "ckpt"))[0] == 3
