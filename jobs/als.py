@@ -57,13 +57,17 @@ def fit(pairs: DataFrame, p: AlsParams, conf: AlsConf) -> ALSModel:
     return als.fit(pairs)
 
 
-def top_n(model: ALSModel, users: DataFrame, n: int) -> DataFrame:
-    """(user_idx, recs array<int>): each user's n best tracks. MLlib scores users against items in
-    blocks (recommendForUserSubset), never as one user-by-track product."""
+def top_scored(model: ALSModel, users: DataFrame, n: int) -> DataFrame:
+    """(user_idx, track_idx, score): each user's n best tracks with their predicted preference. MLlib
+    scores users against items in blocks (recommendForUserSubset), never as one user-by-track product."""
     recs = model.recommendForUserSubset(users.select("user_idx"), n)
-    flat = recs.select("user_idx", F.explode("recommendations").alias("r")).select(
-        "user_idx", F.col("r.track_idx").alias("track_idx"), F.col("r.rating").alias("score"))
-    return ranked_lists(flat, n)
+    return recs.select("user_idx", F.explode("recommendations").alias("r")).select(
+        "user_idx", F.col("r.track_idx").alias("track_idx"), F.col("r.rating").cast("double").alias("score"))
+
+
+def top_n(model: ALSModel, users: DataFrame, n: int) -> DataFrame:
+    """(user_idx, recs array<int>): each user's n best tracks, best first."""
+    return ranked_lists(top_scored(model, users, n), n)
 
 
 def grid(conf: AlsConf) -> list[AlsParams]:

@@ -28,9 +28,9 @@ def most_played(plays: DataFrame, users: DataFrame, n: int) -> DataFrame:
                 .groupBy("user_idx", "track_idx").agg(F.count("*").alias("n"), F.max("ts").alias("last")))
     ranked = per_user.withColumn("r", F.row_number().over(
         Window.partitionBy("user_idx").orderBy(F.desc("n"), F.desc("last"), "track_idx")))
-    # Score: play count, with the recency tie-break folded in as a fraction below one play.
+    # Score: play count, with the rank's tie-break folded in as a fraction of at most 0.01 play.
     return (ranked.where(F.col("r") <= n)
-            .select("user_idx", "track_idx", (F.col("n") + 1.0 / (F.col("r") + 1.0)).alias("score")))
+            .select("user_idx", "track_idx", (F.col("n") + 0.01 / F.col("r")).alias("score")))
 
 
 def recent_tracks(plays: DataFrame, users: DataFrame, n: int) -> DataFrame:

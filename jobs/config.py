@@ -191,13 +191,16 @@ class RecommendConf:
     k: int = 30
     # Candidates taken from each source per user before blending.
     candidates_per_source: int = 100
-    # Blend weights: a candidate's score is the sum over sources of weight x its rank score in that
-    # source's list (1 for the source's first track, falling linearly to 1/candidates_per_source).
-    weight_als: float = 1.0
+    # Blend weights: a candidate's score is the sum over sources of weight x its signal there:
+    # ln(plays) for history, for the other sources its score over the user's best score in that
+    # source (1 for the source's first track). history, als, item2vec and popularity were chosen on
+    # validation splits of generated data (bench/quality.py --tune-blend, README "Measured quality");
+    # lstm and segment are not measured by that split.
+    weight_als: float = 2.0
     weight_lstm: float = 1.0
-    weight_item2vec: float = 0.5
+    weight_item2vec: float = 0.05
     weight_segment: float = 0.3
-    weight_popularity: float = 0.05
+    weight_popularity: float = 1.0
     # The user's own most played tracks (repeat listening: the strongest single signal on music data).
     weight_history: float = 1.0
     # Users with fewer plays than this get segment- and popularity-based lists (cold start).

@@ -7,8 +7,9 @@ sampled negatives) and keeps K = evaluate.k:
 - most_played: the user's own most played tracks (a strong baseline on music data);
 - item2vec: neighbours of the user's recent tracks in Word2Vec embeddings trained on the train plays;
 - als: implicit ALS trained on the train plays with the configured hyperparameters;
-- blend: recommend's weighted blend of the user's history, ALS, item2vec and popularity (the LSTM is
-  judged on next tracks by train; no diversification pass).
+- blend: recommend's weighted blend of the user's history, ALS, item2vec and popularity with the
+  configured weights (see blend_parts for what is left out); tune_blend searches those weights on an
+  earlier date's split.
 Metrics (udfs.metrics): recall, precision, NDCG, MAP, hit rate at K; catalogue coverage; intra-list
 diversity (distinct artists share, mean pairwise embedding cosine distance); novelty (mean
 self-information of recommended tracks under train popularity). Besides, the lists written for D-1
@@ -17,7 +18,9 @@ gold.metrics, are printed as a table, and go into the HTML report of the date (j
 """
 from __future__ import annotations
 
+import dataclasses
 import datetime as dt
+import itertools
 import logging
 
 from pyspark.sql import DataFrame, SparkSession
@@ -81,31 +84,81 @@ def source_lists(spark: SparkSession, cfg: Config, train: DataFrame, users: Data
         "item2vec": ranked_lists(candidates.item2vec(neighbours, recent), k),
         "als": als_job.top_n(als_model, users, k),
     }
-    # The blend of recommend (without the LSTM, which is judged on next tracks, and without the
-    # diversification pass), from each source's top candidates_per_source trained on the same plays.
-    n = cfg.recommend.candidates_per_source
-    parts = [
-        recommend.rank_scores(candidates.most_played(train, users, n), n, "history"),
-        recommend.rank_scores(recommend.lists_to_scored(als_job.top_n(als_model, users, n)), n, "als"),
-        recommend.rank_scores(candidates.item2vec(neighbours, recent), n, "item2vec"),
-        recommend.rank_scores(candidates.popular(train, users, n), n, "popularity"),
-    ]
+    parts = blend_parts(cfg, train, users, als_model, neighbours, recent)
     lists["blend"] = ranked_lists(recommend.blend(parts, cfg.recommend), k)
     return lists
 
 
-def run(spark: SparkSession, cfg: Config, day: dt.date) -> dict:
-    conf, k = cfg.evaluate, cfg.evaluate.k
-    spark.sparkContext.setCheckpointDir(join_path(cfg.warehouse, "_checkpoints", "evaluate"))
+def blend_parts(cfg: Config, train: DataFrame, users: DataFrame, als_model, neighbours: DataFrame,
+                recent: DataFrame) -> list[DataFrame]:
+    """recommend's candidates from the sources evaluate can rebuild on the train plays (history, ALS,
+    item2vec, popularity), each source's top recommend.candidates_per_source with its signal. The LSTM
+    is judged on next tracks by train, and the segment source only matters for cold-start users,
+    whom a temporal split cannot score; the diversification pass is left out."""
+    n = cfg.recommend.candidates_per_source
+    return [
+        recommend.history_scores(train, users, n),
+        recommend.source_scores(als_job.top_scored(als_model, users, n), n, "als"),
+        recommend.source_scores(candidates.item2vec(neighbours, recent), n, "item2vec"),
+        recommend.source_scores(candidates.popular(train, users, n), n, "popularity"),
+    ]
+
+
+def split(spark: SparkSession, cfg: Config, day: dt.date) -> tuple[DataFrame, DataFrame]:
+    """(train, truth) of the temporal split for `day`, persisted; NotEnoughHistory if no user can be scored."""
+    conf = cfg.evaluate
     plays = delta_io.read(spark, cfg, SILVER_PLAYS)
     train, test = temporal_split(plays, day, conf.test_days)
     train = embed.history(train, day, 0).persist()
     truth = truth_of(test, train).persist()
+    if truth.isEmpty():
+        train.unpersist()
+        truth.unpersist()
+        raise NotEnoughHistory(f"evaluate {day}: no user with plays both in the test window (last "
+                               f"{conf.test_days} day(s), evaluate.test_days) and before it")
+    return train, truth
+
+
+def tune_blend(spark: SparkSession, cfg: Config, day: dt.date, grid: dict[str, list[float]]
+               ) -> tuple[dict[str, float], list[tuple[dict[str, float], float]]]:
+    """The blend weights with the best NDCG@evaluate.k on the temporal split of `day` (a validation
+    date before the one reported on), searched over the product of `grid` (source -> weights; sources
+    not in it keep their configured weight). Returns (best weights, [(weights, ndcg)] of every point)."""
+    k = cfg.evaluate.k
+    spark.sparkContext.setCheckpointDir(join_path(cfg.warehouse, "_checkpoints", "evaluate"))
+    train, truth = split(spark, cfg, day)
+    users = truth.select("user_idx")
+    embeddings = embed.train(spark, train, cfg.embed,
+                             join_path(cfg.warehouse, "_scratch", "tune_blend", day.isoformat())).persist()
+    pairs = als_job.interactions(train, day, cfg.als).persist()
+    als_model = als_job.fit(pairs, als_job.AlsParams(cfg.als.rank, cfg.als.reg_param, cfg.als.alpha), cfg.als)
+    neighbours = candidates.neighbour_table(spark, embeddings, cfg.evaluate.neighbours)
+    recent = candidates.recent_tracks(train, users, cfg.evaluate.recent_tracks)
+    parts = [p.persist() for p in blend_parts(cfg, train, users, als_model, neighbours, recent)]
+    points: list[tuple[dict[str, float], float]] = []
+    try:
+        names = list(grid)
+        for values in itertools.product(*(grid[s] for s in names)):
+            weights = dict(zip(names, values))
+            conf = dataclasses.replace(cfg.recommend, **{f"weight_{s}": w for s, w in weights.items()})
+            ndcg = score_lists(ranked_lists(recommend.blend(parts, conf), k), truth, k)["ndcg"]
+            log.info("tune_blend %s: %s ndcg@%d %.4f", day, weights, k, ndcg)
+            points.append((weights, ndcg))
+    finally:
+        for p in parts:
+            p.unpersist()
+        for frame in (pairs, embeddings, train, truth):
+            frame.unpersist()
+    best = max(points, key=lambda p: p[1])[0]
+    return best, points
+
+
+def run(spark: SparkSession, cfg: Config, day: dt.date) -> dict:
+    k = cfg.evaluate.k
+    spark.sparkContext.setCheckpointDir(join_path(cfg.warehouse, "_checkpoints", "evaluate"))
+    train, truth = split(spark, cfg, day)
     try:
         users = truth.select("user_idx")
-        if truth.isEmpty():
-            raise NotEnoughHistory(f"evaluate {day}: no user with plays both in the test window (last "
-                             f"{conf.test_days} day(s), evaluate.test_days) and before it")
         log.info("evaluate %s: %d test users, %d train plays", day, truth.count(), train.count())
         embeddings = embed.train(spark, train, cfg.embed,
                                  join_path(cfg.warehouse, "_scratch", "evaluate", day.isoformat())).persist()

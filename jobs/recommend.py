@@ -1,14 +1,18 @@
 """recommend: the top-K tracks of every user for run date D into gold.recommendations.
 
 Candidates per user, each source's top recommend.candidates_per_source:
-- history: the user's own most played tracks (people replay what they love);
-- als: the latest ALS model trained on or before D (recommendForUserSubset: blocked scoring);
+- history: the user's own most played tracks (people replay what they love); score: ln(plays);
+- als: the latest ALS model trained on or before D (recommendForUserSubset: blocked scoring); score:
+  predicted preference;
 - lstm: the latest LSTM's next tracks after the user's latest session (scored on the executors);
-- item2vec: neighbours of the user's recent tracks in the latest embeddings;
-- segment: the most played tracks of the user's taste segment;
+  score: next-track probability;
+- item2vec: neighbours of the user's recent tracks in the latest embeddings; score: cosine similarity;
+- segment: the most played tracks of the user's taste segment; score: plays in the segment;
 - popularity: the most played tracks overall (the last fallback, and the pool that guarantees K).
-A candidate's blended score is the sum over sources of recommend.weight_<source> x its rank score in
-that source (1 for the first, falling linearly); its `source` is the one that contributed most.
+A candidate's blended score is the sum over sources of recommend.weight_<source> x its signal in
+that source: ln(plays) for history, and for the others its score as a share of the user's best score
+in that source (1 for the source's first track; see source_scores). Its `source` is the one that contributed most. The default weights were chosen on a validation
+window (bench/quality.py --tune-blend, README "Measured quality").
 Users with fewer than recommend.min_history plays get segment and popularity candidates only.
 Feedback (silver.feedback): tracks the user disliked are dropped for good, liked ones boosted, lately
 skipped ones damped (recommend.like_boost, skip_penalty, skip_days). Tracks (with
@@ -20,7 +24,6 @@ catalogue cannot fill K otherwise). D's rows of gold.recommendations are replace
 from __future__ import annotations
 
 import datetime as dt
-import io
 import logging
 
 import numpy as np
@@ -31,13 +34,13 @@ from pyspark.sql import DataFrame, SparkSession, Window
 from pyspark.sql import functions as F
 
 from jobs import candidates, delta_io, embed
-from jobs.als import top_n
+from jobs.als import top_scored
 from jobs.config import Config, RecommendConf
 from jobs.errors import InputError
 from jobs.tables import (GOLD_MODELS, GOLD_RECOMMENDATIONS, GOLD_TRACK_EMBEDDINGS, GOLD_USER_SEGMENTS,
                          SILVER_FEEDBACK, SILVER_PLAYS, SILVER_TRACKS, SILVER_USERS)
 from udfs.quality import utc_midnight
-from models.lstm import LstmParams, NextTrackLSTM
+from models.serving import next_track_scores
 
 log = logging.getLogger("setlist.recommend")
 
@@ -58,20 +61,33 @@ def latest_model(spark: SparkSession, cfg: Config, name: str, day: dt.date):
             .orderBy(F.desc("run_date")).first())
 
 
-def rank_scores(scored: DataFrame, n: int, source: str) -> DataFrame:
-    """(user_idx, track_idx, score) into (user_idx, track_idx, source, rank_score): top n per user,
-    rank score 1 for the first falling linearly to 1/n."""
-    ranked = scored.withColumn("_r", F.row_number().over(
-        Window.partitionBy("user_idx").orderBy(F.desc("score"), "track_idx")))
-    return (ranked.where(F.col("_r") <= n)
-            .select("user_idx", "track_idx", F.lit(source).alias("source"),
-                    (1.0 - (F.col("_r") - 1) / F.lit(float(n))).alias("rank_score")))
+def source_scores(scored: DataFrame, n: int, source: str, scale: str = "share") -> DataFrame:
+    """(user_idx, track_idx, score) into (user_idx, track_idx, source, signal): the user's top n of
+    the source, each with the signal the blend weighs.
+    - scale "share" (model scores: ALS preference, probability, similarity, plays of a segment or of
+      everyone): the score over the user's best score in that source (negative scores count 0), since
+      such scores do not compare across users; 1.0 for the source's first track.
+    - scale "log" (the user's own play counts): ln(plays), 0 for a track played once, 1 for about
+      2.7 plays, 3.7 for 40. Counts do compare across users (40 plays make a favourite whoever plays
+      them) and a log keeps a user's few-plays tail below the other sources' best (measured:
+      README "Measured quality")."""
+    by_user = Window.partitionBy("user_idx")
+    ranked = scored.withColumn("_r", F.row_number().over(by_user.orderBy(F.desc("score"), "track_idx")))
+    top = ranked.where(F.col("_r") <= n)
+    if scale == "log":
+        signal = F.log(F.greatest(F.col("score"), F.lit(1.0)))
+    elif scale == "share":
+        top = top.withColumn("_s", F.greatest(F.col("score"), F.lit(0.0)))
+        best = F.max("_s").over(by_user)
+        signal = F.when(best > 0, F.col("_s") / best).otherwise(F.lit(0.0))
+    else:
+        raise ValueError(f"scale must be share or log, not {scale!r}")
+    return top.select("user_idx", "track_idx", F.lit(source).alias("source"), signal.alias("signal"))
 
 
-def lists_to_scored(lists: DataFrame) -> DataFrame:
-    """(user_idx, recs) into (user_idx, track_idx, score) with score falling along the list."""
-    return lists.select("user_idx", F.posexplode("recs").alias("pos", "track_idx")).select(
-        "user_idx", "track_idx", (-F.col("pos")).cast("double").alias("score"))
+def history_scores(plays: DataFrame, users: DataFrame, n: int) -> DataFrame:
+    """The history source: each user's n most played tracks, signal ln(plays)."""
+    return source_scores(candidates.most_played(plays, users, n), n, "history", scale="log")
 
 
 def latest_windows(plays: DataFrame, window: int) -> DataFrame:
@@ -89,33 +105,9 @@ def latest_windows(plays: DataFrame, window: int) -> DataFrame:
 
 
 def lstm_scored(spark: SparkSession, model_path: str, windows: DataFrame, n: int) -> DataFrame:
+    """(user_idx, track_idx, score): the saved LSTM's n most probable next tracks per user window."""
     saved = torch.load(f"{model_path}/model.pt", map_location="cpu", weights_only=False)
-    buffer = io.BytesIO()
-    torch.save(saved, buffer)
-    shared = spark.sparkContext.broadcast(buffer.getvalue())
-
-    def score(batches):
-        state = torch.load(io.BytesIO(shared.value), map_location="cpu", weights_only=False)
-        net = NextTrackLSTM(LstmParams(**state["params"]))
-        net.load_state_dict(state["state"])
-        net.eval()
-        torch.set_num_threads(1)
-        for block in batches:
-            if block.empty:
-                continue
-            with torch.no_grad():
-                logits = net(torch.as_tensor(np.stack(block["x"].to_numpy()), dtype=torch.long))
-                logits[:, 0] = float("-inf")
-                values, indices = torch.topk(logits, min(n, logits.shape[1] - 1), dim=1)
-            width = indices.shape[1]
-            yield pd.DataFrame({"user_idx": np.repeat(block["user_idx"].to_numpy(), width),
-                                "track_idx": indices.numpy().ravel().astype(np.int32),
-                                "score": values.numpy().ravel().astype(np.float64)})
-
-    # Tracks newer than the model's vocabulary are simply unknown to it: clip them to padding.
-    vocab = saved["params"]["vocab"]
-    clipped = windows.select("user_idx", F.transform("x", lambda t: F.when(t < vocab, t).otherwise(0)).alias("x"))
-    return clipped.mapInPandas(score, "user_idx int, track_idx int, score double")
+    return next_track_scores(spark, saved, windows, "user_idx", n)
 
 
 def segment_scored(plays: DataFrame, segments: DataFrame, users: DataFrame, n: int) -> DataFrame:
@@ -130,30 +122,30 @@ def segment_scored(plays: DataFrame, segments: DataFrame, users: DataFrame, n: i
 def source_candidates(spark: SparkSession, cfg: Config, day: dt.date, plays: DataFrame, warm: DataFrame,
                       everyone: DataFrame) -> tuple[list[DataFrame], dict]:
     conf, n = cfg.recommend, cfg.recommend.candidates_per_source
-    parts = [rank_scores(candidates.most_played(plays, warm, n), n, "history")]
+    parts = [history_scores(plays, warm, n)]
     used = {"history": f"plays up to {day}"}
     als_row = latest_model(spark, cfg, "als", day)
     if als_row is not None:
-        parts.append(rank_scores(lists_to_scored(top_n(ALSModel.load(als_row["path"]), warm, n)), n, "als"))
+        parts.append(source_scores(top_scored(ALSModel.load(als_row["path"]), warm, n), n, "als"))
         used["als"] = als_row["version"]
     lstm_row = latest_model(spark, cfg, "lstm", day)
     if lstm_row is not None:
         windows = latest_windows(plays.join(warm, "user_idx"), cfg.train.window)
-        parts.append(rank_scores(lstm_scored(spark, lstm_row["path"], windows, n), n, "lstm"))
+        parts.append(source_scores(lstm_scored(spark, lstm_row["path"], windows, n), n, "lstm"))
         used["lstm"] = lstm_row["version"]
     emb_date = latest_date(spark, cfg, GOLD_TRACK_EMBEDDINGS, day)
     if emb_date is not None:
         embeddings = delta_io.read(spark, cfg, GOLD_TRACK_EMBEDDINGS).where(F.col("run_date") == F.lit(emb_date))
         neighbours = candidates.neighbour_table(spark, embeddings, cfg.evaluate.neighbours)
         recent = candidates.recent_tracks(plays, warm, cfg.evaluate.recent_tracks)
-        parts.append(rank_scores(candidates.item2vec(neighbours, recent), n, "item2vec"))
+        parts.append(source_scores(candidates.item2vec(neighbours, recent), n, "item2vec"))
         used["item2vec"] = f"embeddings of {emb_date}"
     seg_date = latest_date(spark, cfg, GOLD_USER_SEGMENTS, day)
     if seg_date is not None:
         segments = delta_io.read(spark, cfg, GOLD_USER_SEGMENTS).where(F.col("run_date") == F.lit(seg_date))
-        parts.append(rank_scores(segment_scored(plays, segments, everyone, n), n, "segment"))
+        parts.append(source_scores(segment_scored(plays, segments, everyone, n), n, "segment"))
         used["segment"] = f"segments of {seg_date}"
-    parts.append(rank_scores(candidates.popular(plays, everyone, n), n, "popularity"))
+    parts.append(source_scores(candidates.popular(plays, everyone, n), n, "popularity"))
     used["popularity"] = f"plays up to {day}"
     return parts, used
 
@@ -167,7 +159,7 @@ def blend(parts: list[DataFrame], conf: RecommendConf, cold: DataFrame | None = 
     if cold is not None:
         allc = allc.join(cold.withColumn("_cold", F.lit(True)), "user_idx", "left")
         allc = allc.where(F.col("_cold").isNull() | F.col("source").isin(*COLD_SOURCES)).drop("_cold")
-    weighted = allc.withColumn("w", weights[F.col("source")] * F.col("rank_score"))
+    weighted = allc.withColumn("w", weights[F.col("source")] * F.col("signal"))
     return (weighted.groupBy("user_idx", "track_idx")
             .agg(F.sum("w").alias("score"), F.max_by("source", F.struct("w", "source")).alias("source")))
 

@@ -18,13 +18,11 @@ For run date D:
 from __future__ import annotations
 
 import datetime as dt
-import io
 import json
 import logging
 from pathlib import Path
 
 import numpy as np
-import pandas as pd
 import torch
 from pyspark.sql import DataFrame, SparkSession
 from pyspark.sql import functions as F
@@ -40,6 +38,7 @@ from models import feed
 from models.distributed import TrainSpec, latest_checkpoint
 from models.distributed import train as train_ranks
 from models.lstm import LstmParams, NextTrackLSTM, top_k
+from models.serving import next_track_scores
 
 log = logging.getLogger("setlist.train")
 
@@ -183,24 +182,9 @@ def export(model: NextTrackLSTM, directory: Path, sample: np.ndarray, k: int, on
 
 def lstm_lists(spark: SparkSession, valid: DataFrame, model: NextTrackLSTM, k: int) -> DataFrame:
     """(example, recs): the model's top-k per validation example, scored on the executors."""
-    state = io.BytesIO()
-    torch.save({"params": model.params.__dict__, "state": model.state_dict()}, state)
-    shared = spark.sparkContext.broadcast(state.getvalue())
-
-    def score(batches):
-        saved = torch.load(io.BytesIO(shared.value), map_location="cpu", weights_only=False)
-        net = NextTrackLSTM(LstmParams(**saved["params"]))
-        net.load_state_dict(saved["state"])
-        net.eval()
-        torch.set_num_threads(1)
-        for block in batches:
-            if block.empty:
-                continue
-            windows = torch.as_tensor(np.stack(block["x"].to_numpy()), dtype=torch.long)
-            best = top_k(net, windows, k).numpy()
-            yield pd.DataFrame({"example": block["example"].to_numpy(), "recs": list(best.astype(np.int32))})
-
-    return valid.select("example", "x").mapInPandas(score, "example long, recs array<int>")
+    saved = {"params": model.params.__dict__, "state": model.state_dict()}
+    scored = next_track_scores(spark, saved, valid.select("example", "x"), "example", k)
+    return ranked_lists(scored.withColumnRenamed("example", "user_idx"), k).withColumnRenamed("user_idx", "example")
 
 
 def next_track_baselines(spark: SparkSession, cfg: Config, valid: DataFrame, train_plays: DataFrame,

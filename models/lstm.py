@@ -68,6 +68,15 @@ def sampled_softmax_loss(model: NextTrackLSTM, windows: torch.Tensor, targets: t
     return F.cross_entropy(logits, torch.zeros(len(targets), dtype=torch.long, device=h.device))
 
 
+def next_tracks(model: NextTrackLSTM, windows: torch.Tensor, k: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """(indices, probabilities) of the k most probable next tracks per window (padding excluded)."""
+    with torch.no_grad():
+        scores = model(windows)
+        scores[:, 0] = float("-inf")
+        values, indices = torch.topk(torch.softmax(scores, dim=1), min(k, scores.shape[1] - 1), dim=1)
+        return indices, values
+
+
 def top_k(model: NextTrackLSTM, windows: torch.Tensor, k: int) -> torch.Tensor:
     """The k best next tracks per window (padding index 0 excluded)."""
     with torch.no_grad():

@@ -198,3 +198,27 @@ def test_train_lstm_with_horovod_end_to_end(spark, warehouse):
     assert result["metrics"]["lstm"]["hit_rate"] > result["metrics"]["popularity"]["hit_rate"]
     # evaluate's rows of the same date were kept beside train's
     assert rows_for(spark, cfg, GOLD_METRICS).where(~F.col("model").startswith("next_track:")).count() > 0
+
+
+def test_lstm_scores_on_executors_match_the_model_and_clip_unknown_tracks(spark):
+    import torch
+
+    from models.lstm import LstmParams, NextTrackLSTM, top_k
+    from models.serving import next_track_scores
+    torch.manual_seed(0)
+    net = NextTrackLSTM(LstmParams(vocab=30, embed_dim=8, hidden=8, layers=1, dropout=0.0)).eval()
+    windows = spark.createDataFrame([(1, [0, 3, 4, 5]), (2, [7, 8, 9, 99])], "user_idx int, x array<int>")
+    scored = next_track_scores(spark, {"params": net.params.__dict__, "state": net.state_dict()}, windows,
+                               "user_idx", 5).collect()
+    by_user = {u: sorted(((r["score"], r["track_idx"]) for r in scored if r["user_idx"] == u), reverse=True)
+               for u in (1, 2)}
+    # track 99 is beyond the model's vocabulary: read as padding, as the model would see it
+    local = top_k(net, torch.tensor([[0, 3, 4, 5], [7, 8, 9, 0]]), 5).tolist()
+    with torch.no_grad():
+        logits = net(torch.tensor([[0, 3, 4, 5]]))[0]
+    logits[0] = float("-inf")  # the padding index is never a next track
+    probabilities = torch.softmax(logits, dim=0)
+    for row, u in enumerate((1, 2)):
+        assert [t for _, t in by_user[u]] == local[row] and 0 not in local[row]
+        assert all(0.0 < s < 1.0 for s, _ in by_user[u])
+    assert [s for s, _ in by_user[1]] == pytest.approx([float(probabilities[t]) for t in local[0]], rel=1e-5)

@@ -9,7 +9,7 @@ from pyspark.sql import functions as F
 
 from conftest import small_generate
 from jobs import delta_io, generate, nightly, recommend
-from jobs.config import with_overrides
+from jobs.config import RecommendConf, with_overrides
 from jobs.tables import GOLD_RECOMMENDATIONS, GOLD_RUNS, SILVER_PLAYS, SILVER_USERS
 
 DAYS = [dt.date(2026, 1, 1), dt.date(2026, 1, 2), dt.date(2026, 1, 3)]
@@ -200,3 +200,56 @@ def test_feedback_drops_dislikes_boosts_likes_and_damps_skips(spark, nights):
     # the listens' quarantine of the day is untouched by feedback's
     assert delta_io.read(spark, cfg, SILVER_QUARANTINE).where(
         (F.col("ingest_date") == F.lit(day)) & (F.col("format") != "feedback-jsonl")).count() > 0
+
+
+def test_blend_sums_weighted_signals_log_plays_and_shares_of_each_sources_best(spark):
+    import math
+    plays = spark.createDataFrame([(1, 10, i) for i in range(40)] + [(1, 11, i) for i in range(3)]
+                                  + [(1, 12, 0), (2, 10, 0)], "user_idx int, track_idx int, ts int")
+    users = spark.createDataFrame([(1,), (2,)], "user_idx int")
+    als = spark.createDataFrame([(1, 10, 0.5), (1, 13, 1.0), (1, 14, -0.2), (2, 13, -0.1)],
+                                "user_idx int, track_idx int, score double")
+    parts = [recommend.history_scores(plays, users, 2), recommend.source_scores(als, 3, "als")]
+    signal = {(r["user_idx"], r["track_idx"], r["source"]): r["signal"] for p in parts for r in p.collect()}
+    # history: the top 2 (track 12 is cut), ln(plays) up to the 0.01-play tie-break; ALS: shares of
+    # the user's best, negative scores count 0
+    assert signal == {(1, 10, "history"): pytest.approx(math.log(40), abs=1e-3),
+                      (1, 11, "history"): pytest.approx(math.log(3), abs=1e-2),
+                      (2, 10, "history"): pytest.approx(0.0, abs=1e-2),
+                      (1, 13, "als"): 1.0, (1, 10, "als"): 0.5, (1, 14, "als"): 0.0, (2, 13, "als"): 0.0}
+    conf = RecommendConf(weight_history=1.0, weight_als=2.0)
+    blended = {(r["user_idx"], r["track_idx"]): (r["score"], r["source"]) for r in recommend.blend(parts, conf).collect()}
+    assert blended[(1, 10)] == (pytest.approx(math.log(40) + 1.0, abs=1e-3), "history")
+    assert blended[(1, 13)] == (pytest.approx(2.0), "als")
+    assert blended[(1, 11)][1] == "history"
+    assert sorted(blended, key=lambda u_t: -blended[u_t][0])[:3] == [(1, 10), (1, 13), (1, 11)]
+    cold = spark.createDataFrame([(2,)], "user_idx int")
+    assert {r["user_idx"] for r in recommend.blend(parts, conf, cold).collect()} == {1}  # cold: no warm sources
+
+
+def test_blend_weights_are_searched_on_a_validation_split(spark, nights):
+    from jobs import evaluate
+    cfg, _ = nights
+    grid = {"history": [0.0, 1.0], "als": [0.0, 1.0]}
+    best, points = evaluate.tune_blend(spark, cfg, DAYS[1], grid)
+    assert [w for w, _ in points] == [{"history": h, "als": a} for h in (0.0, 1.0) for a in (0.0, 1.0)]
+    scores = {(w["history"], w["als"]): s for w, s in points}
+    assert best == max(points, key=lambda p: p[1])[0] and all(0.0 <= s <= 1.0 for s in scores.values())
+    # replays dominate the next day of generated listening: the user's history must count
+    assert scores[(1.0, 0.0)] > scores[(0.0, 0.0)] and best["history"] == 1.0
+
+
+def test_a_forced_nightly_reruns_every_stage_and_reproduces_the_date(spark, nights):
+    cfg, _ = nights
+    day = DAYS[0]
+    before = recs_of(spark, cfg, day)
+    plays_before = delta_io.read(spark, cfg, SILVER_PLAYS).where(F.col("play_date") == F.lit(day)).count()
+    runs_before = delta_io.read(spark, cfg, GOLD_RUNS).where(F.col("run_date") == F.lit(day)).count()
+    skipped = nightly.run(spark, cfg, day)
+    assert all(v.startswith("skipped") for v in skipped.values())
+    forced = nightly.run(spark, cfg, day, force=True)
+    assert not any(v.startswith("skipped") or v.startswith("reused") for v in forced.values())
+    runs = delta_io.read(spark, cfg, GOLD_RUNS).where(F.col("run_date") == F.lit(day))
+    assert runs.count() == runs_before + len(nightly.STAGES)
+    assert delta_io.read(spark, cfg, SILVER_PLAYS).where(F.col("play_date") == F.lit(day)).count() == plays_before
+    assert recs_of(spark, cfg, day) == before
