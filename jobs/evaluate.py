@@ -72,12 +72,8 @@ def beyond_accuracy(lists: DataFrame, train: DataFrame, tracks: DataFrame, embed
 
 def source_lists(spark: SparkSession, cfg: Config, train: DataFrame, users: DataFrame, day: dt.date,
                  embeddings: DataFrame) -> dict[str, DataFrame]:
-    k, conf = cfg.evaluate.k, cfg.evaluate
-    neighbours = candidates.neighbour_table(spark, embeddings, conf.neighbours)
-    recent = candidates.recent_tracks(train, users, conf.recent_tracks)
-    pairs = als_job.interactions(train, day, cfg.als).persist()
-    params = als_job.AlsParams(cfg.als.rank, cfg.als.reg_param, cfg.als.alpha)
-    als_model = als_job.fit(pairs, params, cfg.als)
+    k = cfg.evaluate.k
+    als_model, neighbours, recent = fit_sources(spark, cfg, train, users, day, embeddings)
     lists = {
         "popularity": ranked_lists(candidates.popular(train, users, k), k),
         "most_played": ranked_lists(candidates.most_played(train, users, k), k),
@@ -87,6 +83,16 @@ def source_lists(spark: SparkSession, cfg: Config, train: DataFrame, users: Data
     parts = blend_parts(cfg, train, users, als_model, neighbours, recent)
     lists["blend"] = ranked_lists(recommend.blend(parts, cfg.recommend), k)
     return lists
+
+
+def fit_sources(spark: SparkSession, cfg: Config, train: DataFrame, users: DataFrame, day: dt.date,
+                embeddings: DataFrame):
+    """(ALS model, neighbour table, users' recent tracks), all from the train plays."""
+    neighbours = candidates.neighbour_table(spark, embeddings, cfg.evaluate.neighbours)
+    recent = candidates.recent_tracks(train, users, cfg.evaluate.recent_tracks)
+    pairs = als_job.interactions(train, day, cfg.als)
+    params = als_job.AlsParams(cfg.als.rank, cfg.als.reg_param, cfg.als.alpha)
+    return als_job.fit(pairs, params, cfg.als), neighbours, recent
 
 
 def blend_parts(cfg: Config, train: DataFrame, users: DataFrame, als_model, neighbours: DataFrame,
@@ -125,15 +131,16 @@ def tune_blend(spark: SparkSession, cfg: Config, day: dt.date, grid: dict[str, l
     date before the one reported on), searched over the product of `grid` (source -> weights; sources
     not in it keep their configured weight). Returns (best weights, [(weights, ndcg)] of every point)."""
     k = cfg.evaluate.k
+    unknown = sorted(set(grid) - set(recommend.SOURCES))
+    if unknown or not all(grid.values()):
+        raise ValueError(f"tune_blend: grid needs a non-empty list of weights per source of "
+                         f"{', '.join(recommend.SOURCES)}; got {grid}")
     spark.sparkContext.setCheckpointDir(join_path(cfg.warehouse, "_checkpoints", "evaluate"))
     train, truth = split(spark, cfg, day)
     users = truth.select("user_idx")
     embeddings = embed.train(spark, train, cfg.embed,
                              join_path(cfg.warehouse, "_scratch", "tune_blend", day.isoformat())).persist()
-    pairs = als_job.interactions(train, day, cfg.als).persist()
-    als_model = als_job.fit(pairs, als_job.AlsParams(cfg.als.rank, cfg.als.reg_param, cfg.als.alpha), cfg.als)
-    neighbours = candidates.neighbour_table(spark, embeddings, cfg.evaluate.neighbours)
-    recent = candidates.recent_tracks(train, users, cfg.evaluate.recent_tracks)
+    als_model, neighbours, recent = fit_sources(spark, cfg, train, users, day, embeddings)
     parts = [p.persist() for p in blend_parts(cfg, train, users, als_model, neighbours, recent)]
     points: list[tuple[dict[str, float], float]] = []
     try:
@@ -147,7 +154,7 @@ def tune_blend(spark: SparkSession, cfg: Config, day: dt.date, grid: dict[str, l
     finally:
         for p in parts:
             p.unpersist()
-        for frame in (pairs, embeddings, train, truth):
+        for frame in (embeddings, train, truth):
             frame.unpersist()
     best = max(points, key=lambda p: p[1])[0]
     return best, points

@@ -237,6 +237,8 @@ def test_blend_weights_are_searched_on_a_validation_split(spark, nights):
     assert best == max(points, key=lambda p: p[1])[0] and all(0.0 <= s <= 1.0 for s in scores.values())
     # replays dominate the next day of generated listening: the user's history must count
     assert scores[(1.0, 0.0)] > scores[(0.0, 0.0)] and best["history"] == 1.0
+    with pytest.raises(ValueError, match="albums"):
+        evaluate.tune_blend(spark, cfg, DAYS[1], {"albums": [1.0]})
 
 
 def test_a_forced_nightly_reruns_every_stage_and_reproduces_the_date(spark, nights):
@@ -244,12 +246,19 @@ def test_a_forced_nightly_reruns_every_stage_and_reproduces_the_date(spark, nigh
     day = DAYS[0]
     before = recs_of(spark, cfg, day)
     plays_before = delta_io.read(spark, cfg, SILVER_PLAYS).where(F.col("play_date") == F.lit(day)).count()
-    runs_before = delta_io.read(spark, cfg, GOLD_RUNS).where(F.col("run_date") == F.lit(day)).count()
+
+    def runs_of():
+        return {r["stage"]: r for r in delta_io.read(spark, cfg, GOLD_RUNS)
+                .where(F.col("run_date") == F.lit(day)).collect()}
+    earlier = runs_of()
     skipped = nightly.run(spark, cfg, day)
     assert all(v.startswith("skipped") for v in skipped.values())
     forced = nightly.run(spark, cfg, day, force=True)
     assert not any(v.startswith("skipped") or v.startswith("reused") for v in forced.values())
-    runs = delta_io.read(spark, cfg, GOLD_RUNS).where(F.col("run_date") == F.lit(day))
-    assert runs.count() == runs_before + len(nightly.STAGES)
+    runs = runs_of()  # one row per stage and date, updated by the forced run
+    assert set(runs) == set(earlier) == set(nightly.STAGES)
+    last_finish = max(r["finished_at"] for r in earlier.values())
+    assert all(r["started_at"] > last_finish for r in runs.values())
+    assert {s: r["status"] for s, r in runs.items()} == {s: r["status"] for s, r in earlier.items()}
     assert delta_io.read(spark, cfg, SILVER_PLAYS).where(F.col("play_date") == F.lit(day)).count() == plays_before
     assert recs_of(spark, cfg, day) == before
