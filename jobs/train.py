@@ -95,7 +95,8 @@ def _pretrained(spark: SparkSession, cfg: Config, day: dt.date) -> dict[int, lis
 
 def run_backend(spark: SparkSession, spec: TrainSpec, backend: str, world: int, timeout_s: float = 4 * 3600,
                 attempts: int = 2) -> list[dict]:
-    """Every rank's result: Horovod returns all ranks'; TorchDistributor rank 0's (which has all digests).
+    """Every rank's result (with the attempt that produced it): Horovod returns all ranks';
+    TorchDistributor rank 0's (which has all digests).
 
     A distributed start can hang (a rank that never joins the rendezvous leaves the others waiting):
     after timeout_s the run's Spark jobs are cancelled and it is tried again, up to `attempts` times;
@@ -117,7 +118,7 @@ def run_backend(spark: SparkSession, spec: TrainSpec, backend: str, world: int, 
 
         threading.Thread(target=watchdog, daemon=True).start()
         try:
-            return _launch(spark, spec, backend, world)
+            return [r | {"attempt": attempt} for r in _launch(spark, spec, backend, world)]
         except Exception as exc:
             if not fired.is_set():
                 raise

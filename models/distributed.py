@@ -12,6 +12,7 @@ latest. Each rank reads only its own shard (models.feed).
 """
 from __future__ import annotations
 
+import gc
 import hashlib
 import os
 import re
@@ -94,6 +95,9 @@ class _Horovod:
     def gather(self, obj) -> list:
         return self.hvd.allgather_object(obj)
 
+    def barrier(self):
+        self.hvd.barrier()
+
     def close(self):
         self.hvd.shutdown()
 
@@ -129,6 +133,9 @@ class _Torch:
         self.dist.all_gather_object(out, obj)
         return out
 
+    def barrier(self):
+        self.dist.barrier()
+
     def close(self):
         self.dist.destroy_process_group()
 
@@ -150,6 +157,9 @@ class _Local:
     def gather(self, obj) -> list:
         return [obj]
 
+    def barrier(self):
+        pass
+
     def close(self):
         pass
 
@@ -161,9 +171,17 @@ def train(spec: TrainSpec, backend: str) -> dict:
     """Run on every rank. Returns, on every rank, this rank's view plus all ranks' parameter digests."""
     ctx = BACKENDS[backend]()
     try:
-        return _train(spec, ctx)
+        result = _train(spec, ctx)
+        ctx.barrier()  # no rank tears its connections down while another still uses them
+        return result
     finally:
+        # The data-parallel wrapper and its hooks form reference cycles that hold the process group;
+        # left to the interpreter's exit, their collective threads were torn down during finalisation
+        # (a rank aborting with "terminate called without an active exception" and its peer left
+        # waiting). Free them while the interpreter is whole, then leave the group together.
+        gc.collect()
         ctx.close()
+        gc.collect()
 
 
 def _train(spec: TrainSpec, ctx) -> dict:
