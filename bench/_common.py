@@ -16,7 +16,10 @@ from jobs.main import setup_logging  # noqa: E402
 
 
 def session(overrides: list[str]):
-    cfg = load_config(ROOT / "conf" / "local.yaml", overrides)
+    # Spark's own logging as under submit.sh (conf/log4j2.properties: warnings of Spark's noisy
+    # loggers off), so a bench prints its figures, not pages of WARN lines.
+    log4j = f"spark.conf.spark.driver.extraJavaOptions=-Dlog4j2.configurationFile=file:{ROOT / 'conf' / 'log4j2.properties'}"
+    cfg = load_config(ROOT / "conf" / "local.yaml", [log4j, *overrides])
     setup_logging(cfg.log_level)
     from jobs.session import get_spark
     return get_spark(cfg), cfg
