@@ -11,8 +11,9 @@ Candidates per user, each source's top recommend.candidates_per_source:
 - popularity: the most played tracks overall (the last fallback, and the pool that guarantees K).
 A candidate's blended score is the sum over sources of recommend.weight_<source> x its signal in
 that source: ln(plays) for history, and for the others its score as a share of the user's best score
-in that source (1 for the source's first track; see source_scores). Its `source` is the one that contributed most. The default weights were chosen on a validation
-window (bench/quality.py --tune-blend, README "Measured quality").
+in that source (1 for the source's first track; see source_scores). Its `source` is the one that
+contributed most. The default weights were chosen on validation splits (bench/quality.py
+--tune-blend, README "Measured quality").
 Users with fewer than recommend.min_history plays get segment and popularity candidates only.
 Feedback (silver.feedback): tracks the user disliked are dropped for good, liked ones boosted, lately
 skipped ones damped (recommend.like_boost, skip_penalty, skip_days). Tracks (with
