@@ -23,3 +23,21 @@ def session(overrides: list[str]):
     setup_logging(cfg.log_level)
     from jobs.session import get_spark
     return get_spark(cfg), cfg
+
+
+def planted_sequences(spark, cfg, day, vocab: int, window: int, examples: int, users: int,
+                      partitions: int) -> list[str]:
+    """Write `examples` training windows into gold.sequences for `day`, each `window` consecutive
+    track ids whose next track is always the last one plus one (structure a model can learn), spread
+    over `users` users and `partitions` files; returns the train split's files (jobs.train.split_files)."""
+    import numpy as np
+
+    from jobs import delta_io
+    from jobs.tables import GOLD_SEQUENCES
+    from jobs.train import split_files
+    starts = np.random.default_rng(0).integers(1, vocab - window - 1, examples)
+    rows = [(day, "train", i % users, i, day, list(range(int(s), int(s) + window)), int(s) + window)
+            for i, s in enumerate(starts)]
+    delta_io.replace_date(spark.createDataFrame(rows, GOLD_SEQUENCES.schema).repartition(partitions), cfg,
+                          GOLD_SEQUENCES, "run_date", day)
+    return split_files(spark, cfg, day, "train")

@@ -13,8 +13,7 @@ import argparse
 import datetime as dt
 import shutil
 
-import numpy as np
-from _common import session
+from _common import planted_sequences, session
 
 
 def main() -> None:
@@ -26,20 +25,14 @@ def main() -> None:
     shutil.rmtree(args.workdir, ignore_errors=True)
     spark, cfg = session([f"warehouse={args.workdir}/warehouse", f"raw_path={args.workdir}/raw",
                           "spark.master=local[2]", "spark.conf.spark.sql.shuffle.partitions=4"])
-    from jobs import delta_io
-    from jobs.tables import GOLD_SEQUENCES
-    from jobs.train import run_backend, split_files
+    from jobs.train import run_backend
     from models import feed
     from models.distributed import TrainSpec
     from models.lstm import LstmParams
 
-    day, vocab, window = dt.date(2026, 1, 5), 40, 4
-    starts = np.random.default_rng(0).integers(1, vocab - window - 1, 3000)
-    rows = [(day, "train", i % 50, i, day, list(range(int(s), int(s) + window)), int(s) + window)
-            for i, s in enumerate(starts)]  # the next track is always the last one plus one
-    delta_io.replace_date(spark.createDataFrame(rows, GOLD_SEQUENCES.schema).repartition(6), cfg, GOLD_SEQUENCES,
-                          "run_date", day)
-    plan = feed.plan(split_files(spark, cfg, day, "train"), 2, batch_size=64)
+    vocab = 40
+    files = planted_sequences(spark, cfg, dt.date(2026, 1, 5), vocab, window=4, examples=3000, users=50, partitions=6)
+    plan = feed.plan(files, 2, batch_size=64)
 
     def spec(name: str) -> TrainSpec:
         return TrainSpec(lstm=LstmParams(vocab, 16, 32, 1, 0.0), shards=plan.shards,

@@ -16,8 +16,7 @@ import os
 import shutil
 import time
 
-import numpy as np
-from _common import session
+from _common import planted_sequences, session
 
 
 def main() -> None:
@@ -31,22 +30,14 @@ def main() -> None:
     shutil.rmtree(args.workdir, ignore_errors=True)
     spark, cfg = session([f"warehouse={args.workdir}/warehouse", f"raw_path={args.workdir}/raw",
                           "log_level=WARNING", "spark.master=local[2]", "spark.conf.spark.sql.shuffle.partitions=4"])
-    from jobs import delta_io
-    from jobs.tables import GOLD_SEQUENCES
-    from jobs.train import run_backend, split_files
+    from jobs.train import run_backend
     from models import feed
     from models.distributed import TrainSpec
     from models.distributed import train as train_ranks
     from models.lstm import LstmParams
 
-    day, window = dt.date(2026, 1, 1), 10
-    rng = np.random.default_rng(0)
-    starts = rng.integers(1, args.vocab - window - 1, args.examples)
-    rows = [(day, "train", int(i % 500), int(i), day, list(range(int(s), int(s) + window)), int(s) + window)
-            for i, s in enumerate(starts)]
-    delta_io.replace_date(spark.createDataFrame(rows, GOLD_SEQUENCES.schema).repartition(8), cfg, GOLD_SEQUENCES,
-                          "run_date", day)
-    files = split_files(spark, cfg, day, "train")
+    files = planted_sequences(spark, cfg, dt.date(2026, 1, 1), args.vocab, window=10, examples=args.examples,
+                              users=500, partitions=8)
 
     def spec(world: int, name: str) -> TrainSpec:
         shard_plan = feed.plan(files, world, args.batch_size)

@@ -138,12 +138,15 @@ def tune_blend(spark: SparkSession, cfg: Config, day: dt.date, grid: dict[str, l
     spark.sparkContext.setCheckpointDir(join_path(cfg.warehouse, "_checkpoints", "evaluate"))
     train, truth = split(spark, cfg, day)
     users = truth.select("user_idx")
-    embeddings = embed.train(spark, train, cfg.embed,
-                             join_path(cfg.warehouse, "_scratch", "tune_blend", day.isoformat())).persist()
-    als_model, neighbours, recent = fit_sources(spark, cfg, train, users, day, embeddings)
-    parts = [p.persist() for p in blend_parts(cfg, train, users, als_model, neighbours, recent)]
+    cached = [train, truth]
     points: list[tuple[dict[str, float], float]] = []
     try:
+        embeddings = embed.train(spark, train, cfg.embed,
+                                 join_path(cfg.warehouse, "_scratch", "tune_blend", day.isoformat())).persist()
+        cached.append(embeddings)
+        als_model, neighbours, recent = fit_sources(spark, cfg, train, users, day, embeddings)
+        parts = [p.persist() for p in blend_parts(cfg, train, users, als_model, neighbours, recent)]
+        cached.extend(parts)
         names = list(grid)
         for values in itertools.product(*(grid[s] for s in names)):
             weights = dict(zip(names, values))
@@ -152,9 +155,7 @@ def tune_blend(spark: SparkSession, cfg: Config, day: dt.date, grid: dict[str, l
             log.info("tune_blend %s: %s ndcg@%d %.4f", day, weights, k, ndcg)
             points.append((weights, ndcg))
     finally:
-        for p in parts:
-            p.unpersist()
-        for frame in (embeddings, train, truth):
+        for frame in cached:
             frame.unpersist()
     best = max(points, key=lambda p: p[1])[0]
     return best, points

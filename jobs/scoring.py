@@ -25,12 +25,13 @@ def truth_of(test: DataFrame, train: DataFrame) -> DataFrame:
             .agg(F.array_sort(F.collect_set("track_idx")).alias("truth")))
 
 
-def ranked_lists(scored: DataFrame, k: int, score: str = "score") -> DataFrame:
-    """(user_idx, track_idx, score) rows into (user_idx, recs array<int>), best first, at most k.
-    Ties break by track_idx, so lists are deterministic."""
+def ranked_lists(scored: DataFrame, k: int, score: str = "score", key: str = "user_idx") -> DataFrame:
+    """(key, track_idx, score) rows into (key, recs array<int>), best first, at most k. The key is a
+    user (user_idx) or a single next-track example (any key). Ties break by track_idx, so lists
+    are deterministic."""
     ordered = F.array_sort(F.collect_list(F.struct((-F.col(score)).alias("neg"), F.col("track_idx"))))
-    return (scored.groupBy("user_idx").agg(ordered.alias("_r"))
-            .select("user_idx", F.slice(F.transform("_r", lambda x: x["track_idx"]), 1, k).alias("recs")))
+    return (scored.groupBy(key).agg(ordered.alias("_r"))
+            .select(key, F.slice(F.transform("_r", lambda x: x["track_idx"]), 1, k).alias("recs")))
 
 
 def score_lists(recs: DataFrame, truth: DataFrame, k: int, key: str = "user_idx") -> dict[str, float]:

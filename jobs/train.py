@@ -185,7 +185,7 @@ def lstm_lists(spark: SparkSession, valid: DataFrame, model: NextTrackLSTM, k: i
     """(example, recs): the model's top-k per validation example, scored on the executors."""
     saved = {"params": model.params.__dict__, "state": model.state_dict()}
     scored = next_track_scores(spark, saved, valid.select("example", "x"), "example", k)
-    return ranked_lists(scored.withColumnRenamed("example", "user_idx"), k).withColumnRenamed("user_idx", "example")
+    return ranked_lists(scored, k, key="example")
 
 
 def next_track_baselines(spark: SparkSession, cfg: Config, valid: DataFrame, train_plays: DataFrame,
@@ -204,7 +204,7 @@ def next_track_baselines(spark: SparkSession, cfg: Config, valid: DataFrame, tra
     last = valid.select("example", F.element_at("x", -1).alias("track_idx"))
     scored = last.join(neighbours, "track_idx").select("example", F.col("neighbour_idx").alias("track_idx"),
                                                        F.col("similarity").alias("score"))
-    item2vec = ranked_lists(scored.withColumnRenamed("example", "user_idx"), k).withColumnRenamed("user_idx", "example")
+    item2vec = ranked_lists(scored, k, key="example")
     return per_user | {"item2vec": item2vec}
 
 
