@@ -23,7 +23,7 @@ if [ ! -x "$PY" ]; then
 fi
 
 status=0
-options="$(PYTHONPATH="$ROOT${PYTHONPATH:+:$PYTHONPATH}" "$PY" -m jobs.launch "$@")" || status=$?
+options="$(PYTHONPATH="$ROOT${PYTHONPATH:+:$PYTHONPATH}" "$PY" -m jobs.core.launch "$@")" || status=$?
 [ "$status" -eq 0 ] || exit "$status"
 mapfile -t spark_options <<< "$options"
 
@@ -34,7 +34,7 @@ trap 'rm -f "$zip" "$errors"' EXIT
 import pathlib, sys, zipfile
 root, target = pathlib.Path(sys.argv[1]), sys.argv[2]
 with zipfile.ZipFile(target, "w", zipfile.ZIP_DEFLATED) as z:
-    for package in ("jobs", "udfs", "models"):
+    for package in ("jobs", "udfs", "models"):  # jobs/core comes with jobs
         for path in sorted((root / package).rglob("*.py")):
             z.write(path, path.relative_to(root).as_posix())
 PYZIP

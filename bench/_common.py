@@ -11,7 +11,7 @@ os.environ["PYTHONPATH"] = os.pathsep.join(p for p in (str(ROOT), os.environ.get
 os.environ.setdefault("SPARK_LOCAL_IP", "127.0.0.1")
 os.environ.setdefault("PYSPARK_PYTHON", sys.executable)
 
-from jobs.config import load_config  # noqa: E402
+from jobs.core.config import load_config  # noqa: E402
 from jobs.main import setup_logging  # noqa: E402
 
 
@@ -21,7 +21,7 @@ def session(overrides: list[str]):
     log4j = f"spark.conf.spark.driver.extraJavaOptions=-Dlog4j2.configurationFile=file:{ROOT / 'conf' / 'log4j2.properties'}"
     cfg = load_config(ROOT / "conf" / "local.yaml", [log4j, *overrides])
     setup_logging(cfg.log_level)
-    from jobs.session import get_spark
+    from jobs.core.session import get_spark
     return get_spark(cfg), cfg
 
 
@@ -32,8 +32,8 @@ def planted_sequences(spark, cfg, day, vocab: int, window: int, examples: int, u
     over `users` users and `partitions` files; returns the train split's files (jobs.train.split_files)."""
     import numpy as np
 
-    from jobs import delta_io
-    from jobs.tables import GOLD_SEQUENCES
+    from jobs.core import delta_io
+    from jobs.core.tables import GOLD_SEQUENCES
     from jobs.train import split_files
     starts = np.random.default_rng(0).integers(1, vocab - window - 1, examples)
     rows = [(day, "train", i % users, i, day, list(range(int(s), int(s) + window)), int(s) + window)

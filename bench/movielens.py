@@ -50,9 +50,10 @@ def main() -> None:
                           *args.set])
     from pyspark.sql import functions as F
 
-    from jobs import als, candidates
-    from jobs.scoring import ranked_lists, score_lists, temporal_split, truth_of
-    from jobs.session import cache_dir
+    from jobs.core.session import cache_dir
+    from models import sources
+    from models.als import AlsParams, AlsSettings
+    from models.scoring import ranked_lists, score_lists, temporal_split, truth_of
 
     path = ml100k(cache_dir())
     raw = spark.read.option("sep", "\t").option("header", "true").csv(str(path))
@@ -73,7 +74,8 @@ def main() -> None:
         return ranked_lists(scored.join(seen, ["user_idx", "track_idx"], "left_anti"), k)
 
     def als_lists(history, for_users, params, seen_pairs):
-        model = als.fit(als.interactions(history, last, cfg.als), params, cfg.als)
+        settings = AlsSettings.of(cfg.als)
+        model = settings.fit(settings.interactions(history, last), params)
         scored = model.recommendForUserSubset(for_users, pool).select(
             "user_idx", F.explode("recommendations").alias("r")).select(
             "user_idx", F.col("r.track_idx").alias("track_idx"), F.col("r.rating").alias("score"))
@@ -87,20 +89,20 @@ def main() -> None:
     for rank in (16, 64):
         for reg in (0.1, 0.5, 1.0):
             for alpha in (5.0, 20.0):
-                params = als.AlsParams(rank, reg, alpha)
+                params = AlsParams(rank, reg, alpha)
                 ndcg = score_lists(als_lists(fit_part, valid_truth.select("user_idx"), params, fit_seen),
                                    valid_truth, k)["ndcg"]
                 print(f"  validation {params}: ndcg@{k} {ndcg:.4f}", flush=True)
                 if best is None or ndcg > best[1]:
                     best = (params, ndcg)
     chosen = best[0]
-    sources = {
-        "popularity": unseen(candidates.popular(train, users, pool)),
+    lists_by_source = {
+        "popularity": unseen(sources.popular(train, users, pool)),
         "als": als_lists(train, users, chosen, seen),
     }
     print(f"MovieLens-100K: {plays.count()} ratings, test window {args.test_days} days up to {last}, "
           f"{truth.count()} test users; als chosen on validation: {chosen}")
-    results = {name: score_lists(lists, truth, k) for name, lists in sources.items()}
+    results = {name: score_lists(lists, truth, k) for name, lists in lists_by_source.items()}
     for name, values in results.items():
         print(f"{name:<12} ndcg@{k} {values['ndcg']:.4f} recall@{k} {values['recall']:.4f} "
               f"map@{k} {values['map']:.4f} hit_rate@{k} {values['hit_rate']:.4f}  "

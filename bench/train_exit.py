@@ -25,9 +25,8 @@ def main() -> None:
     shutil.rmtree(args.workdir, ignore_errors=True)
     spark, cfg = session([f"warehouse={args.workdir}/warehouse", f"raw_path={args.workdir}/raw",
                           "spark.master=local[2]", "spark.conf.spark.sql.shuffle.partitions=4"])
-    from jobs.train import run_backend
     from models import feed
-    from models.distributed import TrainSpec
+    from models.distributed import TrainSpec, run_backend
     from models.lstm import LstmParams
 
     vocab = 40

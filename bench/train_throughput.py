@@ -30,9 +30,8 @@ def main() -> None:
     shutil.rmtree(args.workdir, ignore_errors=True)
     spark, cfg = session([f"warehouse={args.workdir}/warehouse", f"raw_path={args.workdir}/raw",
                           "log_level=WARNING", "spark.master=local[2]", "spark.conf.spark.sql.shuffle.partitions=4"])
-    from jobs.train import run_backend
     from models import feed
-    from models.distributed import TrainSpec
+    from models.distributed import TrainSpec, run_backend
     from models.distributed import train as train_ranks
     from models.lstm import LstmParams
 
@@ -60,7 +59,7 @@ def main() -> None:
     print(f"{args.examples} examples, vocab {args.vocab}, batch {args.batch_size}, {args.epochs} epochs, {cores} cores")
     for name, (result, wall) in runs.items():
         print(f"{name:<24} {rate(result):>9.0f} samples/s  x{rate(result) / base:.2f} of single  "
-              f"(wall {wall:.1f}s incl. start-up, final loss {result['loss_history'][-1]:.3f})")
+              f"(wall {wall:.1f}s incl. start-up, final loss {result['loss_by_epoch'][-1]:.3f})")
     spark.stop()
 
 

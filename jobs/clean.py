@@ -15,15 +15,16 @@ from __future__ import annotations
 import datetime as dt
 import logging
 
-from pyspark import StorageLevel
 from pyspark.sql import DataFrame, SparkSession, Window
 from pyspark.sql import functions as F
 
-from jobs import delta_io
-from jobs.config import Config
-from jobs.errors import InputError
-from jobs.tables import (BRONZE_LISTENS, SILVER_CLEAN_RUNS, SILVER_PLAYS, SILVER_QUARANTINE, SILVER_TRACKS,
-                         SILVER_USERS)
+from jobs.core import delta_io
+from jobs.core.config import Config
+from jobs.core.errors import InputError
+from jobs.core.frames import CacheScope
+from jobs.core.records import now
+from jobs.core.tables import (BRONZE_LISTENS, SILVER_CLEAN_RUNS, SILVER_PLAYS, SILVER_QUARANTINE, SILVER_TRACKS,
+                              SILVER_USERS)
 from udfs.identity import track_id
 from udfs.ids import new_ids
 from udfs.parse import parse_records
@@ -37,21 +38,74 @@ LINEAGE_ORDER = ("format", "source_file", "line_number")
 DUPLICATE_KEY = ("user_id", "track_id", "ts")
 
 
+def run(spark: SparkSession, cfg: Config, day: dt.date) -> dict:
+    bronze = delta_io.read(spark, cfg, BRONZE_LISTENS).where(F.col("ingest_date") == F.lit(day))
+    with CacheScope() as cache:
+        classified = cache(classify(bronze, day, cfg.clean.ts_floor))
+        bronze_rows = classified.count()
+        if bronze_rows == 0:
+            raise InputError(f"no rows in {BRONZE_LISTENS.full_name} for {day}: run `ingest --date {day}` first")
+        log.info("clean %s: %d bronze rows", day, bronze_rows)
+        quarantine = classified.where(F.col("reason").isNotNull())
+        reasons = {r["reason"]: r["count"] for r in quarantine.groupBy("reason").count().collect()}
+        quarantined = sum(reasons.values())
+
+        good = cache(to_plays(classified.where(F.col("reason").isNull()), cfg.clean.unicode_form))
+        span = good.agg(F.min("play_date").alias("lo"), F.max("play_date").alias("hi"),
+                        F.count("*").alias("n")).first()
+        plays = cache(drop_duplicates(good, earlier_plays(spark, cfg, day, span)))
+        play_count = plays.count()
+        duplicates = span["n"] - play_count
+        if bronze_rows != play_count + quarantined + duplicates:  # a bug in the rules, never bad data
+            raise RuntimeError(f"clean {day}: counts do not reconcile: bronze {bronze_rows} != plays {play_count} "
+                               f"+ quarantined {quarantined} + duplicates {duplicates}")
+
+        new_users = merge_new_ids(spark, cfg, SILVER_USERS, plays.select("user_id").distinct()
+                                  .withColumn("first_seen_date", F.lit(day)), "user_id", "user_idx", cache)
+        new_tracks = merge_new_ids(spark, cfg, SILVER_TRACKS, first_seen_tracks(plays, day), "track_id", "track_idx",
+                                   cache)
+        users = delta_io.read(spark, cfg, SILVER_USERS).select("user_id", "user_idx")
+        tracks = delta_io.read(spark, cfg, SILVER_TRACKS).select("track_id", "track_idx")
+        previous = delta_io.read_or_empty(spark, cfg, SILVER_PLAYS).where(
+            F.col("ingest_date") == F.lit(day - dt.timedelta(days=1)))
+        sessions = sessionize(plays.join(users, "user_id").join(tracks, "track_id"), cfg.clean.session_gap_minutes,
+                              last_play_per_user(previous))
+        delta_io.replace_date(sessions, cfg, SILVER_PLAYS, "ingest_date", day)
+        delta_io.replace_partition(quarantine, cfg, SILVER_QUARANTINE, ingest_date=day, stage="clean")
+
+    summary = {
+        "ingest_date": day, "bronze_rows": bronze_rows, "plays": play_count, "quarantined": quarantined,
+        "duplicates": duplicates, "new_users": new_users, "new_tracks": new_tracks,
+        "quarantine_reasons": reasons,
+    }
+    run_row = spark.createDataFrame([summary | {"finished_at": now()}], SILVER_CLEAN_RUNS.schema)
+    delta_io.replace_date(run_row, cfg, SILVER_CLEAN_RUNS, "ingest_date", day)
+    log.info("clean %s: bronze %d = plays %d + quarantined %d + duplicates %d; %d new users, %d new tracks; "
+             "quarantine reasons %s", day, bronze_rows, play_count, quarantined, duplicates, new_users,
+             new_tracks, dict(sorted(reasons.items())) or "none")
+    return summary
+
+
 def classify(bronze: DataFrame, day: dt.date, ts_floor: dt.date) -> DataFrame:
     """Parsed bronze rows with `reason`: null for a good record, else why it is refused."""
     return parse_records(bronze).withColumn("reason", quarantine_reason(day, ts_floor))
 
 
 def to_plays(good: DataFrame, unicode_form: str) -> DataFrame:
-    """Good records as plays: trimmed user, normalised names, track identity, UTC play date."""
-    artist = normalize_name(F.col("artist_name"), unicode_form)
-    track = normalize_name(F.col("track_name"), unicode_form)
+    """Good records as plays: normalised names, track identity, UTC play date."""
     return (good
-            .withColumn("user_id", F.trim("user_id"))
-            .withColumn("artist_name", artist)
-            .withColumn("track_name", track)
+            .withColumn("artist_name", normalize_name(F.col("artist_name"), unicode_form))
+            .withColumn("track_name", normalize_name(F.col("track_name"), unicode_form))
             .withColumn("track_id", track_id(F.col("recording_mbid"), F.col("artist_name"), F.col("track_name")))
             .withColumn("play_date", F.to_date("ts")))
+
+
+def earlier_plays(spark: SparkSession, cfg: Config, day: dt.date, span) -> DataFrame | None:
+    """Plays cleaned on earlier nights whose play dates overlap this night's (for duplicates)."""
+    if not span["n"] or not delta_io.exists(spark, cfg, SILVER_PLAYS):
+        return None
+    return (delta_io.read(spark, cfg, SILVER_PLAYS)
+            .where((F.col("ingest_date") < F.lit(day)) & F.col("play_date").between(span["lo"], span["hi"])))
 
 
 def drop_duplicates(plays: DataFrame, earlier: DataFrame | None = None) -> DataFrame:
@@ -71,87 +125,12 @@ def first_seen_tracks(plays: DataFrame, day: dt.date) -> DataFrame:
             .withColumn("first_seen_date", F.lit(day)))
 
 
-def _merge_new(spark: SparkSession, cfg: Config, table, fresh: DataFrame, key: str) -> None:
+def merge_new_ids(spark: SparkSession, cfg: Config, table, keys: DataFrame, key: str, idx: str,
+                  cache: CacheScope) -> int:
+    """Give keys not yet in `table` the next ids and insert them (MERGE, insert only). Returns how many."""
+    fresh = cache(new_ids(keys, delta_io.read_or_empty(spark, cfg, table), key, idx))
+    count = fresh.count()
     target = delta_io.ensure(spark, cfg, table)
     (target.alias("t").merge(delta_io.conform(fresh, table).alias("s"), f"t.{key} = s.{key}")
      .whenNotMatchedInsertAll().execute())
-
-
-def run(spark: SparkSession, cfg: Config, day: dt.date) -> dict:
-    bronze = delta_io.read(spark, cfg, BRONZE_LISTENS).where(F.col("ingest_date") == F.lit(day))
-    classified = classify(bronze, day, cfg.clean.ts_floor).persist(StorageLevel.MEMORY_AND_DISK)
-    try:
-        return _clean(spark, cfg, day, classified)
-    finally:
-        classified.unpersist()
-
-
-def _clean(spark: SparkSession, cfg: Config, day: dt.date, classified: DataFrame) -> dict:
-    bronze_rows = classified.count()
-    if bronze_rows == 0:
-        raise InputError(f"no rows in {BRONZE_LISTENS.full_name} for {day}: run `ingest --date {day}` first")
-    log.info("clean %s: %d bronze rows", day, bronze_rows)
-
-    quarantine = classified.where(F.col("reason").isNotNull())
-    reasons = {r["reason"]: r["count"] for r in quarantine.groupBy("reason").count().collect()}
-    quarantined = sum(reasons.values())
-
-    good = to_plays(classified.where(F.col("reason").isNull()), cfg.clean.unicode_form)
-    good = good.persist(StorageLevel.MEMORY_AND_DISK)
-    try:
-        return _write(spark, cfg, day, classified, quarantine, good, bronze_rows, quarantined, reasons)
-    finally:
-        good.unpersist()
-
-
-def _write(spark, cfg, day, classified, quarantine, good, bronze_rows, quarantined, reasons) -> dict:
-    span = good.agg(F.min("play_date").alias("lo"), F.max("play_date").alias("hi"), F.count("*").alias("n")).first()
-    earlier = None
-    if span["n"] and delta_io.exists(spark, cfg, SILVER_PLAYS):
-        earlier = (delta_io.read(spark, cfg, SILVER_PLAYS)
-                   .where((F.col("ingest_date") < F.lit(day)) & F.col("play_date").between(span["lo"], span["hi"])))
-    plays = drop_duplicates(good, earlier).persist(StorageLevel.MEMORY_AND_DISK)
-    try:
-        play_count = plays.count()
-        duplicates = span["n"] - play_count
-        if bronze_rows != play_count + quarantined + duplicates:  # a bug in the rules, never bad data
-            raise RuntimeError(f"clean {day}: counts do not reconcile: bronze {bronze_rows} != plays {play_count} "
-                               f"+ quarantined {quarantined} + duplicates {duplicates}")
-
-        users = delta_io.read_or_empty(spark, cfg, SILVER_USERS)
-        fresh_users = new_ids(plays.select("user_id").distinct().withColumn("first_seen_date", F.lit(day)),
-                              users, "user_id", "user_idx").persist()
-        tracks = delta_io.read_or_empty(spark, cfg, SILVER_TRACKS)
-        fresh_tracks = new_ids(first_seen_tracks(plays, day), tracks, "track_id", "track_idx").persist()
-        new_users, new_tracks = fresh_users.count(), fresh_tracks.count()
-        _merge_new(spark, cfg, SILVER_USERS, fresh_users, "user_id")
-        _merge_new(spark, cfg, SILVER_TRACKS, fresh_tracks, "track_id")
-        fresh_users.unpersist()
-        fresh_tracks.unpersist()
-
-        users = delta_io.read(spark, cfg, SILVER_USERS).select("user_id", "user_idx")
-        tracks = delta_io.read(spark, cfg, SILVER_TRACKS).select("track_id", "track_idx")
-        with_ids = plays.join(users, "user_id").join(tracks, "track_id")
-        previous = delta_io.read_or_empty(spark, cfg, SILVER_PLAYS).where(
-            F.col("ingest_date") == F.lit(day - dt.timedelta(days=1)))
-        sessions = sessionize(with_ids, cfg.clean.session_gap_minutes, last_play_per_user(previous))
-
-        delta_io.replace_date(sessions, cfg, SILVER_PLAYS, "ingest_date", day)
-        # Feedback's refused lines share the table and the date (jobs.feedback); leave them.
-        delta_io.replace_date(quarantine, cfg, SILVER_QUARANTINE, "ingest_date", day,
-                              also="format != 'feedback-jsonl'")
-    finally:
-        plays.unpersist()
-
-    summary = {
-        "ingest_date": day, "bronze_rows": bronze_rows, "plays": play_count, "quarantined": quarantined,
-        "duplicates": duplicates, "new_users": new_users, "new_tracks": new_tracks,
-        "quarantine_reasons": reasons,
-    }
-    run_row = spark.createDataFrame([summary | {"finished_at": dt.datetime.now(dt.timezone.utc)}],
-                                    SILVER_CLEAN_RUNS.schema)
-    delta_io.replace_date(run_row, cfg, SILVER_CLEAN_RUNS, "ingest_date", day)
-    log.info("clean %s: bronze %d = plays %d + quarantined %d + duplicates %d; %d new users, %d new tracks; "
-             "quarantine reasons %s", day, bronze_rows, play_count, quarantined, duplicates, new_users,
-             new_tracks, dict(sorted(reasons.items())) or "none")
-    return summary
+    return count

@@ -7,18 +7,17 @@ sampled negatives) and keeps K = evaluate.k:
 - most_played: the user's own most played tracks (a strong baseline on music data);
 - item2vec: neighbours of the user's recent tracks in Word2Vec embeddings trained on the train plays;
 - als: implicit ALS trained on the train plays with the configured hyperparameters;
-- blend: recommend's weighted blend of the user's history, ALS, item2vec and popularity with the
-  configured weights (see blend_parts for what is left out); tune_blend searches those weights on an
-  earlier date's split.
-Metrics (udfs.metrics): recall, precision, NDCG, MAP, hit rate at K; catalogue coverage; intra-list
-diversity (distinct artists share, mean pairwise embedding cosine distance); novelty (mean
-self-information of recommended tracks under train popularity). Besides, the lists written for D-1
-are scored against the plays of D (model `served_yesterday`). Results replace D's rows of
-gold.metrics, are printed as a table, and go into the HTML report of the date (jobs.report).
+- blend: recommend's weighted blend (models.blend) of the user's history, ALS, item2vec and
+  popularity with the configured weights; tune_blend searches those weights on an earlier date's
+  split. The LSTM is judged on next tracks by train; segments serve cold-start users, whom a
+  temporal split cannot score; the diversification pass is left out.
+Metrics (udfs.metrics, models.scoring): recall, precision, NDCG, MAP, hit rate at K; catalogue
+coverage; intra-list diversity; novelty. Besides, the lists written for D-1 are scored against the
+plays of D (model `served_yesterday`). Results replace the evaluate stage's rows of D in
+gold.metrics, are printed as a table, and go into the HTML report of the date (models.report).
 """
 from __future__ import annotations
 
-import dataclasses
 import datetime as dt
 import itertools
 import logging
@@ -26,103 +25,102 @@ import logging
 from pyspark.sql import DataFrame, SparkSession
 from pyspark.sql import functions as F
 
-from jobs import als as als_job
-from jobs import candidates, delta_io, embed, recommend, report
-from jobs.config import Config, join_path
-from jobs.errors import NotEnoughHistory
-from jobs.scoring import ranked_lists, score_lists, temporal_split, truth_of
-from jobs.tables import GOLD_METRICS, GOLD_RECOMMENDATIONS, SILVER_PLAYS, SILVER_TRACKS, SILVER_USERS
-from udfs.metrics import RANKING_METRICS, novelty
+from jobs.core import delta_io
+from jobs.core.config import Config
+from jobs.core.errors import NotEnoughHistory
+from jobs.core.frames import CacheScope
+from jobs.core.paths import location
+from jobs.core.records import write_metrics
+from jobs.core.tables import (GOLD_METRICS, GOLD_RECOMMENDATIONS, GOLD_TRACK_CLUSTERS, GOLD_TRACK_EMBEDDINGS,
+                              SILVER_PLAYS, SILVER_TRACKS, SILVER_USERS)
+from models import report, sources, storage
+from models.als import AlsParams, AlsSettings, top_n, top_scored
+from models.blend import SOURCES, blend, history_scores, source_scores
+from models.embeddings import Word2VecParams, train_word2vec
+from models.scoring import beyond_accuracy, ranked_lists, score_lists, temporal_split, truth_of
+from udfs.metrics import RANKING_METRICS
 
 log = logging.getLogger("setlist.evaluate")
 
-NEXT_TRACK = "next_track:"
+
+def run(spark: SparkSession, cfg: Config, day: dt.date) -> dict:
+    k = cfg.evaluate.k
+    spark.sparkContext.setCheckpointDir(location(cfg, "checkpoints", "evaluate"))
+    with CacheScope() as cache:
+        train, truth = split(spark, cfg, day, cache)
+        users = truth.select("user_idx")
+        log.info("evaluate %s: %d test users, %d train plays", day, truth.count(), train.count())
+        embeddings = cache(embeddings_of(spark, cfg, train, "evaluate", day))
+        tracks = delta_io.read(spark, cfg, SILVER_TRACKS)
+        results: dict[str, dict[str, float]] = {}
+        for name, lists in source_lists(spark, cfg, train, users, day, embeddings).items():
+            lists = cache(lists)
+            results[name] = score_lists(lists, truth, k) | beyond_accuracy(lists, train, tracks, embeddings, k)
+            cache.release(lists)
+            log.info("evaluate %s: %s ndcg@%d %.4f recall@%d %.4f", day, name, k, results[name]["ndcg"], k,
+                     results[name]["recall"])
+    served = served_metrics(spark, cfg, day, k)
+    write_metrics(spark, cfg, day, "evaluate", k, results | ({"served_yesterday": served} if served else {}))
+    print(format_table(results, k), flush=True)
+    if served:
+        print(f"yesterday's recommendations against today's plays ({served['users']} users): "
+              + ", ".join(f"{m}@{k} {served[m]:.4f}" for m in ("recall", "ndcg", "map", "hit_rate")), flush=True)
+    path = write_report(spark, cfg, day, results, k, served)
+    log.info("evaluate %s: report %s", day, path)
+    return results
 
 
-def beyond_accuracy(lists: DataFrame, train: DataFrame, tracks: DataFrame, embeddings: DataFrame, k: int
-                    ) -> dict[str, float]:
-    """Coverage, artist diversity, embedding diversity and novelty of ranked lists (user_idx, recs)."""
-    catalogue = train.select("track_idx").distinct().count()
-    popularity = candidates.track_popularity(train)
-    total = train.count()
-    info = popularity.select("track_idx", (-F.log2(F.col("plays") / F.lit(total))).alias("info"))
-    info_map = info.agg(F.map_from_entries(F.collect_list(F.struct("track_idx", "info"))).alias("m"))
-    top = lists.select("user_idx", F.slice("recs", 1, k).alias("recs"))
-    exploded = top.select("user_idx", F.posexplode("recs").alias("pos", "track_idx"))
-    covered = exploded.select("track_idx").distinct().count()
-    artists = (exploded.join(tracks.select("track_idx", "artist_name"), "track_idx")
-               .groupBy("user_idx").agg((F.countDistinct("artist_name") / F.count("*")).alias("d")))
-    vectors = exploded.join(embeddings.select("track_idx", "vector"), "track_idx")
-    a, b = vectors.alias("a"), vectors.alias("b")
-    pairs = a.join(b, (F.col("a.user_idx") == F.col("b.user_idx")) & (F.col("a.pos") < F.col("b.pos")))
-    dot = F.aggregate(F.zip_with("a.vector", "b.vector", lambda x, y: x * y), F.lit(0.0), lambda s, v: s + v)
-    norm_a = F.sqrt(F.aggregate(F.transform("a.vector", lambda x: x * x), F.lit(0.0), lambda s, v: s + v))
-    norm_b = F.sqrt(F.aggregate(F.transform("b.vector", lambda x: x * x), F.lit(0.0), lambda s, v: s + v))
-    distance = pairs.select(F.col("a.user_idx").alias("user_idx"),
-                            (1.0 - dot / F.greatest(norm_a * norm_b, F.lit(1e-12))).alias("dist"))
-    per_user_distance = distance.groupBy("user_idx").agg(F.avg("dist").alias("d"))
-    novel = top.crossJoin(info_map).select(novelty(F.col("recs"), F.col("m"), k).alias("n"))
-    return {
-        "coverage": covered / catalogue if catalogue else 0.0,
-        "diversity_artists": float(artists.agg(F.avg("d")).first()[0] or 0.0),
-        "diversity_embedding": float(per_user_distance.agg(F.avg("d")).first()[0] or 0.0),
-        "novelty": float(novel.agg(F.avg("n")).first()[0] or 0.0),
-    }
+def split(spark: SparkSession, cfg: Config, day: dt.date, cache: CacheScope) -> tuple[DataFrame, DataFrame]:
+    """(train, truth) of the temporal split for `day`, cached; NotEnoughHistory if no user can be scored."""
+    train, test = temporal_split(delta_io.read(spark, cfg, SILVER_PLAYS), day, cfg.evaluate.test_days)
+    train = cache(train)
+    truth = cache(truth_of(test, train))
+    if truth.isEmpty():
+        raise NotEnoughHistory(f"evaluate {day}: no user with plays both in the test window (last "
+                               f"{cfg.evaluate.test_days} day(s), evaluate.test_days) and before it")
+    return train, truth
+
+
+def embeddings_of(spark: SparkSession, cfg: Config, train: DataFrame, purpose: str, day: dt.date) -> DataFrame:
+    return train_word2vec(spark, train, cfg.embed.engine, Word2VecParams.of(cfg.embed),
+                          location(cfg, "scratch", purpose, day.isoformat()))
+
+
+def fit_sources(spark: SparkSession, cfg: Config, train: DataFrame, users: DataFrame, day: dt.date,
+                embeddings: DataFrame):
+    """(ALS model, neighbour table, users' recent tracks), all from the train plays."""
+    neighbours = sources.neighbour_table(spark, embeddings, cfg.recommend.neighbours)
+    recent = sources.recent_tracks(train, users, cfg.recommend.recent_tracks)
+    settings = AlsSettings.of(cfg.als)
+    model = settings.fit(settings.interactions(train, day), AlsParams(cfg.als.rank, cfg.als.reg_param, cfg.als.alpha))
+    return model, neighbours, recent
+
+
+def blend_parts(cfg: Config, train: DataFrame, users: DataFrame, als_model, neighbours: DataFrame,
+                recent: DataFrame) -> list[DataFrame]:
+    """recommend's candidates from the sources evaluate can rebuild on the train plays (history, ALS,
+    item2vec, popularity), each source's top recommend.candidates_per_source with its signal."""
+    n = cfg.recommend.candidates_per_source
+    return [
+        history_scores(train, users, n),
+        source_scores(top_scored(als_model, users, n), n, "als"),
+        source_scores(sources.item2vec(neighbours, recent), n, "item2vec"),
+        source_scores(sources.popular(train, users, n), n, "popularity"),
+    ]
 
 
 def source_lists(spark: SparkSession, cfg: Config, train: DataFrame, users: DataFrame, day: dt.date,
                  embeddings: DataFrame) -> dict[str, DataFrame]:
     k = cfg.evaluate.k
     als_model, neighbours, recent = fit_sources(spark, cfg, train, users, day, embeddings)
-    lists = {
-        "popularity": ranked_lists(candidates.popular(train, users, k), k),
-        "most_played": ranked_lists(candidates.most_played(train, users, k), k),
-        "item2vec": ranked_lists(candidates.item2vec(neighbours, recent), k),
-        "als": als_job.top_n(als_model, users, k),
-    }
     parts = blend_parts(cfg, train, users, als_model, neighbours, recent)
-    lists["blend"] = ranked_lists(recommend.blend(parts, cfg.recommend), k)
-    return lists
-
-
-def fit_sources(spark: SparkSession, cfg: Config, train: DataFrame, users: DataFrame, day: dt.date,
-                embeddings: DataFrame):
-    """(ALS model, neighbour table, users' recent tracks), all from the train plays."""
-    neighbours = candidates.neighbour_table(spark, embeddings, cfg.evaluate.neighbours)
-    recent = candidates.recent_tracks(train, users, cfg.evaluate.recent_tracks)
-    pairs = als_job.interactions(train, day, cfg.als)
-    params = als_job.AlsParams(cfg.als.rank, cfg.als.reg_param, cfg.als.alpha)
-    return als_job.fit(pairs, params, cfg.als), neighbours, recent
-
-
-def blend_parts(cfg: Config, train: DataFrame, users: DataFrame, als_model, neighbours: DataFrame,
-                recent: DataFrame) -> list[DataFrame]:
-    """recommend's candidates from the sources evaluate can rebuild on the train plays (history, ALS,
-    item2vec, popularity), each source's top recommend.candidates_per_source with its signal. The LSTM
-    is judged on next tracks by train, and the segment source only matters for cold-start users,
-    whom a temporal split cannot score; the diversification pass is left out."""
-    n = cfg.recommend.candidates_per_source
-    return [
-        recommend.history_scores(train, users, n),
-        recommend.source_scores(als_job.top_scored(als_model, users, n), n, "als"),
-        recommend.source_scores(candidates.item2vec(neighbours, recent), n, "item2vec"),
-        recommend.source_scores(candidates.popular(train, users, n), n, "popularity"),
-    ]
-
-
-def split(spark: SparkSession, cfg: Config, day: dt.date) -> tuple[DataFrame, DataFrame]:
-    """(train, truth) of the temporal split for `day`, persisted; NotEnoughHistory if no user can be scored."""
-    conf = cfg.evaluate
-    plays = delta_io.read(spark, cfg, SILVER_PLAYS)
-    train, test = temporal_split(plays, day, conf.test_days)
-    train = embed.history(train, day, 0).persist()
-    truth = truth_of(test, train).persist()
-    if truth.isEmpty():
-        train.unpersist()
-        truth.unpersist()
-        raise NotEnoughHistory(f"evaluate {day}: no user with plays both in the test window (last "
-                               f"{conf.test_days} day(s), evaluate.test_days) and before it")
-    return train, truth
+    return {
+        "popularity": ranked_lists(sources.popular(train, users, k), k),
+        "most_played": ranked_lists(sources.most_played(train, users, k), k),
+        "item2vec": ranked_lists(sources.item2vec(neighbours, recent), k),
+        "als": top_n(als_model, users, k),
+        "blend": ranked_lists(blend(parts, cfg.recommend.weights()), k),
+    }
 
 
 def tune_blend(spark: SparkSession, cfg: Config, day: dt.date, grid: dict[str, list[float]]
@@ -131,66 +129,24 @@ def tune_blend(spark: SparkSession, cfg: Config, day: dt.date, grid: dict[str, l
     date before the one reported on), searched over the product of `grid` (source -> weights; sources
     not in it keep their configured weight). Returns (best weights, [(weights, ndcg)] of every point)."""
     k = cfg.evaluate.k
-    unknown = sorted(set(grid) - set(recommend.SOURCES))
-    if unknown or not all(grid.values()):
+    if set(grid) - set(SOURCES) or not all(grid.values()):
         raise ValueError(f"tune_blend: grid needs a non-empty list of weights per source of "
-                         f"{', '.join(recommend.SOURCES)}; got {grid}")
-    spark.sparkContext.setCheckpointDir(join_path(cfg.warehouse, "_checkpoints", "evaluate"))
-    train, truth = split(spark, cfg, day)
-    users = truth.select("user_idx")
-    cached = [train, truth]
+                         f"{', '.join(SOURCES)}; got {grid}")
+    spark.sparkContext.setCheckpointDir(location(cfg, "checkpoints", "evaluate"))
     points: list[tuple[dict[str, float], float]] = []
-    try:
-        embeddings = embed.train(spark, train, cfg.embed,
-                                 join_path(cfg.warehouse, "_scratch", "tune_blend", day.isoformat())).persist()
-        cached.append(embeddings)
+    with CacheScope() as cache:
+        train, truth = split(spark, cfg, day, cache)
+        users = truth.select("user_idx")
+        embeddings = cache(embeddings_of(spark, cfg, train, "tune_blend", day))
         als_model, neighbours, recent = fit_sources(spark, cfg, train, users, day, embeddings)
-        parts = [p.persist() for p in blend_parts(cfg, train, users, als_model, neighbours, recent)]
-        cached.extend(parts)
+        parts = [cache(p) for p in blend_parts(cfg, train, users, als_model, neighbours, recent)]
         names = list(grid)
         for values in itertools.product(*(grid[s] for s in names)):
             weights = dict(zip(names, values))
-            conf = dataclasses.replace(cfg.recommend, **{f"weight_{s}": w for s, w in weights.items()})
-            ndcg = score_lists(ranked_lists(recommend.blend(parts, conf), k), truth, k)["ndcg"]
+            ndcg = score_lists(ranked_lists(blend(parts, cfg.recommend.weights() | weights), k), truth, k)["ndcg"]
             log.info("tune_blend %s: %s ndcg@%d %.4f", day, weights, k, ndcg)
             points.append((weights, ndcg))
-    finally:
-        for frame in cached:
-            frame.unpersist()
-    best = max(points, key=lambda p: p[1])[0]
-    return best, points
-
-
-def run(spark: SparkSession, cfg: Config, day: dt.date) -> dict:
-    k = cfg.evaluate.k
-    spark.sparkContext.setCheckpointDir(join_path(cfg.warehouse, "_checkpoints", "evaluate"))
-    train, truth = split(spark, cfg, day)
-    try:
-        users = truth.select("user_idx")
-        log.info("evaluate %s: %d test users, %d train plays", day, truth.count(), train.count())
-        embeddings = embed.train(spark, train, cfg.embed,
-                                 join_path(cfg.warehouse, "_scratch", "evaluate", day.isoformat())).persist()
-        tracks = delta_io.read(spark, cfg, SILVER_TRACKS)
-        results: dict[str, dict[str, float]] = {}
-        for name, lists in source_lists(spark, cfg, train, users, day, embeddings).items():
-            lists = lists.persist()
-            results[name] = score_lists(lists, truth, k) | beyond_accuracy(lists, train, tracks, embeddings, k)
-            lists.unpersist()
-            log.info("evaluate %s: %s ndcg@%d %.4f recall@%d %.4f", day, name, k, results[name]["ndcg"], k,
-                     results[name]["recall"])
-        embeddings.unpersist()
-    finally:
-        train.unpersist()
-        truth.unpersist()
-    served = served_metrics(spark, cfg, day, k)
-    write_metrics(spark, cfg, day, k, results | ({"served_yesterday": served} if served else {}))
-    print(format_table(results, k), flush=True)
-    if served:
-        print(f"yesterday's recommendations against today's plays ({served['users']} users): "
-              + ", ".join(f"{m}@{k} {served[m]:.4f}" for m in ("recall", "ndcg", "map", "hit_rate")), flush=True)
-    path = report.write(spark, cfg, day, results, k, served)
-    log.info("evaluate %s: report %s", day, path)
-    return results
+    return max(points, key=lambda p: p[1])[0], points
 
 
 def served_metrics(spark: SparkSession, cfg: Config, day: dt.date, k: int) -> dict | None:
@@ -212,12 +168,20 @@ def served_metrics(spark: SparkSession, cfg: Config, day: dt.date, k: int) -> di
     return score_lists(lists, truth, k)
 
 
-def write_metrics(spark: SparkSession, cfg: Config, day: dt.date, k: int, results: dict) -> None:
-    rows = [(day, model, metric, k, float(value), int(values["users"]))
-            for model, values in results.items() for metric, value in values.items() if metric != "users"]
-    frame = spark.createDataFrame(rows, "run_date date, model string, metric string, k int, value double, users long")
-    # train writes the next_track:* rows of the same date; keep them.
-    delta_io.replace_date(frame, cfg, GOLD_METRICS, "run_date", day, also=f"NOT model LIKE '{NEXT_TRACK}%'")
+def write_report(spark: SparkSession, cfg: Config, day: dt.date, results: dict, k: int, served: dict | None) -> str:
+    emb_date = delta_io.latest_date(spark, cfg, GOLD_TRACK_EMBEDDINGS, day)  # the cadence may reuse older ones
+    embeddings = None
+    if emb_date is not None:
+        embeddings = delta_io.read(spark, cfg, GOLD_TRACK_EMBEDDINGS).where(F.col("run_date") == F.lit(emb_date))
+        clusters = delta_io.read_or_empty(spark, cfg, GOLD_TRACK_CLUSTERS).where(F.col("run_date") == F.lit(emb_date))
+        embeddings = embeddings.join(clusters.select("track_idx", "cluster"), "track_idx", "left")
+    recommended = None
+    if delta_io.exists(spark, cfg, GOLD_RECOMMENDATIONS):
+        recommended = delta_io.read(spark, cfg, GOLD_RECOMMENDATIONS).where(F.col("run_date") == F.lit(day))
+    page = report.render(day, results, k, served, delta_io.read(spark, cfg, GOLD_METRICS),
+                         delta_io.read(spark, cfg, SILVER_PLAYS).where(F.col("play_date") <= F.lit(day)),
+                         recommended, embeddings, emb_date)
+    return storage.write_bytes(location(cfg, "reports", f"evaluate-{day.isoformat()}.html"), page.encode("utf-8"))
 
 
 def format_table(results: dict, k: int) -> str:

@@ -14,8 +14,9 @@ import pandas as pd
 from pyspark.sql import SparkSession
 from pyspark.sql import functions as F
 
-from jobs.config import INPUT_FORMATS, Config, join_path
+from jobs.core.config import Config, join_path
 from models.synthetic import Behaviour, WorldParams, user_format, user_lines, world
+from udfs.formats import LISTEN_FORMATS
 
 log = logging.getLogger("setlist.generate")
 
@@ -58,7 +59,7 @@ def run(spark: SparkSession, cfg: Config, end_date: dt.date | None = None) -> di
     summary = {}
     log.info("generate: %d users, %d tracks, ~%d events over %s..%s (seed %d)", g.users, g.tracks, g.events,
              start, end, seed)
-    for fmt in INPUT_FORMATS:
+    for fmt in LISTEN_FORMATS:
         path = join_path(cfg.raw_path, fmt)
         lines = users.where(F.col("format") == fmt).select("id").mapInPandas(lines_of, _LINE_SCHEMA)
         files = g.files_per_day * g.days

@@ -2,7 +2,7 @@
 
 submit.sh runs this file through spark-submit; tests and local runs may call `main()` directly.
 The config is loaded and validated before a Spark session exists, so a bad file or flag costs
-no JVM and exits 2. Exit codes: see jobs.errors.
+no JVM and exits 2. Exit codes: see jobs.core.errors.
 """
 from __future__ import annotations
 
@@ -13,8 +13,8 @@ import os
 import sys
 from typing import Callable
 
-from jobs.config import Config, load_config
-from jobs.errors import ConfigError, SetlistError
+from jobs.core.config import TRAIN_BACKENDS, Config, load_config
+from jobs.core.errors import ConfigError, SetlistError
 
 log = logging.getLogger("setlist")
 
@@ -35,8 +35,7 @@ def _date(text: str) -> dt.date:
 
 def _jobs() -> dict[str, Callable]:
     # Imported lazily: a config error must not wait for pyspark/delta imports.
-    from jobs import (als, clean, cluster, embed, evaluate, generate, ingest, nightly, recommend, tables_report,
-                      train)
+    from jobs import als, clean, cluster, embed, evaluate, generate, ingest, nightly, recommend, show, train
     return {
         "generate": lambda spark, cfg, a: generate.run(spark, cfg, a.date),
         "ingest": lambda spark, cfg, a: ingest.run(spark, cfg, _need_date(a), a.format),
@@ -48,8 +47,8 @@ def _jobs() -> dict[str, Callable]:
         "recommend": lambda spark, cfg, a: recommend.run(spark, cfg, _need_date(a)),
         "nightly": lambda spark, cfg, a: nightly.run(spark, cfg, _need_date(a), a.force),
         "train": lambda spark, cfg, a: train.run(spark, cfg, _need_date(a), a.backend),
-        "tables": lambda spark, cfg, a: tables_report.run(spark, cfg),
-        "preview": lambda spark, cfg, a: tables_report.preview(spark, cfg, a.date),
+        "tables": lambda spark, cfg, a: show.tables(spark, cfg),
+        "preview": lambda spark, cfg, a: show.preview(spark, cfg, a.date),
     }
 
 
@@ -68,8 +67,8 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("job", choices=JOB_NAMES)
     parser.add_argument("--conf", default=DEFAULT_CONF, help="config file (default %(default)s)")
     parser.add_argument("--date", type=_date, help="run date YYYY-MM-DD")
-    parser.add_argument("--format", help="ingest: one input format (default: every configured one present)")
-    parser.add_argument("--backend", choices=("horovod", "torch-distributor"),
+    parser.add_argument("--format", help="ingest: one input format (default: every configured one present, and feedback)")
+    parser.add_argument("--backend", choices=TRAIN_BACKENDS,
                         help="train: distributed backend (default: conf train.backend)")
     parser.add_argument("--force", action="store_true", help="nightly: rerun stages already committed for the date")
     parser.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
@@ -111,7 +110,7 @@ def main(argv: list[str] | None = None) -> int:
         report_error(f"setlist: error: {exc}")
         return exc.exit_code
     setup_logging(cfg.log_level)
-    from jobs.session import get_spark
+    from jobs.core.session import get_spark
     spark = None
     try:
         spark = get_spark(cfg)

@@ -11,7 +11,6 @@ summary ends the run.
 from __future__ import annotations
 
 import datetime as dt
-import json
 import logging
 import time
 from typing import Callable
@@ -19,10 +18,12 @@ from typing import Callable
 from pyspark.sql import SparkSession
 from pyspark.sql import functions as F
 
-from jobs import als, clean, cluster, delta_io, embed, evaluate, ingest, recommend, train
-from jobs.config import Config
-from jobs.errors import NotEnoughHistory
-from jobs.tables import ALL_TABLES, GOLD_RUNS
+from jobs import als, clean, cluster, embed, evaluate, ingest, recommend, train
+from jobs.core import delta_io
+from jobs.core.config import Config
+from jobs.core.errors import NotEnoughHistory
+from jobs.core.records import now, record_run
+from jobs.core.tables import ALL_TABLES, GOLD_RUNS
 
 log = logging.getLogger("setlist.nightly")
 
@@ -39,30 +40,11 @@ STAGES: dict[str, Callable] = {
 DONE = ("succeeded", "reused", "waiting_for_history")
 
 
-def _record(spark: SparkSession, cfg: Config, row: dict) -> None:
-    table = delta_io.ensure(spark, cfg, GOLD_RUNS)
-    frame = delta_io.conform(spark.createDataFrame([row], GOLD_RUNS.schema), GOLD_RUNS)
-    (table.alias("t").merge(frame.alias("s"), "t.run_date = s.run_date AND t.stage = s.stage")
-     .whenMatchedUpdateAll().whenNotMatchedInsertAll().execute())
-
-
-def _json(value) -> str:
-    def default(obj):
-        return obj.isoformat() if isinstance(obj, (dt.date, dt.datetime)) else str(obj)
-    if isinstance(value, dict) and "ranks" in value:  # train: keep the summary, not every rank's detail
-        value = {k: v for k, v in value.items() if k != "ranks"}
-    return json.dumps(value, default=default, sort_keys=True)[:4000]
-
-
-def _every(cfg: Config, stage: str) -> int:
-    return getattr(cfg.nightly, f"{stage}_every_days", 1)
-
-
 def run(spark: SparkSession, cfg: Config, day: dt.date, force: bool = False) -> dict:
     delta_io.ensure(spark, cfg, GOLD_RUNS)
-    history = delta_io.read(spark, cfg, GOLD_RUNS).where(F.col("status").isin(*DONE))
-    committed = {r["stage"] for r in history.where(F.col("run_date") == F.lit(day)).collect()}
-    last_trained = {r["stage"]: r["d"] for r in history.where(
+    runs = delta_io.read(spark, cfg, GOLD_RUNS).where(F.col("status").isin(*DONE))
+    committed = {r["stage"] for r in runs.where(F.col("run_date") == F.lit(day)).collect()}
+    last_trained = {r["stage"]: r["d"] for r in runs.where(
         (F.col("status") == "succeeded") & (F.col("run_date") < F.lit(day))).groupBy("stage")
         .agg(F.max("run_date").alias("d")).collect()}
     outcome: dict[str, str] = {}
@@ -71,32 +53,26 @@ def run(spark: SparkSession, cfg: Config, day: dt.date, force: bool = False) -> 
             outcome[stage] = "skipped (already committed)"
             continue
         last = last_trained.get(stage)
-        if last is not None and (day - last).days < _every(cfg, stage) and not force:
-            now = dt.datetime.now(dt.timezone.utc)
-            _record(spark, cfg, {"run_date": day, "stage": stage, "status": "reused", "started_at": now,
-                                 "finished_at": now, "rows": json.dumps({"model_of": last.isoformat()}), "error": None})
+        if last is not None and (day - last).days < getattr(cfg.nightly, f"{stage}_every_days", 1) and not force:
+            record_run(spark, cfg, day, stage, "reused", now(), {"model_of": last.isoformat()})
             outcome[stage] = f"reused (model of {last})"
             continue
-        started, clock = dt.datetime.now(dt.timezone.utc), time.monotonic()
+        started, clock = now(), time.monotonic()
         log.info("nightly %s: %s ...", day, stage)
         try:
             result = fn(spark, cfg, day)
         except NotEnoughHistory as exc:
             log.warning("nightly %s: %s waits for more history: %s", day, stage, exc)
-            _record(spark, cfg, {"run_date": day, "stage": stage, "status": "waiting_for_history",
-                                 "started_at": started, "finished_at": dt.datetime.now(dt.timezone.utc),
-                                 "rows": None, "error": str(exc)[:2000]})
+            record_run(spark, cfg, day, stage, "waiting_for_history", started, error=str(exc))
             outcome[stage] = "waiting for history (later stages use what exists)"
             continue
         except Exception as exc:
-            _record(spark, cfg, {"run_date": day, "stage": stage, "status": "failed", "started_at": started,
-                                 "finished_at": dt.datetime.now(dt.timezone.utc), "rows": None,
-                                 "error": f"{type(exc).__name__}: {exc}"[:2000]})
+            record_run(spark, cfg, day, stage, "failed", started, error=f"{type(exc).__name__}: {exc}")
             outcome[stage] = f"FAILED: {exc}"
             print(summary_table(day, outcome), flush=True)
             raise
-        _record(spark, cfg, {"run_date": day, "stage": stage, "status": "succeeded", "started_at": started,
-                             "finished_at": dt.datetime.now(dt.timezone.utc), "rows": _json(result), "error": None})
+        # train's result carries every rank's detail: the summary is enough for the record
+        record_run(spark, cfg, day, stage, "succeeded", started, {k: v for k, v in result.items() if k != "ranks"})
         outcome[stage] = f"succeeded in {time.monotonic() - clock:.0f}s"
     if cfg.catalog.database:
         gold = tuple(t for t in ALL_TABLES if t.layer == "gold")

@@ -14,19 +14,23 @@ from __future__ import annotations
 
 import gc
 import hashlib
+import io
+import logging
 import os
 import re
+import threading
 import time
 from dataclasses import asdict, dataclass, field
-from pathlib import Path
 
 import numpy as np
 import torch
 
-from models import feed
+from models import feed, storage
 from models.lstm import LstmParams, NextTrackLSTM, NextTrackObjective
 
 CHECKPOINT = re.compile(r"^epoch-(\d{4})\.pt$")
+
+log = logging.getLogger("setlist.train")
 
 
 @dataclass(frozen=True)
@@ -39,28 +43,29 @@ class TrainSpec:
     learning_rate: float
     loss: str                  # "full" | "sampled"
     num_sampled: int
-    checkpoint_dir: str
+    checkpoint_dir: str      # a folder or URI (models.storage)
     seed: int
     pretrained: dict[int, list[float]] = field(default_factory=dict)
 
 
-def latest_checkpoint(directory: str) -> tuple[int, Path] | None:
-    path = Path(directory)
-    if not path.is_dir():
-        return None
-    found = sorted((int(m.group(1)), path / name) for name in os.listdir(path) if (m := CHECKPOINT.match(name)))
+def latest_checkpoint(directory: str) -> tuple[int, str] | None:
+    """(epoch, location) of the newest checkpoint in `directory`, or None."""
+    found = sorted((int(m.group(1)), storage.join(directory, name))
+                   for name in storage.listdir(directory) if (m := CHECKPOINT.match(name)))
     return found[-1] if found else None
 
 
-def save_checkpoint(directory: str, epoch: int, model: torch.nn.Module, optimizer, history: list[float]) -> Path:
-    path = Path(directory)
-    path.mkdir(parents=True, exist_ok=True)
-    target = path / f"epoch-{epoch:04d}.pt"
-    tmp = path / f".epoch-{epoch:04d}.pt.tmp"
+def load_checkpoint(location: str, device: torch.device | str = "cpu") -> dict:
+    """A checkpoint's tensors and numbers, weights only (a checkpoint cannot carry code)."""
+    return torch.load(io.BytesIO(storage.read_bytes(location)), map_location=device, weights_only=True)
+
+
+def save_checkpoint(directory: str, epoch: int, model: torch.nn.Module, optimizer, history: list[float]) -> str:
+    """Write epoch's checkpoint atomically (temporary file, then rename)."""
+    buffer = io.BytesIO()
     torch.save({"epoch": epoch, "model": model.state_dict(), "optimizer": optimizer.state_dict(),
-                "history": history}, tmp)
-    os.replace(tmp, target)
-    return target
+                "history": history}, buffer)
+    return storage.write_bytes(storage.join(directory, f"epoch-{epoch:04d}.pt"), buffer.getvalue())
 
 
 def parameter_digest(model: torch.nn.Module) -> str:
@@ -193,7 +198,7 @@ def _train(spec: TrainSpec, ctx) -> dict:
     start_epoch, history = 0, []
     found = ctx.broadcast(latest_checkpoint(spec.checkpoint_dir) if ctx.rank == 0 else None)
     if found is not None:
-        state = torch.load(found[1], map_location=device, weights_only=False)
+        state = load_checkpoint(found[1], device)
         model.load_state_dict(state["model"])
         optimizer.load_state_dict(state["optimizer"])
         start_epoch, history = state["epoch"], list(state["history"])
@@ -219,7 +224,52 @@ def _train(spec: TrainSpec, ctx) -> dict:
             save_checkpoint(spec.checkpoint_dir, epoch, model, optimizer, history)
     digests = ctx.gather(parameter_digest(model))
     return {"rank": ctx.rank, "world_size": ctx.size, "device": str(device), "backend": ctx.name,
-            "resumed_from": start_epoch, "loss_history": history, "digests": digests,
+            "resumed_from": start_epoch, "loss_by_epoch": history, "digests": digests,
             "epoch_seconds": epoch_seconds, "samples_per_epoch": spec.steps_per_epoch * spec.batch_size * ctx.size,
             "spec": {k: v for k, v in asdict(spec).items() if k in ("epochs", "batch_size", "learning_rate", "loss",
                                                                    "num_sampled", "steps_per_epoch")}}
+
+
+def run_backend(spark, spec: TrainSpec, backend: str, world: int, timeout_s: float = 4 * 3600,
+                attempts: int = 2) -> list[dict]:
+    """Run `train` on `world` ranks as Spark tasks; every rank's result (with the attempt that
+    produced it): Horovod returns all ranks', TorchDistributor rank 0's (which has all digests).
+
+    A distributed start can hang (a rank that never joins the rendezvous leaves the others waiting):
+    after timeout_s the run's Spark jobs are cancelled and it is tried again, up to `attempts` times;
+    a retry resumes from the last checkpoint.
+    """
+    for attempt in range(1, attempts + 1):
+        # The launch stays in this thread (Horovod installs signal handlers); a watchdog cancels the
+        # run's Spark jobs if it outlives timeout_s. Horovod starts its job from a thread of its own,
+        # out of reach of a job group, and the train stage runs alone: cancel every running job.
+        done, fired = threading.Event(), threading.Event()
+
+        def watchdog():
+            if not done.wait(timeout_s):
+                fired.set()
+                log.warning("train: %s attempt %d did not finish in %.0f s; cancelling its Spark jobs", backend,
+                            attempt, timeout_s)
+                spark.sparkContext.cancelAllJobs()
+
+        threading.Thread(target=watchdog, daemon=True).start()
+        try:
+            return [r | {"attempt": attempt} for r in _launch(spark, spec, backend, world)]
+        except Exception as exc:
+            if not fired.is_set():
+                raise
+            if attempt == attempts:
+                raise RuntimeError(f"train: {backend} did not finish in {attempts} attempt(s) of {timeout_s:.0f} s "
+                                   f"each (train.timeout_minutes)") from exc
+        finally:
+            done.set()
+    raise AssertionError("unreachable")
+
+
+def _launch(spark, spec: TrainSpec, backend: str, world: int) -> list[dict]:
+    if backend == "horovod":
+        import horovod.spark
+        return horovod.spark.run(train, args=(spec, "horovod"), num_proc=world, verbose=0, start_timeout=300)
+    from pyspark.ml.torch.distributor import TorchDistributor
+    use_gpu = spark.conf.get("spark.task.resource.gpu.amount", None) is not None
+    return [TorchDistributor(num_processes=world, local_mode=False, use_gpu=use_gpu).run(train, spec, "torch-distributor")]

@@ -14,6 +14,11 @@ from dataclasses import dataclass
 from typing import Callable, Iterable, Iterator
 
 import numpy as np
+import pandas as pd
+from pyspark.ml.feature import Word2Vec
+from pyspark.ml.functions import vector_to_array
+from pyspark.sql import DataFrame, SparkSession
+from pyspark.sql import functions as F
 
 
 @dataclass(frozen=True)
@@ -25,6 +30,11 @@ class Word2VecParams:
     epochs: int
     learning_rate: float
     seed: int
+
+    @classmethod
+    def of(cls, conf) -> "Word2VecParams":
+        """From a config section with these attributes (the embed section)."""
+        return cls(*(getattr(conf, name) for name in cls.__dataclass_fields__))
 
 
 class SessionCorpus:
@@ -46,6 +56,36 @@ def train_gensim(corpus: SessionCorpus, p: Word2VecParams) -> tuple[np.ndarray, 
                      workers=1, sample=0)
     keys = np.array([int(k) for k in model.wv.index_to_key], dtype=np.int64)
     return keys, model.wv.vectors.astype(np.float32)
+
+
+def sentences(plays: DataFrame) -> DataFrame:
+    """One row per session: tokens, the session's track_idx values as strings in play order."""
+    ordered = F.array_sort(F.collect_list(F.struct("session_position", "track_idx")))
+    return (plays.groupBy("user_id", "session_id").agg(ordered.alias("_s"))
+            .select("session_id", F.transform("_s", lambda x: x["track_idx"].cast("string")).alias("tokens")))
+
+
+def train_word2vec(spark: SparkSession, plays: DataFrame, engine: str, p: Word2VecParams, scratch: str) -> DataFrame:
+    """(track_idx int, vector array<float>) for every track with at least min_count plays, by the
+    `engine` ("gensim" or "spark") over the sessions of `plays`. gensim streams the sessions from a
+    stored copy at `scratch` (a folder or URI), one partition at a time, once per pass."""
+    sessions = sentences(plays)
+    if engine == "spark":
+        w2v = Word2Vec(vectorSize=p.vector_size, minCount=p.min_count, windowSize=p.window, maxIter=p.epochs,
+                       stepSize=p.learning_rate, seed=p.seed, inputCol="tokens", outputCol="v")
+        vectors = w2v.fit(sessions).getVectors()
+        return vectors.select(F.col("word").cast("int").alias("track_idx"),
+                              vector_to_array("vector", "float32").alias("vector"))
+    sessions.write.mode("overwrite").parquet(scratch)
+    stored = spark.read.parquet(scratch)
+
+    def stream():
+        for row in stored.select("tokens").toLocalIterator(prefetchPartitions=True):
+            yield row["tokens"]
+
+    keys, matrix = train_gensim(SessionCorpus(stream), p)
+    frame = pd.DataFrame({"track_idx": keys.astype(np.int32), "vector": list(matrix)})
+    return spark.createDataFrame(frame, "track_idx int, vector array<float>")
 
 
 def normalise_rows(matrix: np.ndarray) -> np.ndarray:

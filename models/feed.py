@@ -8,21 +8,14 @@ line up. A rank then reads only its files with pyarrow; no training row passes t
 from __future__ import annotations
 
 from dataclasses import dataclass
-from urllib.parse import urlparse
-
 import numpy as np
-import pyarrow.fs as pafs
 import pyarrow.parquet as pq
 
-
-def _open(uri: str):
-    if uri.startswith("file:"):
-        return pafs.LocalFileSystem(), urlparse(uri).path
-    return pafs.FileSystem.from_uri(uri)
+from models.storage import filesystem
 
 
 def row_count(uri: str) -> int:
-    fs, path = _open(uri)
+    fs, path = filesystem(uri)
     with fs.open_input_file(path) as f:
         return pq.ParquetFile(f).metadata.num_rows
 
@@ -53,16 +46,16 @@ def plan(files: list[str], world: int, batch_size: int) -> ShardPlan:
     return ShardPlan(shards, rows, max(1, min(rows) // batch_size))
 
 
-def read_shard(uris: list[str], columns=("x", "y")) -> tuple[np.ndarray, np.ndarray]:
+def read_shard(uris: list[str]) -> tuple[np.ndarray, np.ndarray]:
     """(windows int64 [n, w], targets int64 [n]) of a shard's files."""
     xs, ys = [], []
     for uri in uris:
-        fs, path = _open(uri)
+        fs, path = filesystem(uri)
         with fs.open_input_file(path) as f:
-            table = pq.read_table(f, columns=list(columns))
+            table = pq.read_table(f, columns=["x", "y"])
         if table.num_rows:
-            xs.append(np.stack(table.column(columns[0]).to_numpy(zero_copy_only=False)).astype(np.int64))
-            ys.append(table.column(columns[1]).to_numpy().astype(np.int64))
+            xs.append(np.stack(table.column("x").to_numpy(zero_copy_only=False)).astype(np.int64))
+            ys.append(table.column("y").to_numpy().astype(np.int64))
     if not xs:
         return np.zeros((0, 0), np.int64), np.zeros(0, np.int64)
     return np.concatenate(xs), np.concatenate(ys)

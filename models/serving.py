@@ -1,6 +1,6 @@
 """Scoring a trained next-track LSTM on the executors: the weights are broadcast once, each task
 rebuilds the network and scores its own windows. train (validation examples) and recommend (users'
-latest sessions) both go through here."""
+latest sessions) both go through here. Saved models are loaded as weights only (never pickled code)."""
 from __future__ import annotations
 
 import io
@@ -11,7 +11,27 @@ import torch
 from pyspark.sql import DataFrame, SparkSession
 from pyspark.sql import functions as F
 
+from models import storage
 from models.lstm import LstmParams, NextTrackLSTM, next_tracks
+
+MODEL_FILE = "model.pt"
+
+
+def saved_model(model: NextTrackLSTM, window: int) -> dict:
+    """What model.pt holds: the network's sizes, its weights and the window it reads."""
+    return {"params": dict(model.params.__dict__), "state": model.state_dict(), "window": window}
+
+
+def save(saved: dict, folder: str) -> str:
+    buffer = io.BytesIO()
+    torch.save(saved, buffer)
+    return storage.write_bytes(storage.join(folder, MODEL_FILE), buffer.getvalue())
+
+
+def load(folder: str) -> dict:
+    """model.pt of a model folder (local or URI), weights only."""
+    return torch.load(io.BytesIO(storage.read_bytes(storage.join(folder, MODEL_FILE))), map_location="cpu",
+                      weights_only=True)
 
 
 def next_track_scores(spark: SparkSession, saved: dict, windows: DataFrame, key: str, n: int) -> DataFrame:
@@ -25,7 +45,7 @@ def next_track_scores(spark: SparkSession, saved: dict, windows: DataFrame, key:
     key_type = dict(windows.dtypes)[key]
 
     def score(batches):
-        state = torch.load(io.BytesIO(shared.value), map_location="cpu", weights_only=False)
+        state = torch.load(io.BytesIO(shared.value), map_location="cpu", weights_only=True)
         net = NextTrackLSTM(LstmParams(**state["params"]))
         net.load_state_dict(state["state"])
         net.eval()

@@ -26,11 +26,13 @@ from functools import lru_cache
 
 import numpy as np
 
-LASTFM_TSV = "lastfm-tsv"
-LISTENBRAINZ_JSONL = "listenbrainz-jsonl"
+from udfs import quality as Q
+from udfs.formats import LASTFM_TSV, LISTENBRAINZ_JSONL
 
-DEFECTS = ("wrong_column_count", "empty_user", "missing_timestamp", "unparsable_timestamp",
-           "timestamp_before_floor", "timestamp_after_run_date", "missing_track", "duplicate")
+# Every defect is a quarantine reason the cleaner must find, or an exact duplicate it must drop.
+DUPLICATE = "duplicate"
+DEFECTS = (Q.WRONG_COLUMN_COUNT, Q.EMPTY_USER, Q.MISSING_TIMESTAMP, Q.UNPARSABLE_TIMESTAMP,
+           Q.TIMESTAMP_BEFORE_FLOOR, Q.TIMESTAMP_AFTER_RUN_DATE, Q.MISSING_TRACK, DUPLICATE)
 
 _ADJ = ["Velvet", "Neon", "Silent", "Golden", "Midnight", "Paper", "Electric", "Crystal", "Wild", "Hollow",
         "Sonic", "Lunar", "Café", "Señor", "Blue", "Mötley", "Frozen", "Crimson", "Über", "Little", "Ångström",
@@ -236,20 +238,20 @@ def _maybe_dirty(rng, b: Behaviour, w: World, fmt: str, name: str, ts: int, trac
         yield day_iso, _line(fmt, name, ts, w, track, mess=True)
         return
     defect = DEFECTS[int(rng.integers(0, len(DEFECTS)))]
-    if defect == "wrong_column_count":
+    if defect == Q.WRONG_COLUMN_COUNT:
         yield day_iso, _line(fmt, name, ts, w, track, wrong_columns=True)
-    elif defect == "empty_user":
+    elif defect == Q.EMPTY_USER:
         yield day_iso, _line(fmt, "", ts, w, track)
-    elif defect == "missing_timestamp":
+    elif defect == Q.MISSING_TIMESTAMP:
         yield day_iso, _line(fmt, name, None, w, track)
-    elif defect == "unparsable_timestamp":
+    elif defect == Q.UNPARSABLE_TIMESTAMP:
         yield day_iso, _line(fmt, name, "yesterday 25:61" if fmt == LASTFM_TSV else "soon", w, track)
-    elif defect == "timestamp_before_floor":
+    elif defect == Q.TIMESTAMP_BEFORE_FLOOR:
         floor = int(dt.datetime.combine(ts_floor, dt.time(), dt.timezone.utc).timestamp())
         yield day_iso, _line(fmt, name, floor - int(rng.integers(86400, 400 * 86400)), w, track)
-    elif defect == "timestamp_after_run_date":
+    elif defect == Q.TIMESTAMP_AFTER_RUN_DATE:
         yield day_iso, _line(fmt, name, ts + int(rng.integers(2, 30)) * 86400, w, track)
-    elif defect == "missing_track":
+    elif defect == Q.MISSING_TRACK:
         yield day_iso, _line(fmt, name, ts, w, track, drop_track=True)
     else:  # an exact duplicate: the same record sent twice
         line = _line(fmt, name, ts, w, track)

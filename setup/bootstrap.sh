@@ -31,8 +31,8 @@ ln -sfn "$venv" "$ROOT/.venv"
 export SETLIST_CACHE="$CACHE"
 PYTHONPATH="$ROOT" "$venv/bin/python" - "$ROOT/conf/local.yaml" <<'PY'
 import sys
-from jobs.config import load_config
-from jobs.session import resolve_jars
+from jobs.core.config import load_config
+from jobs.core.session import resolve_jars
 jars = resolve_jars(load_config(sys.argv[1]).spark.packages)
 print(f"setup: {len(jars)} Delta jars cached")
 PY

@@ -2,6 +2,7 @@
 configs whose warehouse and raw folders are per-test temporary directories."""
 from __future__ import annotations
 
+import datetime as dt
 import os
 import sys
 from pathlib import Path
@@ -16,7 +17,7 @@ os.environ.setdefault("SPARK_LOCAL_IP", "127.0.0.1")
 os.environ.setdefault("PYSPARK_PYTHON", sys.executable)
 os.environ.setdefault("PYSPARK_DRIVER_PYTHON", sys.executable)
 
-from jobs.config import Config, load_config, with_overrides  # noqa: E402
+from jobs.core.config import Config, load_config, with_overrides  # noqa: E402
 
 SHARED = ROOT.parent / "shared"
 LASTFM_SAMPLE = SHARED / "data" / "lastfm1k-sample" / "listens.tsv"
@@ -42,7 +43,7 @@ def base_cfg(tmp_path_factory) -> Config:
 
 @pytest.fixture(scope="session")
 def spark(base_cfg):
-    from jobs.session import get_spark
+    from jobs.core.session import get_spark
     session = get_spark(base_cfg)
     yield session
     session.stop()
@@ -59,3 +60,49 @@ def small_generate(days: int = 2, users: int = 30, events: int = 1500, dirty: fl
     keys = {"users": users, "tracks": 300, "artists": 40, "genres": 4, "events": events, "days": days,
             "end_date": "2026-01-02" if days == 2 else None, "dirty_fraction": dirty, "files_per_day": 1, **more}
     return [f"generate.{k}={v}" for k, v in keys.items() if v is not None]
+
+
+NIGHTS = [dt.date(2026, 1, 1), dt.date(2026, 1, 2), dt.date(2026, 1, 3)]
+NIGHTLY_K = 12
+
+
+@pytest.fixture(scope="session")
+def nights(spark, base_cfg, tmp_path_factory):
+    """A warehouse after the nightly run of the first two of three generated days (shared, read by
+    test_nightly and test_recommend; the third night is run by the tests that need it)."""
+    from jobs import generate, nightly
+    root = tmp_path_factory.mktemp("nightly")
+    cfg = with_overrides(base_cfg, [
+        f"warehouse={root / 'wh'}", f"raw_path={root / 'raw'}",
+        *small_generate(days=3, users=60, events=60 * 25 * 3, dirty=0.01, end_date="2026-01-03", tracks=400,
+                        artists=50, genres=4),
+        "embed.vector_size=16", "cluster.k=4", "cluster.segments=3", "als.rank=8", "als.max_iter=5",
+        "train.embed_dim=16", "train.hidden=16", "train.epochs=1", "train.window=5", "train.sequence_files=2",
+        "train.eval_examples=500", "train.backend=torch-distributor", "train.timeout_minutes=4",
+        f"recommend.k={NIGHTLY_K}", "recommend.max_per_artist=2", "recommend.min_history=40",
+        "recommend.candidates_per_source=60",
+    ])
+    generate.run(spark, cfg)
+    outcomes = {day: nightly.run(spark, cfg, day) for day in NIGHTS[:2]}
+    return cfg, outcomes
+
+
+@pytest.fixture(scope="session")
+def modelled(spark, base_cfg, tmp_path_factory):
+    """Three generated, cleaned nights with planted taste, order and loyalty, few defects, and the
+    last night's embeddings (shared by the model stages' tests)."""
+    from jobs import clean, embed, generate, ingest
+    root = tmp_path_factory.mktemp("models")
+    cfg = with_overrides(base_cfg, [
+        f"warehouse={root / 'wh'}", f"raw_path={root / 'raw'}",
+        *small_generate(days=3, users=80, events=80 * 30 * 3, dirty=0.01, end_date="2026-01-03", tracks=600,
+                        artists=60, genres=4),
+        "embed.vector_size=16", "embed.epochs=5", "cluster.k_min=3", "cluster.k_max=5", "cluster.segments=4",
+        "als.rank=8", "als.max_iter=6", "als.grid_ranks=[4, 8]", "als.grid_reg_params=[0.05]",
+    ])
+    generate.run(spark, cfg)
+    for day in NIGHTS:
+        ingest.run(spark, cfg, day)
+        clean.run(spark, cfg, day)
+    embed.run(spark, cfg, NIGHTS[-1])
+    return cfg

@@ -8,8 +8,8 @@ import time
 import pytest
 
 from conftest import ROOT
-from jobs.config import load_config, with_overrides
-from jobs.errors import ConfigError
+from jobs.core.config import declared_keys, load_config, markdown_table, with_overrides
+from jobs.core.errors import ConfigError
 from jobs.main import main
 
 
@@ -97,3 +97,30 @@ def test_submit_sh_rejects_bad_config_fast_with_exit_2(tmp_path):
     assert proc.returncode == 2
     assert proc.stderr.strip() == f"setlist: error: {path}: clean.session_gap_minutes: must be positive, got -5"
     assert time.monotonic() - started < 15  # no JVM was started
+
+
+def test_every_key_is_declared_once_with_help_and_documented_in_the_readme():
+    readme = (ROOT / "README.md").read_text()
+    keys = declared_keys()
+    assert len(keys) > 90 and all(meta["help"] for _, _, _, meta in keys)
+    missing = [name for name, _, _, _ in keys if f"`{name}`" not in readme]
+    assert not missing, f"README lacks config keys {missing}: paste `python -m jobs.core.config`"
+    assert markdown_table() in readme
+
+
+def test_renamed_keys_keep_working_and_land_in_the_section_that_uses_them(tmp_path, caplog):
+    path = write(tmp_path, "warehouse: /w\nraw_path: /r\nevaluate: {recent_tracks: 7, neighbours: 9}\n")
+    with caplog.at_level("WARNING", logger="setlist.config"):
+        cfg = load_config(path)
+    assert (cfg.recommend.recent_tracks, cfg.recommend.neighbours) == (7, 9)
+    assert "evaluate.recent_tracks is deprecated, use recommend.recent_tracks" in caplog.text
+    assert "recommend.neighbours: must be positive, got 0" in error_of(path, ["evaluate.neighbours=0"])
+
+
+def test_ranges_are_declared_with_the_keys(tmp_path):
+    path = write(tmp_path, "warehouse: /w\nraw_path: /r\n")
+    assert "train.dropout: must be in [0, 1), got 1.0" in error_of(path, ["train.dropout=1.0"])
+    assert "generate.active_day_prob: must be in (0, 1], got 0.0" in error_of(path, ["generate.active_day_prob=0.0"])
+    assert "als.grid_ranks[1]: must be positive, got 0" in error_of(path, ["als.grid_ranks=[4, 0]"])
+    assert "catalog.database: 'a-b' does not match" in error_of(path, ["catalog.database=a-b"])
+    assert "ingest.formats[0]: 'csv' is not one of" in error_of(path, ["ingest.formats=[csv]"])

@@ -11,7 +11,7 @@ from pyspark.sql import functions as F
 
 from conftest import small_generate
 from jobs import generate
-from jobs.config import with_overrides
+from jobs.core.config import with_overrides
 from models.synthetic import Behaviour, WorldParams, user_lines, world
 
 PARAMS = WorldParams(seed=7, tracks=3000, artists=300, genres=6, mbid_fraction=0.7, popularity_exponent=1.1)

@@ -6,15 +6,18 @@ import datetime as dt
 import pytest
 from pyspark.sql import functions as F
 
-from jobs import delta_io, ingest
-from jobs.errors import InputError
-from jobs.tables import BRONZE_LISTENS
+from jobs import ingest
+from jobs.core import delta_io
+from jobs.core.errors import InputError
+from jobs.core.rawfiles import raw_dir
+from jobs.core.tables import BRONZE_LISTENS
+from udfs import quality as Q
 
 DAY = dt.date(2026, 1, 2)
 
 
 def write_raw(cfg, fmt: str, name: str, lines: list[str]):
-    folder = ingest.raw_dir(cfg, fmt, DAY)
+    folder = raw_dir(cfg, fmt, DAY)
     import pathlib
     path = pathlib.Path(folder) / name
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -66,3 +69,22 @@ def test_missing_raw_input_names_the_path_and_the_conf_key(spark, cfg):
     assert info.value.exit_code == 3
     with pytest.raises(InputError, match="no raw input for 2026-01-02"):
         ingest.run(spark, cfg, DAY)
+
+
+def test_feedback_is_parsed_by_the_listens_rules(spark):
+    import json
+
+    def line(**record):
+        base = {"user_name": " u1 ", "event": "Like", "timestamp": 1767348000,
+                "track_metadata": {"artist_name": "A", "track_name": "T", "additional_info": {}}}
+        return json.dumps({**base, **record})
+    rows = [line(), line(timestamp=0), line(user_name=""), line(event="shrug"), line(timestamp="soon"),
+            "[1, 2]", line(timestamp=1767398400), line(track_metadata={"artist_name": "A", "track_name": " "})]
+    lines = spark.createDataFrame([(i + 1, raw) for i, raw in enumerate(rows)], "line_number long, raw string")
+    got = {r["line_number"]: (r["reason"], r["user_id"], r["event"])
+           for r in ingest.feedback_events(lines, DAY, dt.date(2002, 1, 1), "NFKC").collect()}
+    assert got[1] == (None, "u1", "like")
+    # a 1970 reaction is refused exactly as a 1970 play is
+    assert [got[i][0] for i in range(2, 9)] == [Q.TIMESTAMP_BEFORE_FLOOR, Q.EMPTY_USER, Q.UNKNOWN_EVENT,
+                                                Q.UNPARSABLE_TIMESTAMP, Q.MALFORMED_JSON,
+                                                Q.TIMESTAMP_AFTER_RUN_DATE, Q.MISSING_TRACK]

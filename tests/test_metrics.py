@@ -8,7 +8,7 @@ import pytest
 from pyspark.ml.evaluation import RankingEvaluator
 from pyspark.sql import functions as F
 
-from jobs.scoring import ranked_lists, score_lists, temporal_split, truth_of
+from models.scoring import ranked_lists, score_lists, temporal_split, truth_of
 from udfs.metrics import METRIC_COLUMNS, novelty
 
 

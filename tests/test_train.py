@@ -1,18 +1,22 @@
-"""The LSTM's data feed, sequences and distributed training under both backends (2 ranks, CPU, Gloo)."""
+"""train: the LSTM's data feed, sequences, distributed training under both backends (2 ranks, CPU,
+Gloo), the train job end to end, and scoring on the executors."""
 from __future__ import annotations
 
 import datetime as dt
+import json
 
 import numpy as np
 import pytest
 from pyspark.sql import functions as F
 
-from jobs import delta_io
-from jobs.config import with_overrides
-from jobs.tables import GOLD_SEQUENCES
-from jobs.train import run_backend, sequences, split_files
+from conftest import NIGHTS
+from jobs import train
+from jobs.core import delta_io
+from jobs.core.config import with_overrides
+from jobs.core.tables import GOLD_METRICS, GOLD_MODELS, GOLD_SEQUENCES
+from jobs.train import sequences, split_files
 from models import feed
-from models.distributed import TrainSpec, latest_checkpoint
+from models.distributed import TrainSpec, latest_checkpoint, run_backend
 from models.lstm import LstmParams
 
 DAY = dt.date(2026, 1, 5)
@@ -82,7 +86,7 @@ def test_two_ranks_learn_and_end_with_identical_parameters(spark, planted, backe
     results = run_backend(spark, spec_for(files, root, backend, epochs=3), backend, 2, timeout_s=240)
     rank0 = next(r for r in results if r["rank"] == 0)
     assert rank0["world_size"] == 2 and rank0["backend"] == backend and rank0["device"] == "cpu"
-    losses = rank0["loss_history"]
+    losses = rank0["loss_by_epoch"]
     assert len(losses) == 3 and losses[-1] < losses[0] * 0.7
     assert len(rank0["digests"]) == 2 and len(set(rank0["digests"])) == 1
     if backend == "horovod":  # horovod.spark.run returns every rank's result
@@ -99,7 +103,7 @@ def test_a_stopped_run_resumes_after_its_last_checkpoint(spark, planted):
     assert first["resumed_from"] == 0 or (first["attempt"] == 2 and first["resumed_from"] == 1)
     second = run_backend(spark, spec_for(files, root, "resume", epochs=3), "torch-distributor", 2, timeout_s=240)[0]
     assert second["resumed_from"] == 1
-    assert second["loss_history"][0] == first["loss_history"][0] and len(second["loss_history"]) == 3
+    assert second["loss_by_epoch"][0] == first["loss_by_epoch"][0] and len(second["loss_by_epoch"]) == 3
     assert latest_checkpoint(str(root / "resume" / "ckpt"))[0] == 3
 
 
@@ -111,4 +115,49 @@ def test_sampled_softmax_learns_in_a_single_process(planted):
     spec = dataclasses.replace(spec_for(files, root, "sampled", epochs=3, world=1), loss="sampled", num_sampled=8)
     result = train_ranks(spec, "local")
     assert result["world_size"] == 1 and result["backend"] == "local"
-    assert result["loss_history"][-1] < result["loss_history"][0] * 0.7
+    assert result["loss_by_epoch"][-1] < result["loss_by_epoch"][0] * 0.7
+
+
+def test_train_lstm_with_horovod_end_to_end(spark, modelled):
+    cfg = with_overrides(modelled, ["train.embed_dim=16", "train.hidden=32", "train.epochs=2", "train.batch_size=128",
+                                     "train.window=5", "train.sequence_files=4", "train.eval_examples=2000",
+                                     "train.timeout_minutes=4"])
+    result = train.run(spark, cfg, NIGHTS[-1], "horovod")
+    row = delta_io.read(spark, cfg, GOLD_MODELS).where("model = 'lstm'").collect()
+    assert len(row) == 1 and row[0]["backend"] == "horovod" and row[0]["world_size"] == 2
+    metrics = json.loads(row[0]["metrics"])
+    assert metrics["export"]["torchscript_top_k_equal"] is True and metrics["export"]["onnx_top_k_equal"] is True
+    assert metrics["loss_by_epoch"][-1] < metrics["loss_by_epoch"][0]
+    from pathlib import Path
+    store = Path(row[0]["path"])
+    assert {"model.pt", "model.torchscript.pt", "model.onnx"} <= {p.name for p in store.iterdir()}
+    next_track = delta_io.read(spark, cfg, GOLD_METRICS).where((F.col("run_date") == F.lit(NIGHTS[-1]))
+                                                               & F.col("model").startswith("next_track:"))
+    assert next_track.select("model").distinct().count() == 4
+    assert result["metrics"]["lstm"]["hit_rate"] > result["metrics"]["popularity"]["hit_rate"]
+    # evaluate's rows of the same date were kept beside train's
+    assert delta_io.read(spark, cfg, GOLD_METRICS).where(~F.col("model").startswith("next_track:")).count() > 0
+
+
+def test_lstm_scores_on_executors_match_the_model_and_clip_unknown_tracks(spark):
+    import torch
+
+    from models.lstm import LstmParams, NextTrackLSTM, top_k
+    from models.serving import next_track_scores
+    torch.manual_seed(0)
+    net = NextTrackLSTM(LstmParams(vocab=30, embed_dim=8, hidden=8, layers=1, dropout=0.0)).eval()
+    windows = spark.createDataFrame([(1, [0, 3, 4, 5]), (2, [7, 8, 9, 99])], "user_idx int, x array<int>")
+    scored = next_track_scores(spark, {"params": net.params.__dict__, "state": net.state_dict()}, windows,
+                               "user_idx", 5).collect()
+    by_user = {u: sorted(((r["score"], r["track_idx"]) for r in scored if r["user_idx"] == u), reverse=True)
+               for u in (1, 2)}
+    # track 99 is beyond the model's vocabulary: read as padding, as the model would see it
+    local = top_k(net, torch.tensor([[0, 3, 4, 5], [7, 8, 9, 0]]), 5).tolist()
+    with torch.no_grad():
+        logits = net(torch.tensor([[0, 3, 4, 5]]))[0]
+    logits[0] = float("-inf")  # the padding index is never a next track
+    probabilities = torch.softmax(logits, dim=0)
+    for row, u in enumerate((1, 2)):
+        assert [t for _, t in by_user[u]] == local[row] and 0 not in local[row]
+        assert all(0.0 < s < 1.0 for s, _ in by_user[u])
+    assert [s for s, _ in by_user[1]] == pytest.approx([float(probabilities[t]) for t in local[0]], rel=1e-5)

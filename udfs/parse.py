@@ -1,8 +1,13 @@
 """Raw records of each input format into one shape of columns, before any rule is applied.
 
+Every field is parsed in one place and every format uses it: the user (`user`), a unix-seconds
+timestamp (`unix_seconds`), a recording id (udfs.identity.valid_mbid), a JSON object check
+(`json_object`). Listens (both formats) and feedback share them, so their rules cannot drift.
+
 Output columns: parse_error (null, or the reason the record has no usable structure), user_id,
 ts_raw (the timestamp as written), ts (parsed, UTC; null when unparsable), artist_mbid,
-artist_name, recording_mbid, track_name. Names are left as written; `udfs.text` normalises them.
+artist_name, recording_mbid, track_name; feedback adds `event`. Names are left as written;
+udfs.text normalises them.
 """
 from __future__ import annotations
 
@@ -10,30 +15,57 @@ from pyspark.sql import Column, DataFrame
 from pyspark.sql import functions as F
 from pyspark.sql import types as T
 
+from udfs.formats import LASTFM_TSV, LISTENBRAINZ_JSONL
 from udfs.identity import valid_mbid
 from udfs.quality import MALFORMED_JSON, WRONG_COLUMN_COUNT
 
-LASTFM_TSV = "lastfm-tsv"
-LISTENBRAINZ_JSONL = "listenbrainz-jsonl"
 LASTFM_FIELDS = 6
 LASTFM_TS_FORMAT = "yyyy-MM-dd'T'HH:mm:ss'Z'"
 
 PARSED_COLUMNS = ("parse_error", "user_id", "ts_raw", "ts", "artist_mbid", "artist_name",
                   "recording_mbid", "track_name")
 
-_LISTEN_SCHEMA = T.StructType([
-    T.StructField("user_name", T.StringType()),
-    # Read as text so that a missing value and an unparsable one can be told apart.
-    T.StructField("listened_at", T.StringType()),
-    T.StructField("track_metadata", T.StructType([
-        T.StructField("artist_name", T.StringType()),
-        T.StructField("track_name", T.StringType()),
-        T.StructField("additional_info", T.StructType([
-            T.StructField("recording_mbid", T.StringType()),
-            T.StructField("artist_mbids", T.ArrayType(T.StringType())),
-        ])),
+_TRACK_METADATA = T.StructType([
+    T.StructField("artist_name", T.StringType()),
+    T.StructField("track_name", T.StringType()),
+    T.StructField("additional_info", T.StructType([
+        T.StructField("recording_mbid", T.StringType()),
+        T.StructField("artist_mbids", T.ArrayType(T.StringType())),
     ])),
 ])
+
+
+def _json_schema(time_field: str, *more: str) -> T.StructType:
+    # The timestamp is read as text so that a missing value and an unparsable one can be told apart.
+    return T.StructType([T.StructField("user_name", T.StringType()), T.StructField(time_field, T.StringType()),
+                         *[T.StructField(name, T.StringType()) for name in more],
+                         T.StructField("track_metadata", _TRACK_METADATA)])
+
+
+def user(col: Column) -> Column:
+    """The user id as logged, trimmed."""
+    return F.trim(col)
+
+
+def json_object(raw: Column) -> Column:
+    """True when the line is one JSON object (not an array, a scalar or a broken text)."""
+    return F.try_parse_json(raw).isNotNull() & F.ltrim(raw).startswith("{")
+
+
+def unix_seconds(ts_raw: Column) -> Column:
+    """A timestamp from whole unix seconds written as text; null when not a whole number."""
+    seconds = ts_raw.try_cast("long")
+    return F.when(seconds.isNotNull(), F.timestamp_seconds(seconds))
+
+
+def _track_fields(meta: Column) -> dict[str, Column]:
+    info = meta["additional_info"]
+    return {
+        "artist_mbid": valid_mbid(info["artist_mbids"].getItem(0)),
+        "artist_name": meta["artist_name"],
+        "recording_mbid": valid_mbid(info["recording_mbid"]),
+        "track_name": meta["track_name"],
+    }
 
 
 def _lastfm(raw: Column) -> dict[str, Column]:
@@ -46,7 +78,7 @@ def _lastfm(raw: Column) -> dict[str, Column]:
     ts_raw = F.trim(field(1))
     return {
         "parse_error": F.when(~ok, F.lit(WRONG_COLUMN_COUNT)),
-        "user_id": field(0),
+        "user_id": user(field(0)),
         "ts_raw": ts_raw,
         "ts": F.try_to_timestamp(ts_raw, F.lit(LASTFM_TS_FORMAT)),
         "artist_mbid": valid_mbid(field(2)),
@@ -56,33 +88,36 @@ def _lastfm(raw: Column) -> dict[str, Column]:
     }
 
 
-def _listenbrainz(raw: Column) -> dict[str, Column]:
-    is_object = F.try_parse_json(raw).isNotNull() & F.ltrim(raw).startswith("{")
-    rec = F.from_json(raw, _LISTEN_SCHEMA)
-    ts_raw = F.trim(rec["listened_at"])
-    seconds = ts_raw.try_cast("long")
-    meta = rec["track_metadata"]
-    return {
-        "parse_error": F.when(~is_object, F.lit(MALFORMED_JSON)),
-        "user_id": rec["user_name"],
+def _json_record(raw: Column, time_field: str, *more: str) -> tuple[Column, dict[str, Column]]:
+    rec = F.from_json(raw, _json_schema(time_field, *more))
+    ts_raw = F.trim(rec[time_field])
+    return rec, {
+        "parse_error": F.when(~json_object(raw), F.lit(MALFORMED_JSON)),
+        "user_id": user(rec["user_name"]),
         "ts_raw": ts_raw,
-        "ts": F.when(seconds.isNotNull(), F.timestamp_seconds(seconds)),
-        "artist_mbid": valid_mbid(meta["additional_info"]["artist_mbids"].getItem(0)),
-        "artist_name": meta["artist_name"],
-        "recording_mbid": valid_mbid(meta["additional_info"]["recording_mbid"]),
-        "track_name": meta["track_name"],
+        "ts": unix_seconds(ts_raw),
+        **_track_fields(rec["track_metadata"]),
     }
 
 
-PARSERS = {LASTFM_TSV: _lastfm, LISTENBRAINZ_JSONL: _listenbrainz}
+def _listenbrainz(raw: Column) -> dict[str, Column]:
+    return _json_record(raw, "listened_at")[1]
+
+
+def _feedback(raw: Column) -> dict[str, Column]:
+    rec, cols = _json_record(raw, "timestamp", "event")
+    return cols | {"event": F.lower(F.trim(rec["event"]))}
+
+
+LISTEN_PARSERS = {LASTFM_TSV: _lastfm, LISTENBRAINZ_JSONL: _listenbrainz}
 
 
 def parse_records(bronze: DataFrame) -> DataFrame:
-    """Bronze rows (with `format` and `raw`) plus the parsed columns, whatever their format.
+    """Bronze rows (with `format` and `raw`) plus the parsed columns, whatever their listen format.
 
     One pass over the rows: each output column picks its format's expression.
     """
-    by_format = {fmt: parser(F.col("raw")) for fmt, parser in PARSERS.items()}
+    by_format = {fmt: parser(F.col("raw")) for fmt, parser in LISTEN_PARSERS.items()}
     columns = []
     for name in PARSED_COLUMNS:
         expr = None
@@ -90,3 +125,10 @@ def parse_records(bronze: DataFrame) -> DataFrame:
             expr = (F.when if expr is None else expr.when)(F.col("format") == fmt, cols[name])
         columns.append(expr.alias(name))
     return bronze.select("*", *columns)
+
+
+def parse_feedback(lines: DataFrame) -> DataFrame:
+    """Raw feedback lines (with `raw`) plus the parsed columns and `event`."""
+    cols = _feedback(F.col("raw"))
+    return lines.select("*", *[expr.alias(name) for name, expr in cols.items()])
+

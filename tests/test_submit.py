@@ -17,9 +17,10 @@ import pytest
 from pyspark.sql import functions as F
 
 from conftest import ROOT, small_generate
-from jobs import delta_io, generate
-from jobs.config import with_overrides
-from jobs.tables import SILVER_CLEAN_RUNS, SILVER_PLAYS
+from jobs import generate
+from jobs.core import delta_io
+from jobs.core.config import with_overrides
+from jobs.core.tables import SILVER_CLEAN_RUNS, SILVER_PLAYS
 
 SPARK_HOME = Path(pyspark.__file__).parent
 

@@ -77,3 +77,27 @@ def item2vec(neighbours: DataFrame, recent: DataFrame) -> DataFrame:
     joined = recent.join(neighbours, "track_idx")
     return (joined.groupBy("user_idx", F.col("neighbour_idx").alias("track_idx"))
             .agg(F.max("similarity").alias("score")))
+
+
+def segment_scored(plays: DataFrame, segments: DataFrame, users: DataFrame, n: int) -> DataFrame:
+    """The n most played tracks of each user's taste segment (score: plays in the segment)."""
+    per_segment = (plays.join(segments.select("user_idx", "segment"), "user_idx")
+                   .groupBy("segment", "track_idx").agg(F.count("*").cast("double").alias("score")))
+    top = per_segment.withColumn("_r", F.row_number().over(
+        Window.partitionBy("segment").orderBy(F.desc("score"), "track_idx"))).where(F.col("_r") <= n).drop("_r")
+    return users.join(segments.select("user_idx", "segment"), "user_idx").join(top, "segment").select(
+        "user_idx", "track_idx", "score")
+
+
+def latest_windows(plays: DataFrame, window: int) -> DataFrame:
+    """(user_idx, x): the last `window` tracks of each user's latest session, 0-padded on the left."""
+    latest = Window.partitionBy("user_idx").orderBy(F.desc("ts"), F.desc("session_position"))
+    last_session = (plays.withColumn("_r", F.row_number().over(latest)).where("_r = 1")
+                    .select("user_idx", "session_id"))
+    in_session = plays.join(last_session, ["user_idx", "session_id"])
+    tail = in_session.withColumn("_r", F.row_number().over(
+        Window.partitionBy("user_idx").orderBy(F.desc("session_position")))).where(F.col("_r") <= window)
+    tracks = (tail.groupBy("user_idx").agg(F.array_sort(F.collect_list(F.struct("session_position", "track_idx")))
+                                           .alias("s"))
+              .select("user_idx", F.transform("s", lambda e: e["track_idx"]).alias("t")))
+    return tracks.select("user_idx", F.concat(F.array_repeat(F.lit(0), F.lit(window) - F.size("t")), "t").alias("x"))

@@ -1,18 +1,21 @@
-"""tables: where every table of the warehouse is and how many rows it holds (for people, not jobs)."""
+"""The inspection commands, for people rather than jobs: `tables` (where every table of the
+warehouse is and how many rows it holds) and `preview` (a few users' recommendations)."""
 from __future__ import annotations
 
+import datetime as dt
 import logging
 
 from pyspark.sql import SparkSession
+from pyspark.sql import functions as F
 
-from jobs import delta_io
-from jobs.config import Config
-from jobs.tables import ALL_TABLES
+from jobs.core import delta_io
+from jobs.core.config import Config
+from jobs.core.tables import ALL_TABLES, GOLD_RECOMMENDATIONS
 
-log = logging.getLogger("setlist.tables")
+log = logging.getLogger("setlist.show")
 
 
-def run(spark: SparkSession, cfg: Config) -> dict:
+def tables(spark: SparkSession, cfg: Config) -> dict:
     counts = {}
     width = max(len(t.full_name) for t in ALL_TABLES)
     lines = [f"warehouse: {cfg.warehouse}"]
@@ -26,11 +29,8 @@ def run(spark: SparkSession, cfg: Config) -> dict:
     return counts
 
 
-def preview(spark: SparkSession, cfg: Config, day, users: int = 3, top: int = 10) -> dict:
+def preview(spark: SparkSession, cfg: Config, day: dt.date | None, users: int = 3, top: int = 10) -> dict:
     """A few users' recommendations for `day` (the latest date if None), with each row's source."""
-    from pyspark.sql import functions as F
-
-    from jobs.tables import GOLD_RECOMMENDATIONS
     recs = delta_io.read(spark, cfg, GOLD_RECOMMENDATIONS)
     day = day or recs.agg(F.max("run_date")).first()[0]
     recs = recs.where(F.col("run_date") == F.lit(day))

@@ -1,8 +1,10 @@
 """Every Delta table of the warehouse, declared once: name, layer, columns, partitioning.
 
 Jobs import these objects and never retype a table name, a path or a column list. A table lives at
-`<warehouse>/<layer>/<name>`; `io.write_*` helpers cast a DataFrame to the declared schema before
-writing, so a column a stage forgets or misspells fails loudly instead of drifting the table.
+`<warehouse>/<layer>/<name>`; jobs.core.delta_io casts a DataFrame to the declared schema before
+writing, so a column a stage forgets or misspells fails loudly instead of drifting the table. A
+table written by more than one stage declares them (`writers`) and is partitioned by `stage`, so
+each writer replaces only its own partitions.
 """
 from __future__ import annotations
 
@@ -10,7 +12,7 @@ from dataclasses import dataclass
 
 from pyspark.sql import types as T
 
-from jobs.config import Config
+from jobs.core.config import Config, join_path
 
 
 @dataclass(frozen=True)
@@ -20,6 +22,7 @@ class Table:
     schema: T.StructType
     partition_by: tuple[str, ...] = ()
     doc: str = ""
+    writers: tuple[str, ...] = ()  # the stages that write it, when more than one (column `stage`)
 
     @property
     def full_name(self) -> str:
@@ -30,7 +33,7 @@ class Table:
         return [f.name for f in self.schema.fields]
 
     def path(self, cfg: Config) -> str:
-        return cfg.table_path(self.layer, self.name)
+        return join_path(cfg.warehouse, self.layer, self.name)
 
 
 def _schema(*cols: tuple[str, T.DataType]) -> T.StructType:
@@ -84,10 +87,11 @@ SILVER_QUARANTINE = Table(
     "silver", "quarantine",
     _schema(
         ("ingest_date", D), ("format", S), ("source_file", S), ("line_number", L),
-        ("raw", S), ("reason", S),
+        ("raw", S), ("reason", S), ("stage", S),
     ),
-    partition_by=("ingest_date",),
-    doc="Every record the cleaner refused, with the reason.",
+    partition_by=("ingest_date", "stage"),
+    doc="Every record refused, with the reason: listens by clean, feedback by ingest.",
+    writers=("ingest", "clean"),
 )
 
 SILVER_FEEDBACK = Table(
@@ -108,9 +112,6 @@ SILVER_CLEAN_RUNS = Table(
     doc="One row per cleaned date: the reconciliation bronze_rows = plays + quarantined + duplicates. "
         "Written last, so its row is the marker that the date's clean committed.",
 )
-
-ALL_TABLES = (BRONZE_LISTENS, SILVER_PLAYS, SILVER_USERS, SILVER_TRACKS, SILVER_QUARANTINE, SILVER_CLEAN_RUNS,
-              SILVER_FEEDBACK)
 
 VEC = T.ArrayType(T.FloatType())
 
@@ -159,9 +160,10 @@ GOLD_MODELS = Table(
 
 GOLD_METRICS = Table(
     "gold", "metrics",
-    _schema(("run_date", D), ("model", S), ("metric", S), ("k", I), ("value", DBL), ("users", L)),
-    partition_by=("run_date",),
-    doc="Offline evaluation: every candidate source and baseline, every metric at k.",
+    _schema(("run_date", D), ("model", S), ("metric", S), ("k", I), ("value", DBL), ("users", L), ("stage", S)),
+    partition_by=("run_date", "stage"),
+    doc="Offline evaluation: every candidate source and baseline, every metric at k; next-track rows by train.",
+    writers=("evaluate", "train"),
 )
 
 GOLD_SEQUENCES = Table(
@@ -188,5 +190,7 @@ GOLD_RUNS = Table(
     doc="One row per (run date, stage) of the nightly run: succeeded, reused, failed; counts as JSON.",
 )
 
-ALL_TABLES = ALL_TABLES + (GOLD_RECOMMENDATIONS, GOLD_RUNS, GOLD_SEQUENCES, GOLD_TRACK_EMBEDDINGS, GOLD_TRACK_CLUSTERS, GOLD_USER_SEGMENTS, GOLD_ALS_USER_FACTORS,
-                           GOLD_ALS_ITEM_FACTORS, GOLD_MODELS, GOLD_METRICS)
+ALL_TABLES = (BRONZE_LISTENS, SILVER_PLAYS, SILVER_USERS, SILVER_TRACKS, SILVER_QUARANTINE, SILVER_CLEAN_RUNS,
+              SILVER_FEEDBACK, GOLD_RECOMMENDATIONS, GOLD_RUNS, GOLD_SEQUENCES, GOLD_TRACK_EMBEDDINGS,
+              GOLD_TRACK_CLUSTERS, GOLD_USER_SEGMENTS, GOLD_ALS_USER_FACTORS, GOLD_ALS_ITEM_FACTORS, GOLD_MODELS,
+              GOLD_METRICS)

@@ -1,6 +1,6 @@
 """What submit.sh hands to spark-submit, derived from the validated config.
 
-`python -m jobs.launch JOB [job args]` validates the config exactly as the job will (exit 2 with one
+`python -m jobs.core.launch JOB [job args]` validates the config exactly as the job will (exit 2 with one
 line on a bad key, before any JVM starts) and prints spark-submit's options, one per line:
 --master, --name, --conf key=value for Delta and every `spark.conf` entry, and --jars with the
 cached Delta jars (resolved from Maven Central through Spark's Ivy on first use, offline after).
@@ -9,13 +9,13 @@ from __future__ import annotations
 
 import sys
 
-from jobs.errors import ConfigError
+from jobs.core.errors import ConfigError
 from jobs.main import parse
 
 
 def submit_options(argv: list[str]) -> list[str]:
     args, cfg = parse(argv)
-    from jobs.session import resolve_jars, spark_conf
+    from jobs.core.session import resolve_jars, spark_conf
     options = ["--master", cfg.spark.master, "--name", f"{cfg.spark.app_name}-{args.job}"]
     for key, value in spark_conf(cfg).items():
         options += ["--conf", f"{key}={value}"]

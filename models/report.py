@@ -1,9 +1,9 @@
-"""The evaluation report: one self-contained HTML file per run date, plots embedded as PNG.
+"""The evaluation report: one self-contained HTML page per run date, plots embedded as PNG.
 
 Sections: the metrics of every source and baseline for the date; NDCG over past nights; a 2-D map
-(principal components) of the date's track embeddings coloured by cluster; the popularity long tail
-and how much of it the date's recommendations reach. Written to <warehouse>/reports/evaluate-<D>.html
-(a temporary file renamed into place).
+(principal components) of the track embeddings coloured by cluster; the popularity long tail and
+how much of it the date's recommendations reach. `render` takes the DataFrames the evaluate stage
+reads and returns the page; the stage writes it (jobs.core.paths, models.storage).
 """
 from __future__ import annotations
 
@@ -11,17 +11,11 @@ import base64
 import datetime as dt
 import html
 import io
-import os
-from pathlib import Path
 
 import matplotlib
 import numpy as np
-from pyspark.sql import SparkSession
+from pyspark.sql import DataFrame
 from pyspark.sql import functions as F
-
-from jobs import delta_io
-from jobs.config import Config, join_path
-from jobs.tables import GOLD_METRICS, GOLD_RECOMMENDATIONS, GOLD_TRACK_CLUSTERS, GOLD_TRACK_EMBEDDINGS, SILVER_PLAYS
 
 matplotlib.use("Agg")
 from matplotlib import pyplot as plt  # noqa: E402
@@ -44,8 +38,8 @@ def _metrics_table(results: dict) -> str:
     return f"<table><tr>{head}</tr>{rows}</table>"
 
 
-def _history_plot(spark: SparkSession, cfg: Config, k: int) -> str:
-    rows = (delta_io.read(spark, cfg, GOLD_METRICS).where((F.col("metric") == "ndcg") & (F.col("k") == k))
+def _history_plot(metrics: DataFrame, k: int) -> str:
+    rows = (metrics.where((F.col("metric") == "ndcg") & (F.col("k") == k))
             .select("run_date", "model", "value").orderBy("run_date").collect())
     fig, ax = plt.subplots(figsize=(7, 3.5))
     for model in sorted({r["model"] for r in rows}):
@@ -58,18 +52,11 @@ def _history_plot(spark: SparkSession, cfg: Config, k: int) -> str:
     return _png(fig)
 
 
-def _embedding_map(spark: SparkSession, cfg: Config, day: dt.date) -> str:
-    from jobs.recommend import latest_date
-    day = latest_date(spark, cfg, GOLD_TRACK_EMBEDDINGS, day)  # the cadence may reuse older ones
-    if day is None:
+def _embedding_map(embeddings: DataFrame | None, emb_date: dt.date | None) -> str:
+    """embeddings: (track_idx, vector, cluster) of emb_date, or None when there are none yet."""
+    if embeddings is None:
         return "<p>No track embeddings on or before this date yet (run embed).</p>"
-    emb = delta_io.read(spark, cfg, GOLD_TRACK_EMBEDDINGS).where(F.col("run_date") == F.lit(day))
-    if delta_io.exists(spark, cfg, GOLD_TRACK_CLUSTERS):
-        clusters = delta_io.read(spark, cfg, GOLD_TRACK_CLUSTERS).where(F.col("run_date") == F.lit(day))
-        emb = emb.join(clusters.select("track_idx", "cluster"), "track_idx", "left")
-    else:
-        emb = emb.withColumn("cluster", F.lit(None).cast("int"))
-    sample = emb.orderBy(F.xxhash64("track_idx")).limit(MAP_POINTS).select("vector", "cluster").toPandas()
+    sample = embeddings.orderBy(F.xxhash64("track_idx")).limit(MAP_POINTS).select("vector", "cluster").toPandas()
     fig, ax = plt.subplots(figsize=(6, 5))
     if len(sample) >= 3:
         matrix = np.stack(sample["vector"].to_numpy())
@@ -78,17 +65,13 @@ def _embedding_map(spark: SparkSession, cfg: Config, day: dt.date) -> str:
         xy = centred @ vt[:2].T
         colours = sample["cluster"].fillna(-1).to_numpy()
         ax.scatter(xy[:, 0], xy[:, 1], c=colours, cmap="tab20", s=6)
-    ax.set_title(f"track embeddings of {day} (first two principal components), colour = cluster")
+    ax.set_title(f"track embeddings of {emb_date} (first two principal components), colour = cluster")
     return _png(fig)
 
 
-def _long_tail(spark: SparkSession, cfg: Config, day: dt.date) -> tuple[str, str]:
-    plays = delta_io.read(spark, cfg, SILVER_PLAYS).where(F.col("play_date") <= F.lit(day))
+def _long_tail(plays: DataFrame, recommended: DataFrame | None) -> tuple[str, str]:
     counts = plays.groupBy("track_id").count().toPandas().sort_values("count", ascending=False)
-    reached = set()
-    if delta_io.exists(spark, cfg, GOLD_RECOMMENDATIONS):
-        recs = delta_io.read(spark, cfg, GOLD_RECOMMENDATIONS).where(F.col("run_date") == F.lit(day))
-        reached = {r[0] for r in recs.select("track_id").distinct().collect()}
+    reached = set() if recommended is None else {r[0] for r in recommended.select("track_id").distinct().collect()}
     head_size = max(1, int(0.2 * len(counts)))
     tail = counts.iloc[head_size:]
     tail_reached = sum(t in reached for t in tail["track_id"])
@@ -107,25 +90,21 @@ def _long_tail(spark: SparkSession, cfg: Config, day: dt.date) -> tuple[str, str
     return _png(fig), text
 
 
-def write(spark: SparkSession, cfg: Config, day: dt.date, results: dict, k: int,
-          served: dict | None = None) -> str:
-    folder = Path(join_path(cfg.warehouse, "reports"))
-    folder.mkdir(parents=True, exist_ok=True)
-    tail_plot, tail_text = _long_tail(spark, cfg, day)
+def render(day: dt.date, results: dict, k: int, served: dict | None, metrics: DataFrame, plays: DataFrame,
+           recommended: DataFrame | None, embeddings: DataFrame | None, emb_date: dt.date | None) -> str:
+    """The report page of `day`: results ({source: {metric: value}}), yesterday's lists scored
+    (served), gold.metrics over past nights, the plays up to day, the day's recommendations and the
+    latest embeddings with their clusters."""
+    tail_plot, tail_text = _long_tail(plays, recommended)
     served_html = (f"<h2>Yesterday's recommendations against today's plays</h2>{_metrics_table({'served': served})}"
                    if served else "")
-    page = f"""<!doctype html><html><head><meta charset="utf-8"><title>setlist evaluation {day}</title>
+    return f"""<!doctype html><html><head><meta charset="utf-8"><title>setlist evaluation {day}</title>
 <style>body{{font-family:sans-serif;margin:2em}} table{{border-collapse:collapse}}
 td,th{{border:1px solid #ccc;padding:3px 8px;text-align:right}}</style></head><body>
 <h1>setlist evaluation, {day}</h1>
 <h2>Sources and baselines (temporal split, K = {k})</h2>{_metrics_table(results)}
 {served_html}
-<h2>Over past nights</h2>{_history_plot(spark, cfg, k)}
-<h2>Track embeddings</h2>{_embedding_map(spark, cfg, day)}
+<h2>Over past nights</h2>{_history_plot(metrics, k)}
+<h2>Track embeddings</h2>{_embedding_map(embeddings, emb_date)}
 <h2>Popularity long tail</h2><p>{html.escape(tail_text)}</p>{tail_plot}
 </body></html>"""
-    target = folder / f"evaluate-{day.isoformat()}.html"
-    tmp = folder / f".evaluate-{day.isoformat()}.html.tmp"
-    tmp.write_text(page, encoding="utf-8")
-    os.replace(tmp, target)
-    return str(target)

@@ -15,7 +15,7 @@ from urllib.parse import urlparse
 
 from pyspark.sql import SparkSession
 
-from jobs.config import Config
+from jobs.core.config import Config
 
 log = logging.getLogger("setlist.session")
 

@@ -1,0 +1,530 @@
+"""Configuration: one YAML file per environment, validated against typed sections before Spark starts.
+
+Every key is declared here once, as a field of a frozen dataclass made by `key(default, help=...,
+gt=/ge=/le=/lt=, choices=, pattern=)`: its type, default, range and help text sit together, so adding
+a key is one line and its checks come with it. Loading a file checks it against the declarations:
+an unknown key, a wrong type, a value out of range or a missing required value raises ConfigError
+with one line naming the file and the dotted key (exit code 2). Command-line overrides
+(`--set section.key=value`) are parsed as YAML scalars and validated the same way. Keys that moved
+keep working for one release (RENAMED), with a warning. `python -m jobs.core.config` prints the
+README's table of keys from these declarations.
+"""
+from __future__ import annotations
+
+import dataclasses
+import datetime as dt
+import logging
+import os
+import re
+import typing
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from jobs.core.errors import ConfigError
+from udfs.formats import LISTEN_FORMATS
+
+log = logging.getLogger("setlist.config")
+
+DELTA_PACKAGE = "io.delta:delta-spark_4.2_2.13:4.4.0"
+TRAIN_BACKENDS = ("horovod", "torch-distributor")
+
+# Old dotted key -> new one. Both work for this release; the old one logs a deprecation warning.
+RENAMED = {
+    "evaluate.recent_tracks": "recommend.recent_tracks",
+    "evaluate.neighbours": "recommend.neighbours",
+}
+
+
+def key(default: Any = dataclasses.MISSING, *, help: str, gt: float | None = None, ge: float | None = None,
+        lt: float | None = None, le: float | None = None, choices: tuple | None = None,
+        pattern: str | None = None) -> Any:
+    """A config key: its default, help text and the range its values (or list items) must lie in."""
+    meta = {"help": help, "gt": gt, "ge": ge, "lt": lt, "le": le, "choices": choices, "pattern": pattern}
+    if isinstance(default, (list, dict)):
+        return field(default_factory=lambda: type(default)(default), metadata=meta)
+    return field(default=default, metadata=meta)
+
+
+def section(cls: type) -> Any:
+    return field(default_factory=cls, metadata={"section": True})
+
+
+@dataclass(frozen=True)
+class SparkConf:
+    master: str = key("local[*]", help="`local[N]`, `yarn`, `k8s://...`, `spark://host:port`")
+    app_name: str = key("setlist", help="application name (`-JOB` is appended by submit.sh)")
+    packages: list[str] = key([DELTA_PACKAGE], help="Maven coordinates resolved once and cached")
+    conf: dict[str, Any] = key({}, help="any Spark setting, passed as `--conf`")
+
+
+@dataclass(frozen=True)
+class GenerateConf:
+    seed: int = key(42, help="everything generated is a function of the seed")
+    users: int = key(200, gt=0, help="synthetic users")
+    tracks: int = key(2000, gt=0, help="synthetic tracks")
+    artists: int = key(200, gt=0, help="synthetic artists (at most `tracks`)")
+    genres: int = key(8, gt=0, help="synthetic genres (at most `artists`)")
+    events: int = key(20000, gt=0, help="approximate number of records over all days")
+    days: int = key(3, gt=0, help="days generated, ending at `--date` or `end_date`")
+    end_date: dt.date = key(dt.date(2026, 1, 3), help="last day generated")
+    dirty_fraction: float = key(0.02, ge=0, le=1, help="share of records given a defect (and as many a harmless mess)")
+    listenbrainz_fraction: float = key(0.5, ge=0, le=1, help="share of users logging JSON lines (the rest TSV)")
+    mbid_fraction: float = key(0.7, ge=0, le=1, help="share of tracks with a recording id")
+    sequential_prob: float = key(0.5, ge=0, le=1, help="chance the next play is the current track's planted successor")
+    repeat_prob: float = key(0.25, ge=0, le=1, help="chance the next play is one of the user's favourites")
+    artist_loyalty: float = key(0.4, ge=0, le=1,
+                                help="chance a freshly chosen track is by one of the user's loved artists")
+    active_day_prob: float = key(0.6, gt=0, le=1, help="chance a user listens on a given day")
+    popularity_exponent: float = key(1.1, help="Zipf exponent of popularity within a genre")
+    files_per_day: int = key(2, gt=0, help="raw files per format and day")
+
+
+@dataclass(frozen=True)
+class IngestConf:
+    formats: list[str] = key(list(LISTEN_FORMATS), choices=LISTEN_FORMATS,
+                             help="listen formats `ingest` looks for when `--format` is not given")
+
+
+@dataclass(frozen=True)
+class CleanConf:
+    session_gap_minutes: int = key(30, gt=0, help="a gap longer than this starts a new session")
+    ts_floor: dt.date = key(dt.date(2002, 1, 1), help="plays before it are quarantined (clock errors, epoch zero)")
+    unicode_form: str = key("NFKC", choices=("NFC", "NFKC"), help="Unicode normal form of names")
+
+
+@dataclass(frozen=True)
+class EmbedConf:
+    engine: str = key("gensim", choices=("gensim", "spark"), help="Word2Vec implementation")
+    vector_size: int = key(32, gt=0, help="Word2Vec vector size")
+    window: int = key(5, gt=0, help="Word2Vec context window")
+    min_count: int = key(3, gt=0, help="tracks with fewer plays are left out (and counted)")
+    negative: int = key(5, gt=0, help="negative samples (gensim; MLlib uses hierarchical softmax)")
+    epochs: int = key(5, gt=0, help="Word2Vec epochs")
+    learning_rate: float = key(0.025, gt=0, help="Word2Vec learning rate")
+    seed: int = key(7, help="Word2Vec seed")
+    history_days: int = key(90, ge=0, help="days of plays up to D that train the embeddings (0: all)")
+
+
+@dataclass(frozen=True)
+class ClusterConf:
+    algorithm: str = key("kmeans", choices=("kmeans", "bisecting"), help="clustering algorithm, tracks and users")
+    k: int = key(0, ge=0, help="clusters of tracks; 0 chooses k in [k_min, k_max] by silhouette")
+    k_min: int = key(4, gt=0, help="smallest k tried when `k` is 0")
+    k_max: int = key(12, gt=0, help="largest k tried when `k` is 0")
+    max_iter: int = key(30, gt=0, help="iterations of (bisecting) k-means")
+    seed: int = key(7, help="clustering seed")
+    label_artists: int = key(3, gt=0, help="artists in a cluster's label")
+    segments: int = key(8, gt=0, help="user taste segments")
+    recency_half_life_days: float = key(30.0, ge=0, help="a play's weight in a taste halves every N days (0: no decay)")
+    history_days: int = key(90, ge=0, help="days of plays up to D behind labels and tastes (0: all)")
+
+
+@dataclass(frozen=True)
+class AlsConf:
+    rank: int = key(32, gt=0, help="ALS rank")
+    reg_param: float = key(0.05, ge=0, help="ALS regularisation")
+    alpha: float = key(10.0, gt=0, help="ALS confidence scale")
+    max_iter: int = key(10, gt=0, help="ALS iterations")
+    confidence: str = key("log", choices=("log", "linear"), help="confidence `1 + log1p(plays)` or `plays`")
+    recency_half_life_days: float = key(0.0, ge=0, help="decay of confidence with the age of the last play (0: off)")
+    checkpoint_interval: int = key(5, gt=0, help="checkpoint every N iterations (stack depth)")
+    history_days: int = key(90, ge=0, help="days of plays up to D that train ALS (0: all)")
+    seed: int = key(7, help="ALS seed")
+    grid_ranks: list[int] = key([], gt=0, help="grid search over ranks (with any grid list non-empty)")
+    grid_reg_params: list[float] = key([], ge=0, help="grid search over regularisation")
+    grid_alphas: list[float] = key([], gt=0, help="grid search over alpha")
+    validation_days: int = key(1, gt=0, help="the grid's validation window: the last N days up to D")
+    grid_metric: str = key("ndcg", choices=("ndcg", "recall", "map", "hit_rate"),
+                           help="the grid's metric at `evaluate.k` (never RMSE)")
+
+
+@dataclass(frozen=True)
+class EvaluateConf:
+    k: int = key(10, gt=0, help="K of every ranking metric (evaluate, the ALS grid, next-track)")
+    test_days: int = key(1, gt=0, help="the test window: the last N days up to D")
+
+
+@dataclass(frozen=True)
+class TrainConf:
+    backend: str = key("horovod", choices=TRAIN_BACKENDS, help="distributed backend (`--backend` overrides)")
+    world_size: int = key(2, gt=0, help="ranks, one Spark task each")
+    window: int = key(10, gt=0, help="tracks before the target in an example (0-padded on the left)")
+    embed_dim: int = key(32, gt=0, help="LSTM track embedding size")
+    hidden: int = key(64, gt=0, help="LSTM hidden size")
+    layers: int = key(1, gt=0, help="LSTM layers")
+    dropout: float = key(0.0, ge=0, lt=1, help="LSTM dropout between layers")
+    loss: str = key("full", choices=("full", "sampled"), help="softmax over the catalogue, or sampled")
+    num_sampled: int = key(200, gt=0, help="negatives of the sampled softmax")
+    epochs: int = key(4, gt=0, help="training epochs")
+    batch_size: int = key(256, gt=0, help="examples per step and rank")
+    learning_rate: float = key(0.002, gt=0, help="learning rate per rank (x world size)")
+    init_from_embeddings: bool = key(True, help="start the track embedding from Word2Vec's vectors")
+    history_days: int = key(90, ge=0, help="days of plays up to D behind the examples (0: all)")
+    validation_days: int = key(1, gt=0, help="examples of the last N days validate")
+    sequence_files: int = key(8, gt=0, help="Parquet files of the examples (at least `world_size`)")
+    eval_examples: int = key(20000, gt=0, help="validation examples scored for the metrics")
+    export_onnx: bool = key(True, help="also export ONNX (checked with onnxruntime)")
+    timeout_minutes: float = key(240.0, gt=0, help="a distributed attempt running longer is cancelled and "
+                                                   "tried once more (resuming from its checkpoint)")
+    seed: int = key(7, help="training seed")
+
+
+@dataclass(frozen=True)
+class RecommendConf:
+    k: int = key(30, gt=0, help="tracks per user")
+    candidates_per_source: int = key(100, gt=0, help="candidates taken from each source")
+    # Blend weights: a candidate's score is the sum over sources of weight x its signal there (see
+    # models.blend). history, als, item2vec and popularity were chosen on validation splits of
+    # generated data (bench/quality.py --tune-blend); lstm and segment are not measured by that split.
+    weight_history: float = key(1.0, ge=0, help="blend weight of the user's own plays (ln plays)")
+    weight_als: float = key(2.0, ge=0, help="blend weight of ALS (share of the user's best)")
+    weight_lstm: float = key(1.0, ge=0, help="blend weight of the LSTM's next tracks")
+    weight_item2vec: float = key(0.05, ge=0, help="blend weight of item2vec neighbours")
+    weight_segment: float = key(0.3, ge=0, help="blend weight of the taste segment's most played")
+    weight_popularity: float = key(1.0, ge=0, help="blend weight of global popularity")
+    recent_tracks: int = key(20, gt=0, help="item2vec: the user's last N distinct tracks")
+    neighbours: int = key(50, gt=0, help="item2vec: neighbours per recent track")
+    history_days: int = key(90, ge=0, help="days of plays up to D behind the candidates (0: all)")
+    min_history: int = key(5, ge=0, help="plays below which a user is cold start")
+    exclude_played_days: int = key(0, ge=0, help="drop tracks played in the last N days (0: off)")
+    max_per_artist: int = key(3, gt=0, help="most tracks of one artist in a list (relaxed only to fill K)")
+    mmr_lambda: float = key(0.8, ge=0, le=1, help="MMR trade-off of score against repeating an artist (1: score only)")
+    like_boost: float = key(0.5, ge=0, help="a liked track's score x (1 + like_boost)")
+    skip_penalty: float = key(0.5, ge=0, le=1, help="a lately skipped track's score x (1 - skip_penalty)")
+    skip_days: int = key(7, ge=0, help="a skip counts for N days")
+
+    def weights(self) -> dict[str, float]:
+        """{source: weight} of the blend, from the weight_<source> keys."""
+        return {f.name[len("weight_"):]: getattr(self, f.name) for f in dataclasses.fields(self)
+                if f.name.startswith("weight_")}
+
+
+@dataclass(frozen=True)
+class NightlyConf:
+    embed_every_days: int = key(1, gt=0, help="retrain embeddings every N days (reuse the latest in between)")
+    cluster_every_days: int = key(1, gt=0, help="recluster every N days")
+    als_every_days: int = key(1, gt=0, help="retrain ALS every N days")
+    train_every_days: int = key(7, gt=0, help="retrain the LSTM every N days")
+
+
+@dataclass(frozen=True)
+class CatalogConf:
+    database: str = key("", pattern=r"^[A-Za-z0-9_]*$",
+                        help="register the gold tables as `<database>.<table>` after each nightly (empty: no)")
+
+
+@dataclass(frozen=True)
+class Config:
+    warehouse: str = key(help="root of the Delta tables and of every file the jobs write")
+    raw_path: str = key(help="root of the raw logs: `<raw_path>/<format>/date=<D>/`")
+    log_level: str = key("INFO", choices=("DEBUG", "INFO", "WARNING", "ERROR"), help="setlist's log level")
+    spark: SparkConf = section(SparkConf)
+    generate: GenerateConf = section(GenerateConf)
+    ingest: IngestConf = section(IngestConf)
+    clean: CleanConf = section(CleanConf)
+    embed: EmbedConf = section(EmbedConf)
+    cluster: ClusterConf = section(ClusterConf)
+    als: AlsConf = section(AlsConf)
+    evaluate: EvaluateConf = section(EvaluateConf)
+    train: TrainConf = section(TrainConf)
+    recommend: RecommendConf = section(RecommendConf)
+    nightly: NightlyConf = section(NightlyConf)
+    catalog: CatalogConf = section(CatalogConf)
+    # Where the config came from, for messages; not a key of the file.
+    source: str = field(default="<defaults>", compare=False, metadata={"internal": True})
+
+
+PATH_KEYS = ("warehouse", "raw_path")
+
+
+def join_path(root: str, *parts: str) -> str:
+    return "/".join([root.rstrip("/"), *parts])
+
+
+def _is_section(tp: Any) -> bool:
+    return isinstance(tp, type) and dataclasses.is_dataclass(tp)
+
+
+def _type_name(tp: Any) -> str:
+    origin = typing.get_origin(tp)
+    if origin is list:
+        return f"list of {_type_name(typing.get_args(tp)[0])}"
+    if origin is dict:
+        return "mapping"
+    if tp is dt.date:
+        return "date (YYYY-MM-DD)"
+    return getattr(tp, "__name__", str(tp))
+
+
+def _coerce(value: Any, tp: Any, key_: str, source: str) -> Any:
+    """Check one value against its declared type; return it in the declared form."""
+    def bad() -> ConfigError:
+        return ConfigError(f"{source}: {key_}: expected {_type_name(tp)}, got {type(value).__name__} {value!r}")
+
+    origin = typing.get_origin(tp)
+    if origin is list:
+        if not isinstance(value, list):
+            raise bad()
+        (item_tp,) = typing.get_args(tp)
+        return [_coerce(v, item_tp, f"{key_}[{i}]", source) for i, v in enumerate(value)]
+    if origin is dict:
+        if not isinstance(value, dict):
+            raise bad()
+        for k, v in value.items():
+            if not isinstance(k, str) or isinstance(v, (dict, list)) or v is None:
+                raise ConfigError(f"{source}: {key_}.{k}: expected a scalar value, got {v!r}")
+        return dict(value)
+    if tp is bool:
+        if not isinstance(value, bool):
+            raise bad()
+        return value
+    if tp in (int, float):
+        if isinstance(value, bool) or not isinstance(value, (int, float) if tp is float else int):
+            raise bad()
+        return tp(value)
+    if tp is str:
+        if not isinstance(value, str):
+            raise bad()
+        return value
+    if tp is dt.date:
+        if isinstance(value, dt.date) and not isinstance(value, dt.datetime):
+            return value
+        if isinstance(value, str):
+            try:
+                return dt.date.fromisoformat(value)
+            except ValueError:
+                raise bad() from None
+        raise bad()
+    raise TypeError(f"unsupported config type {tp!r} for {key_}")  # a declaration bug, not user input
+
+
+def _range_error(value: Any, meta: dict) -> str | None:
+    """What is wrong with one scalar value against its declared range, or None."""
+    choices = meta.get("choices")
+    if choices and value not in choices:
+        return f"{value!r} is not one of {', '.join(choices)}"
+    pattern = meta.get("pattern")
+    if pattern and not re.fullmatch(pattern, value):
+        return f"{value!r} does not match {pattern}"
+    gt, ge, lt, le = (meta.get(b) for b in ("gt", "ge", "lt", "le"))
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        return None
+    if ge == 0 and le == 1 and not 0 <= value <= 1:
+        return f"must be between 0 and 1, got {value}"
+    if gt == 0 and le == 1 and not 0 < value <= 1:
+        return f"must be in (0, 1], got {value}"
+    if ge == 0 and lt == 1 and not 0 <= value < 1:
+        return f"must be in [0, 1), got {value}"
+    if gt == 0 and value <= 0:
+        return f"must be positive, got {value}"
+    if ge == 0 and value < 0:
+        return f"must not be negative, got {value}"
+    return None
+
+
+def _build(cls: type, data: Any, prefix: str, source: str) -> Any:
+    if not isinstance(data, dict):
+        raise ConfigError(f"{source}: {prefix or '<top level>'}: expected a mapping, got {data!r}")
+    hints = typing.get_type_hints(cls)
+    fields = {f.name: f for f in dataclasses.fields(cls) if not f.metadata.get("internal")}
+    for name in data:
+        if name not in fields:
+            raise ConfigError(f"{source}: {prefix}{name}: unknown key (known here: {', '.join(sorted(fields))})")
+    kwargs = {}
+    for name, f in fields.items():
+        key_, tp = f"{prefix}{name}", hints[name]
+        if name not in data:
+            if f.default is dataclasses.MISSING and f.default_factory is dataclasses.MISSING:
+                raise ConfigError(f"{source}: {key_}: required value is missing")
+            continue
+        value = data[name]
+        if _is_section(tp):
+            kwargs[name] = _build(tp, value if value is not None else {}, f"{key_}.", source)
+            continue
+        if value is None:
+            raise ConfigError(f"{source}: {key_}: expected {_type_name(tp)}, got null")
+        value = _coerce(value, tp, key_, source)
+        items = value if isinstance(value, list) else [value]
+        for i, item in enumerate(items):
+            problem = _range_error(item, f.metadata)
+            if problem:
+                where = f"{key_}[{i}]" if isinstance(value, list) else key_
+                raise ConfigError(f"{source}: {where}: {problem}")
+        kwargs[name] = value
+    return cls(**kwargs)
+
+
+def _check_relations(cfg: Config) -> None:
+    """Rules between keys, which no single declaration can say."""
+    src, g, c, t = cfg.source, cfg.generate, cfg.cluster, cfg.train
+    if c.k == 1 or (c.k == 0 and not 2 <= c.k_min <= c.k_max):
+        raise ConfigError(f"{src}: cluster.k: k must be 0 (choose in k_min..k_max, 2 <= k_min <= k_max) or >= 2; "
+                          f"got k={c.k}, k_min={c.k_min}, k_max={c.k_max}")
+    if t.sequence_files < t.world_size:
+        raise ConfigError(f"{src}: train.sequence_files: {t.sequence_files} files cannot give each of "
+                          f"train.world_size={t.world_size} ranks a shard")
+    if g.artists > g.tracks:
+        raise ConfigError(f"{src}: generate.artists: {g.artists} artists need at least as many tracks "
+                          f"(generate.tracks={g.tracks})")
+    if g.genres > g.artists:
+        raise ConfigError(f"{src}: generate.genres: {g.genres} genres need at least as many artists "
+                          f"(generate.artists={g.artists})")
+
+
+def _resolve_path(value: str) -> str:
+    value = os.path.expandvars(os.path.expanduser(value))
+    if "://" in value or value.startswith("/"):
+        return value
+    return str(Path(value).resolve())
+
+
+class _Loader(yaml.SafeLoader):
+    """YAML without implicit timestamps: dates stay text and are checked here, with the key named."""
+
+
+_Loader.yaml_implicit_resolvers = {
+    ch: [(tag, rx) for tag, rx in resolvers if tag != "tag:yaml.org,2002:timestamp"]
+    for ch, resolvers in yaml.SafeLoader.yaml_implicit_resolvers.items()
+}
+
+
+def parse_override(text: str) -> tuple[list[str], Any]:
+    if "=" not in text:
+        raise ConfigError(f"--set {text}: expected KEY=VALUE, e.g. clean.session_gap_minutes=45")
+    name, raw = text.split("=", 1)
+    name = name.strip()
+    if not name:
+        raise ConfigError(f"--set {text}: empty key")
+    try:
+        value = yaml.load(raw, Loader=_Loader) if raw.strip() else ""
+    except yaml.YAMLError:
+        value = raw
+    return name.split("."), value
+
+
+def _apply_override(data: dict, path: list[str], value: Any) -> None:
+    """Set one dotted key; inside a free-form mapping (spark.conf) the rest of the path is one key."""
+    node, section_ = data, Config
+    for i, part in enumerate(path):
+        declared = typing.get_type_hints(section_).get(part) if _is_section(section_) else None
+        if i == len(path) - 1 or declared is None:
+            node[part] = value if i == len(path) - 1 else {".".join(path[i + 1:]): value}
+            return  # an unknown key is reported by validation, with the file named
+        if typing.get_origin(declared) is dict:
+            if not isinstance(node.get(part), dict):
+                node[part] = {}
+            node[part][".".join(path[i + 1:])] = value
+            return
+        if not _is_section(declared):
+            raise ConfigError(f"--set {'.'.join(path)}: {part} is a value, not a section")
+        if not isinstance(node.get(part), dict):
+            node[part] = {}
+        node, section_ = node[part], declared
+
+
+def _apply_renames(data: dict, source: str) -> None:
+    """Move values given under an old key name to the new one (which wins if both are set)."""
+    for old, new in RENAMED.items():
+        old_section, old_name = old.split(".")
+        given = data.get(old_section)
+        if isinstance(given, dict) and old_name in given:
+            value = given.pop(old_name)
+            log.warning("%s: %s is deprecated, use %s (the old name goes in the next release)", source, old, new)
+            new_section, new_name = new.split(".")
+            target = data.setdefault(new_section, {})
+            if isinstance(target, dict):
+                target.setdefault(new_name, value)
+
+
+def _validated(data: dict, source: str, overrides: list[str] | tuple[str, ...]) -> Config:
+    for item in overrides:
+        path, value = parse_override(item)
+        _apply_override(data, path, value)
+    _apply_renames(data, source)
+    cfg = _build(Config, data, "", source)
+    cfg = dataclasses.replace(cfg, source=source, **{k: _resolve_path(getattr(cfg, k)) for k in PATH_KEYS})
+    _check_relations(cfg)
+    return cfg
+
+
+def load_config(path: str | os.PathLike, overrides: list[str] | tuple[str, ...] = ()) -> Config:
+    """Read, override and validate a config file. Raises ConfigError naming the file and key."""
+    source = str(path)
+    try:
+        text = Path(path).read_text(encoding="utf-8")
+    except FileNotFoundError:
+        raise ConfigError(f"{source}: config file does not exist (option --conf)") from None
+    except OSError as exc:
+        raise ConfigError(f"{source}: cannot read config file: {exc.strerror}") from None
+    try:
+        data = yaml.load(text, Loader=_Loader)
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        where = f" at line {mark.line + 1}" if mark else ""
+        raise ConfigError(f"{source}: not valid YAML{where}: {getattr(exc, 'problem', exc)}") from None
+    data = {} if data is None else data
+    if not isinstance(data, dict):
+        raise ConfigError(f"{source}: <top level>: expected a mapping of sections")
+    return _validated(data, source, overrides)
+
+
+def with_overrides(cfg: Config, overrides: list[str]) -> Config:
+    """A config with more `section.key=value` overrides applied, validated like a loaded one."""
+    return _validated(as_dict(cfg), cfg.source, overrides)
+
+
+def as_dict(cfg: Any) -> dict:
+    out = {}
+    for f in dataclasses.fields(cfg):
+        if f.metadata.get("internal"):
+            continue
+        value = getattr(cfg, f.name)
+        if dataclasses.is_dataclass(value):
+            value = as_dict(value)
+        elif isinstance(value, dt.date):
+            value = value.isoformat()
+        elif isinstance(value, (list, dict)):
+            value = type(value)(value)
+        out[f.name] = value
+    return out
+
+
+def declared_keys(cls: type = Config, prefix: str = "") -> list[tuple[str, Any, Any, dict]]:
+    """(dotted key, type, default, metadata) of every declared key, in declaration order."""
+    out = []
+    hints = typing.get_type_hints(cls)
+    for f in dataclasses.fields(cls):
+        if f.metadata.get("internal"):
+            continue
+        if f.metadata.get("section"):
+            out += declared_keys(hints[f.name], f"{prefix}{f.name}.")
+            continue
+        default = f.default_factory() if f.default_factory is not dataclasses.MISSING else f.default
+        out.append((f"{prefix}{f.name}", hints[f.name], default, dict(f.metadata)))
+    return out
+
+
+def markdown_table() -> str:
+    """The README's table of config keys, from the declarations."""
+    def shown(value: Any) -> str:
+        if value is dataclasses.MISSING:
+            return "required"
+        if isinstance(value, dt.date):
+            return value.isoformat()
+        return repr(value) if isinstance(value, str) else str(value).replace("True", "true").replace("False", "false")
+
+    rows = ["| key | type | default | range | meaning |", "|---|---|---|---|---|"]
+    for name, tp, default, meta in declared_keys():
+        bounds = [f"{op} {meta[b]}" for b, op in (("gt", ">"), ("ge", ">="), ("lt", "<"), ("le", "<="))
+                  if meta.get(b) is not None]
+        if meta.get("choices"):
+            bounds.append(" / ".join(meta["choices"]))
+        rows.append(f"| `{name}` | {_type_name(tp)} | `{shown(default)}` | {', '.join(bounds)} | {meta['help']} |")
+    return "\n".join(rows)
+
+
+if __name__ == "__main__":
+    print(markdown_table())

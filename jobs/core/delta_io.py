@@ -1,0 +1,109 @@
+"""Reading and writing the declared tables. Each write is one Delta commit, so a reader sees a
+table before or after it, never half of it."""
+from __future__ import annotations
+
+import datetime as dt
+
+from delta.tables import DeltaTable
+from pyspark.sql import DataFrame, SparkSession
+from pyspark.sql import functions as F
+
+from jobs.core.config import Config
+from jobs.core.errors import InputError
+from jobs.core.tables import Table
+
+
+def conform(df: DataFrame, table: Table) -> DataFrame:
+    """Select the table's columns in order, cast to the declared types; a missing column is a bug."""
+    missing = [c for c in table.columns if c not in df.columns]
+    if missing:
+        raise ValueError(f"{table.full_name}: DataFrame lacks column(s) {', '.join(missing)}; has {df.columns}")
+    return df.select([F.col(f.name).cast(f.dataType).alias(f.name) for f in table.schema.fields])
+
+
+def exists(spark: SparkSession, cfg: Config, table: Table) -> bool:
+    return DeltaTable.isDeltaTable(spark, table.path(cfg))
+
+
+def read(spark: SparkSession, cfg: Config, table: Table) -> DataFrame:
+    if not exists(spark, cfg, table):
+        raise InputError(f"table {table.full_name} does not exist at {table.path(cfg)}: "
+                         f"run the stage that writes it first")
+    return spark.read.format("delta").load(table.path(cfg))
+
+
+def read_or_empty(spark: SparkSession, cfg: Config, table: Table) -> DataFrame:
+    if exists(spark, cfg, table):
+        return spark.read.format("delta").load(table.path(cfg))
+    return spark.createDataFrame([], table.schema)
+
+
+def latest_date(spark: SparkSession, cfg: Config, table: Table, day: dt.date) -> dt.date | None:
+    """The newest run_date of `table` on or before `day` (a cadence may reuse an older one)."""
+    if not exists(spark, cfg, table):
+        return None
+    return read(spark, cfg, table).where(F.col("run_date") <= F.lit(day)).agg(F.max("run_date")).first()[0]
+
+
+def ensure(spark: SparkSession, cfg: Config, table: Table) -> DeltaTable:
+    """The table, created empty with its declared schema and partitioning if it is not there yet."""
+    builder = DeltaTable.createIfNotExists(spark).location(table.path(cfg)).addColumns(table.schema)
+    if table.partition_by:
+        builder = builder.partitionedBy(*table.partition_by)
+    return builder.execute()
+
+
+def sql_literal(value) -> str:
+    """A value as a Spark SQL literal, quoted and escaped."""
+    if isinstance(value, dt.date):
+        return f"DATE'{value.isoformat()}'"
+    text = str(value).replace("\\", "\\\\").replace("'", "\\'")
+    return f"'{text}'"
+
+
+def replace_partition(df: DataFrame, cfg: Config, table: Table, **partition) -> None:
+    """Atomically replace the rows of one partition (every partition column given, e.g. run_date=D,
+    stage="train") by df's rows, which must all lie in it. One Delta commit."""
+    if set(partition) != set(table.partition_by):
+        raise ValueError(f"{table.full_name}: a partition needs {table.partition_by}, got {sorted(partition)}")
+    if "stage" in partition and partition["stage"] not in table.writers:
+        raise ValueError(f"{table.full_name}: {partition['stage']!r} is not one of its writers {table.writers}")
+    frame = df
+    for column, value in partition.items():
+        if column not in df.columns:
+            frame = frame.withColumn(column, F.lit(value))
+    predicate = " AND ".join(f"{column} = {sql_literal(value)}" for column, value in partition.items())
+    (conform(frame, table).write.format("delta").partitionBy(*table.partition_by).mode("overwrite")
+     .option("replaceWhere", predicate).save(table.path(cfg)))
+
+
+def replace_date(df: DataFrame, cfg: Config, table: Table, column: str, day: dt.date) -> None:
+    """Atomically replace every row with `column = day` by df's rows (one Delta commit). For tables
+    keyed by a date alone: silver.clean_runs, silver.plays and the run_date-partitioned gold tables."""
+    writer = conform(df, table).write.format("delta")
+    if table.partition_by:
+        writer = writer.partitionBy(*table.partition_by)
+    writer.mode("overwrite").option("replaceWhere", f"{column} = {sql_literal(day)}").save(table.path(cfg))
+
+
+def upsert(spark: SparkSession, cfg: Config, table: Table, rows: list[dict], keys: tuple[str, ...]) -> None:
+    """Insert or update rows matched on `keys` (one MERGE, one commit)."""
+    target = ensure(spark, cfg, table)
+    frame = conform(spark.createDataFrame(rows, table.schema), table)
+    condition = " AND ".join(f"t.{k} = s.{k}" for k in keys)
+    target.alias("t").merge(frame.alias("s"), condition).whenMatchedUpdateAll().whenNotMatchedInsertAll().execute()
+
+
+def register(spark: SparkSession, cfg: Config, tables: tuple[Table, ...]) -> list[str]:
+    """Name the existing tables `<catalog.database>.<table>` in the session catalog (a metastore when
+    one is configured), pointing at their paths: consumers then query them with plain SQL."""
+    database = cfg.catalog.database
+    location = f"{cfg.warehouse.rstrip('/')}/_catalog/{database}.db"
+    spark.sql(f"CREATE DATABASE IF NOT EXISTS `{database}` LOCATION {sql_literal(location)}")
+    names = []
+    for table in tables:
+        if exists(spark, cfg, table):
+            name = f"`{database}`.`{table.name}`"
+            spark.sql(f"CREATE TABLE IF NOT EXISTS {name} USING DELTA LOCATION {sql_literal(table.path(cfg))}")
+            names.append(f"{database}.{table.name}")
+    return names

@@ -1,0 +1,58 @@
+"""Bookkeeping tables, each with one writer here: gold.runs (a stage's outcome for a date),
+gold.models (a trained model's row) and gold.metrics (metric rows of a stage for a date)."""
+from __future__ import annotations
+
+import datetime as dt
+import json
+
+from pyspark.sql import SparkSession
+from pyspark.sql import functions as F
+
+from jobs.core import delta_io
+from jobs.core.config import Config
+from jobs.core.tables import GOLD_METRICS, GOLD_MODELS, GOLD_RUNS
+
+
+def now() -> dt.datetime:
+    return dt.datetime.now(dt.timezone.utc)
+
+
+def record_run(spark: SparkSession, cfg: Config, day: dt.date, stage: str, status: str, started_at: dt.datetime,
+               counts: dict | None = None, error: str | None = None) -> None:
+    """Upsert the gold.runs row of (run_date, stage)."""
+    row = {"run_date": day, "stage": stage, "status": status, "started_at": started_at, "finished_at": now(),
+           "rows": None if counts is None else _json(counts), "error": None if error is None else error[:2000]}
+    delta_io.upsert(spark, cfg, GOLD_RUNS, [row], ("run_date", "stage"))
+
+
+def record_model(spark: SparkSession, cfg: Config, day: dt.date, model: str, version: str, backend: str,
+                 world_size: int, params: dict, metrics: dict, path: str) -> None:
+    """Upsert the gold.models row of (model, run_date)."""
+    row = {"run_date": day, "model": model, "version": version, "backend": backend, "world_size": world_size,
+           "params": json.dumps(params), "metrics": json.dumps(metrics), "path": path, "created_at": now()}
+    delta_io.upsert(spark, cfg, GOLD_MODELS, [row], ("model", "run_date"))
+
+
+def latest_model(spark: SparkSession, cfg: Config, model: str, day: dt.date):
+    """The gold.models row of `model` trained most recently on or before `day`, or None."""
+    if not delta_io.exists(spark, cfg, GOLD_MODELS):
+        return None
+    return (delta_io.read(spark, cfg, GOLD_MODELS).where((F.col("model") == model) & (F.col("run_date") <= F.lit(day)))
+            .orderBy(F.desc("run_date")).first())
+
+
+def write_metrics(spark: SparkSession, cfg: Config, day: dt.date, stage: str, k: int,
+                  results: dict[str, dict[str, float]], prefix: str = "") -> None:
+    """Replace `stage`'s gold.metrics rows of `day` by one row per (model, metric) of results
+    ({model: {metric: value, ..., "users": n}}); model names get `prefix`."""
+    rows = [{"run_date": day, "model": f"{prefix}{model}", "metric": metric, "k": k, "value": float(value),
+             "users": int(values["users"]), "stage": stage}
+            for model, values in results.items() for metric, value in values.items() if metric != "users"]
+    delta_io.replace_partition(spark.createDataFrame(rows, GOLD_METRICS.schema), cfg, GOLD_METRICS,
+                               run_date=day, stage=stage)
+
+
+def _json(value) -> str:
+    def default(obj):
+        return obj.isoformat() if isinstance(obj, (dt.date, dt.datetime)) else str(obj)
+    return json.dumps(value, default=default, sort_keys=True)[:4000]

@@ -1,0 +1,75 @@
+"""The blend: every candidate source's top tracks per user as a signal, summed with weights, then
+adjusted by the user's feedback.
+
+A source's signal for a candidate (source_scores):
+- history (the user's own play counts): ln(plays), 0 for a track played once, 3.7 for 40 plays.
+  Counts compare across users, and a log keeps a user's few-plays tail below other sources' best;
+- every other source (ALS preference, next-track probability, cosine similarity, plays in a
+  segment or overall): its score over the user's best score in that source, 1.0 for the source's
+  first track, since such scores do not compare across users.
+A candidate's blended score is Σ weight[source] x signal; its `source` is the one that contributed most.
+"""
+from __future__ import annotations
+
+from typing import Mapping
+
+from pyspark.sql import DataFrame, Window
+from pyspark.sql import functions as F
+
+from models.sources import most_played
+
+SOURCES = ("history", "als", "lstm", "item2vec", "segment", "popularity")
+COLD_SOURCES = ("segment", "popularity")
+
+
+def source_scores(scored: DataFrame, n: int, source: str, scale: str = "share") -> DataFrame:
+    """(user_idx, track_idx, score) into (user_idx, track_idx, source, signal): the user's top n of
+    the source, each with the signal the blend weighs: scale "share" (the score over the user's best
+    in the source; negative scores count 0) or "log" (ln of a play count)."""
+    by_user = Window.partitionBy("user_idx")
+    ranked = scored.withColumn("_r", F.row_number().over(by_user.orderBy(F.desc("score"), "track_idx")))
+    top = ranked.where(F.col("_r") <= n)
+    if scale == "log":
+        signal = F.log(F.greatest(F.col("score"), F.lit(1.0)))
+    elif scale == "share":
+        top = top.withColumn("_s", F.greatest(F.col("score"), F.lit(0.0)))
+        best = F.max("_s").over(by_user)
+        signal = F.when(best > 0, F.col("_s") / best).otherwise(F.lit(0.0))
+    else:
+        raise ValueError(f"scale must be share or log, not {scale!r}")
+    return top.select("user_idx", "track_idx", F.lit(source).alias("source"), signal.alias("signal"))
+
+
+def history_scores(plays: DataFrame, users: DataFrame, n: int) -> DataFrame:
+    """The history source: each user's n most played tracks, signal ln(plays)."""
+    return source_scores(most_played(plays, users, n), n, "history", scale="log")
+
+
+def blend(parts: list[DataFrame], weights: Mapping[str, float], cold: DataFrame | None = None) -> DataFrame:
+    """(user_idx, track_idx, score, source) summed over sources; cold users keep cold sources only."""
+    unknown = set(weights) - set(SOURCES)
+    if unknown:
+        raise ValueError(f"blend weights for unknown source(s) {sorted(unknown)}; sources are {', '.join(SOURCES)}")
+    table = F.create_map(*[x for s in SOURCES for x in (F.lit(s), F.lit(float(weights.get(s, 0.0))))])
+    candidates = parts[0]
+    for part in parts[1:]:
+        candidates = candidates.unionByName(part)
+    if cold is not None:
+        candidates = candidates.join(cold.withColumn("_cold", F.lit(True)), "user_idx", "left")
+        candidates = candidates.where(F.col("_cold").isNull() | F.col("source").isin(*COLD_SOURCES)).drop("_cold")
+    weighted = candidates.withColumn("w", table[F.col("source")] * F.col("signal"))
+    return (weighted.groupBy("user_idx", "track_idx")
+            .agg(F.sum("w").alias("score"), F.max_by("source", F.struct("w", "source")).alias("source")))
+
+
+def apply_feedback(blended: DataFrame, disliked: DataFrame, liked: DataFrame, skipped: DataFrame,
+                   like_boost: float, skip_penalty: float) -> DataFrame:
+    """Drop what a user disliked; multiply liked tracks' scores by 1 + like_boost and skipped ones'
+    by 1 - skip_penalty. Each of disliked, liked, skipped has distinct (user_idx, track_idx)."""
+    key = ["user_idx", "track_idx"]
+    factor = (F.when(F.col("_liked").isNotNull(), 1.0 + like_boost).otherwise(1.0)
+              * F.when(F.col("_skipped").isNotNull(), 1.0 - skip_penalty).otherwise(1.0))
+    return (blended.join(disliked, key, "left_anti")
+            .join(liked.withColumn("_liked", F.lit(True)), key, "left")
+            .join(skipped.withColumn("_skipped", F.lit(True)), key, "left")
+            .withColumn("score", F.col("score") * factor).drop("_liked", "_skipped"))

@@ -1,0 +1,60 @@
+"""als: ALS against planted structure, and the als job's grid search, factors and model row."""
+from __future__ import annotations
+
+import json
+
+import numpy as np
+from pyspark.sql import functions as F
+
+from conftest import NIGHTS
+from jobs import als
+from jobs.core import delta_io
+from jobs.core.config import with_overrides
+from jobs.core.tables import GOLD_ALS_ITEM_FACTORS, GOLD_ALS_USER_FACTORS, GOLD_MODELS, SILVER_PLAYS
+from models.als import AlsParams, AlsSettings, top_n
+
+D = NIGHTS[-1]
+
+
+def rows_for(spark, cfg, table, day=D):
+    return delta_io.read(spark, cfg, table).where(F.col("run_date") == F.lit(day))
+
+
+def test_als_ranks_held_out_items_of_the_users_taste_group_first(spark, base_cfg):
+    rng = np.random.default_rng(5)
+    rows, held_out = [], {}
+    for user in range(40):
+        group = user % 2
+        items = [i for i in range(60) if i % 2 == group]
+        liked = rng.permutation(items)
+        held_out[user] = set(int(i) for i in liked[:5])
+        rows += [(user, int(i), int(rng.integers(1, 6))) for i in liked[5:]]
+    pairs = spark.createDataFrame(rows, "user_idx int, track_idx int, plays int").withColumn(
+        "confidence", F.log1p("plays") + 1.0)
+    settings = AlsSettings.of(with_overrides(base_cfg, ["als.max_iter=10"]).als)
+    model = settings.fit(pairs, AlsParams(rank=4, reg_param=0.05, alpha=10.0))
+    recs = {r["user_idx"]: r["recs"] for r in top_n(model, pairs.select("user_idx").distinct(), 60).collect()}
+    for user, items in held_out.items():
+        ranked = recs[user]
+        same_group = [i for i in ranked if i % 2 == user % 2]
+        other = [i for i in ranked if i % 2 != user % 2]
+        assert max(ranked.index(i) for i in items) < min(ranked.index(i) for i in other), user
+        assert len(same_group) == 30
+
+
+def test_als_job_grid_search_writes_factors_model_and_metadata(spark, modelled):
+    cfg = modelled
+    summary = als.run(spark, cfg, D)
+    assert summary["params"]["grid_size"] == 2 and summary["params"]["rank"] in (4, 8)
+    model_row = delta_io.read(spark, cfg, GOLD_MODELS).where("model = 'als'").collect()
+    assert len(model_row) == 1
+    metrics = json.loads(model_row[0]["metrics"])
+    assert 0 < metrics["ndcg@10"] <= 1 and metrics["users"] > 0
+    assert json.loads(model_row[0]["params"])["rank"] == summary["params"]["rank"]
+    users = rows_for(spark, cfg, GOLD_ALS_USER_FACTORS)
+    assert users.where(F.size("factors") != summary["params"]["rank"]).count() == 0
+    n_items = rows_for(spark, cfg, GOLD_ALS_ITEM_FACTORS).count()
+    assert n_items == delta_io.read(spark, cfg, SILVER_PLAYS).select("track_idx").distinct().count()
+    als.run(spark, cfg, D)
+    assert rows_for(spark, cfg, GOLD_ALS_ITEM_FACTORS).count() == n_items
+    assert delta_io.read(spark, cfg, GOLD_MODELS).where("model = 'als'").count() == 1

@@ -1,0 +1,59 @@
+"""embed: Word2Vec over sessions (gensim and MLlib) on generated plays."""
+from __future__ import annotations
+
+import numpy as np
+from pyspark.sql import functions as F
+
+from conftest import NIGHTS
+from jobs import embed
+from jobs.core import delta_io
+from jobs.core.config import with_overrides
+from jobs.core.tables import GOLD_TRACK_EMBEDDINGS, SILVER_PLAYS
+from models.embeddings import Word2VecParams, train_word2vec
+from udfs.dates import plays_within
+
+D = NIGHTS[-1]
+
+
+def rows_for(spark, cfg, table, day=D):
+    return delta_io.read(spark, cfg, table).where(F.col("run_date") == F.lit(day))
+
+
+def test_embed_gensim_covers_every_track_above_min_count_and_rerun_replaces(spark, modelled):
+    cfg = modelled
+    summary = embed.run(spark, cfg, D)
+    counts = delta_io.read(spark, cfg, SILVER_PLAYS).groupBy("track_idx").count()
+    frequent = {r[0] for r in counts.where(F.col("count") >= cfg.embed.min_count).collect()}
+    rare = counts.where(F.col("count") < cfg.embed.min_count).count()
+    out = rows_for(spark, cfg, GOLD_TRACK_EMBEDDINGS)
+    assert {r[0] for r in out.select("track_idx").collect()} == frequent
+    assert summary["rare_left_out"] == rare > 0 and summary["embedded"] == len(frequent)
+    assert out.where(F.size("vector") != cfg.embed.vector_size).count() == 0
+    assert out.where(F.col("track_id").isNull()).count() == 0
+    embed.run(spark, cfg, D)
+    assert rows_for(spark, cfg, GOLD_TRACK_EMBEDDINGS).count() == len(frequent)  # replaced, not appended
+
+
+def test_embeddings_put_a_track_near_its_session_neighbours(spark, modelled):
+    cfg = modelled
+    emb = rows_for(spark, cfg, GOLD_TRACK_EMBEDDINGS).select("track_idx", "vector").toPandas()
+    matrix = np.stack(emb["vector"].to_numpy())
+    matrix /= np.linalg.norm(matrix, axis=1, keepdims=True)
+    pos = {t: i for i, t in enumerate(emb["track_idx"])}
+    plays = delta_io.read(spark, cfg, SILVER_PLAYS).select("session_id", "session_position", "track_idx").toPandas()
+    plays = plays.sort_values(["session_id", "session_position"])
+    nxt = plays.groupby("session_id")["track_idx"].shift(-1)
+    pairs = [(pos[a], pos[b]) for a, b in zip(plays["track_idx"], nxt) if b == b and a in pos and b in pos and a != b]
+    consecutive = np.mean([matrix[a] @ matrix[b] for a, b in pairs])
+    rng = np.random.default_rng(0)
+    random_pairs = rng.integers(0, len(matrix), size=(2000, 2))
+    assert consecutive > np.mean([matrix[a] @ matrix[b] for a, b in random_pairs]) + 0.1
+
+
+def test_embed_spark_engine_gives_the_same_vocabulary(spark, modelled, tmp_path):
+    cfg = with_overrides(modelled, ["embed.engine=spark"])
+    plays = plays_within(delta_io.read(spark, cfg, SILVER_PLAYS), D, 0)
+    vectors = train_word2vec(spark, plays, cfg.embed.engine, Word2VecParams.of(cfg.embed), str(tmp_path / "scratch"))
+    gensim_tracks = {r[0] for r in rows_for(spark, cfg, GOLD_TRACK_EMBEDDINGS).select("track_idx").collect()}
+    assert {r[0] for r in vectors.select("track_idx").collect()} == gensim_tracks
+    assert vectors.where(F.size("vector") != cfg.embed.vector_size).count() == 0

@@ -1,0 +1,149 @@
+"""recommend: exactly K per user, artist cap, cold start, exclusions, atomic reruns, feedback, and the
+blend's signals and weight search (models.blend), on the nightly warehouse after its third night."""
+from __future__ import annotations
+
+import json
+import math
+from pathlib import Path
+
+import pytest
+from pyspark.sql import functions as F
+
+from conftest import NIGHTLY_K as K
+from conftest import NIGHTS
+from jobs import evaluate, ingest, nightly, recommend
+from jobs.core import delta_io
+from jobs.core.config import with_overrides
+from jobs.core.rawfiles import raw_dir
+from jobs.core.tables import (GOLD_RECOMMENDATIONS, SILVER_FEEDBACK, SILVER_PLAYS, SILVER_QUARANTINE, SILVER_TRACKS,
+                              SILVER_USERS)
+from models.blend import blend, history_scores, source_scores
+
+
+@pytest.fixture(scope="module")
+def three_nights(spark, nights):
+    """The nightly warehouse with all three nights run (the third is skipped where already committed)."""
+    cfg, _ = nights
+    nightly.run(spark, cfg, NIGHTS[2])
+    return cfg, None
+
+
+def recs_of(spark, cfg, day):
+    df = delta_io.read(spark, cfg, GOLD_RECOMMENDATIONS).where(F.col("run_date") == F.lit(day))
+    return sorted(tuple(r) for r in df.collect())
+
+
+def test_every_user_gets_exactly_k_tracks_with_the_artist_cap(spark, three_nights):
+    cfg, _ = three_nights
+    for day in NIGHTS:
+        recs = delta_io.read(spark, cfg, GOLD_RECOMMENDATIONS).where(F.col("run_date") == F.lit(day))
+        users = delta_io.read(spark, cfg, SILVER_USERS).where(F.col("first_seen_date") <= F.lit(day)).count()
+        per_user = recs.groupBy("user_id").agg(F.count("*").alias("n"), F.countDistinct("track_id").alias("t"),
+                                               F.min("rank").alias("lo"), F.max("rank").alias("hi"))
+        assert per_user.count() == users
+        assert per_user.where((F.col("n") != K) | (F.col("t") != K) | (F.col("lo") != 1) | (F.col("hi") != K)).count() == 0
+        assert recs.groupBy("user_id", "artist_name").count().where(F.col("count") > 2).count() == 0
+        assert recs.where(F.col("score").isNull() | F.col("track_name").isNull()).count() == 0
+
+
+def test_cold_start_users_get_full_lists_from_segments_and_popularity(spark, three_nights):
+    cfg, _ = three_nights
+    day = NIGHTS[2]
+    plays = delta_io.read(spark, cfg, SILVER_PLAYS).where(F.col("play_date") <= F.lit(day))
+    cold = {r["user_id"] for r in plays.groupBy("user_id").count().where(F.col("count") < 40).collect()}
+    assert cold
+    recs = delta_io.read(spark, cfg, GOLD_RECOMMENDATIONS).where(F.col("run_date") == F.lit(day))
+    cold_recs = recs.where(F.col("user_id").isin(*cold))
+    assert {r[0] for r in cold_recs.select("source").distinct().collect()} <= {"segment", "popularity"}
+    assert cold_recs.groupBy("user_id").count().where(F.col("count") != K).count() == 0
+    warm_sources = {r[0] for r in recs.where(~F.col("user_id").isin(*cold)).select("source").distinct().collect()}
+    assert warm_sources & {"als", "lstm", "item2vec", "history"}
+
+
+def test_excluded_window_and_rerun_replaces_the_date_atomically(spark, three_nights):
+    cfg, _ = three_nights
+    day = NIGHTS[2]
+    strict = with_overrides(cfg, ["recommend.exclude_played_days=2"])
+    recommend.run(spark, strict, day)
+    recs = delta_io.read(spark, cfg, GOLD_RECOMMENDATIONS).where(F.col("run_date") == F.lit(day))
+    lately = delta_io.read(spark, cfg, SILVER_PLAYS).where(F.col("play_date") >= F.lit(NIGHTS[1]))
+    assert recs.join(lately, ["user_id", "track_id"]).count() == 0
+    assert recs.groupBy("user_id").count().where(F.col("count") != K).count() == 0
+    before_other_days = recs_of(spark, cfg, NIGHTS[0])
+    recommend.run(spark, strict, day)
+    assert delta_io.read(spark, cfg, GOLD_RECOMMENDATIONS).where(F.col("run_date") == F.lit(day)).count() == recs.count()
+    assert recs_of(spark, cfg, NIGHTS[0]) == before_other_days
+
+
+def test_feedback_drops_dislikes_boosts_likes_and_damps_skips(spark, three_nights):
+    cfg, _ = three_nights
+    day = NIGHTS[2]
+    recommend.run(spark, cfg, day)
+    recs = delta_io.read(spark, cfg, GOLD_RECOMMENDATIONS).where(F.col("run_date") == F.lit(day))
+    user = recs.where(F.col("source") != "popularity").orderBy("user_id").first()["user_id"]
+    mine = {r["rank"]: r for r in recs.where(F.col("user_id") == user).collect()}
+    tracks = {r["track_id"]: r for r in delta_io.read(spark, cfg, SILVER_TRACKS).collect()}
+
+    def event(kind, track_id, ts=1767434400):
+        t = tracks[track_id]
+        return json.dumps({"user_name": user, "event": kind, "timestamp": ts, "track_metadata": {
+            "artist_name": t["artist_name"], "track_name": t["track_name"],
+            "additional_info": {"recording_mbid": t["recording_mbid"]}}})
+
+    disliked, liked, skipped = mine[1]["track_id"], mine[K]["track_id"], mine[2]["track_id"]
+    folder = Path(raw_dir(cfg, "feedback-jsonl", day))
+    folder.mkdir(parents=True)
+    (folder / "f.jsonl").write_text("\n".join([event("dislike", disliked), event("like", liked),
+                                               event("skip", skipped), event("shrug", liked)]) + "\n")
+    assert ingest.run(spark, cfg, day, "feedback-jsonl")["feedback-jsonl"] == {"feedback": 3, "quarantined": 1}
+    assert delta_io.read(spark, cfg, SILVER_FEEDBACK).count() == 3
+    quarantine = delta_io.read(spark, cfg, SILVER_QUARANTINE).where(F.col("format") == "feedback-jsonl")
+    assert [r["reason"] for r in quarantine.collect()] == ["unknown_event"]
+
+    recommend.run(spark, cfg, day)
+    after = {r["track_id"]: r for r in delta_io.read(spark, cfg, GOLD_RECOMMENDATIONS)
+             .where((F.col("run_date") == F.lit(day)) & (F.col("user_id") == user)).collect()}
+    assert disliked not in after and len(after) == K
+    assert after[liked]["score"] == pytest.approx(mine[K]["score"] * 1.5)
+    if skipped in after:
+        assert after[skipped]["score"] == pytest.approx(mine[2]["score"] * 0.5)
+    # the listens' quarantine of the day is untouched by feedback's
+    assert delta_io.read(spark, cfg, SILVER_QUARANTINE).where(
+        (F.col("ingest_date") == F.lit(day)) & (F.col("format") != "feedback-jsonl")).count() > 0
+
+
+def test_blend_sums_weighted_signals_log_plays_and_shares_of_each_sources_best(spark):
+    plays = spark.createDataFrame([(1, 10, i) for i in range(40)] + [(1, 11, i) for i in range(3)]
+                                  + [(1, 12, 0), (2, 10, 0)], "user_idx int, track_idx int, ts int")
+    users = spark.createDataFrame([(1,), (2,)], "user_idx int")
+    als = spark.createDataFrame([(1, 10, 0.5), (1, 13, 1.0), (1, 14, -0.2), (2, 13, -0.1)],
+                                "user_idx int, track_idx int, score double")
+    parts = [history_scores(plays, users, 2), source_scores(als, 3, "als")]
+    signal = {(r["user_idx"], r["track_idx"], r["source"]): r["signal"] for p in parts for r in p.collect()}
+    # history: the top 2 (track 12 is cut), ln(plays) up to the 0.01-play tie-break; ALS: shares of
+    # the user's best, negative scores count 0
+    assert signal == {(1, 10, "history"): pytest.approx(math.log(40), abs=1e-3),
+                      (1, 11, "history"): pytest.approx(math.log(3), abs=1e-2),
+                      (2, 10, "history"): pytest.approx(0.0, abs=1e-2),
+                      (1, 13, "als"): 1.0, (1, 10, "als"): 0.5, (1, 14, "als"): 0.0, (2, 13, "als"): 0.0}
+    weights = {"history": 1.0, "als": 2.0}
+    blended = {(r["user_idx"], r["track_idx"]): (r["score"], r["source"]) for r in blend(parts, weights).collect()}
+    assert blended[(1, 10)] == (pytest.approx(math.log(40) + 1.0, abs=1e-3), "history")
+    assert blended[(1, 13)] == (pytest.approx(2.0), "als")
+    assert blended[(1, 11)][1] == "history"
+    assert sorted(blended, key=lambda u_t: -blended[u_t][0])[:3] == [(1, 10), (1, 13), (1, 11)]
+    cold = spark.createDataFrame([(2,)], "user_idx int")
+    assert {r["user_idx"] for r in blend(parts, weights, cold).collect()} == {1}  # cold: no warm sources
+
+
+def test_blend_weights_are_searched_on_a_validation_split(spark, three_nights):
+    cfg, _ = three_nights
+    grid = {"history": [0.0, 1.0], "als": [0.0, 1.0]}
+    best, points = evaluate.tune_blend(spark, cfg, NIGHTS[1], grid)
+    assert [w for w, _ in points] == [{"history": h, "als": a} for h in (0.0, 1.0) for a in (0.0, 1.0)]
+    scores = {(w["history"], w["als"]): s for w, s in points}
+    assert best == max(points, key=lambda p: p[1])[0] and all(0.0 <= s <= 1.0 for s in scores.values())
+    # replays dominate the next day of generated listening: the user's history must count
+    assert scores[(1.0, 0.0)] > scores[(0.0, 0.0)] and best["history"] == 1.0
+    with pytest.raises(ValueError, match="albums"):
+        evaluate.tune_blend(spark, cfg, NIGHTS[1], {"albums": [1.0]})

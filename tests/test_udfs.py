@@ -1,0 +1,76 @@
+"""Column logic of udfs/ on small hand-made tables: names, track identity, stable ids, sessions."""
+from __future__ import annotations
+
+import datetime as dt
+import unicodedata
+
+from chispa import assert_df_equality
+from pyspark.sql import functions as F
+
+from udfs.identity import track_id, valid_mbid
+from udfs.ids import new_ids
+from udfs.sessions import sessionize
+from udfs.text import normalize_name
+
+MBID = "6790b616-7925-4741-b030-01958cf4e51d"
+
+
+def test_names_are_unicode_normalised_trimmed_and_collapsed(spark):
+    decomposed = unicodedata.normalize("NFD", "Beyoncé")
+    df = spark.createDataFrame([(f"  {decomposed}   Knowles ",), ("ｆｕｌｌ　ｗｉｄｔｈ",), ("   ",), (None,)], "name string")
+    got = df.select(normalize_name(F.col("name"), "NFKC").alias("name"))
+    expected = spark.createDataFrame([("Beyoncé Knowles",), ("full width",), (None,), (None,)], "name string")
+    assert_df_equality(got, expected)
+    nfc = df.select(normalize_name(F.col("name"), "NFC").alias("name")).collect()[1]["name"]
+    assert nfc == "ｆｕｌｌ ｗｉｄｔｈ"  # NFC keeps compatibility characters, only whitespace collapses
+
+
+def test_track_identity_prefers_mbid_else_case_folded_name_pair(spark):
+    df = spark.createDataFrame([
+        (MBID.upper(), "A", "x"),      # recording id wins, lower-cased
+        (None, "Deep Dish", "Milkshake"),
+        (None, "deep dish", "MILKSHAKE"),  # same pair, other case: same track
+        (None, "Deep Dish", "Milkshake (Live)"),
+    ], "mbid string, artist string, track string")
+    ids = [r[0] for r in df.select(track_id(valid_mbid(F.col("mbid")), F.col("artist"), F.col("track"))).collect()]
+    assert ids[0] == MBID
+    assert ids[1] == ids[2] and ids[1].startswith("name:") and len(ids[1]) == len("name:") + 32
+    assert ids[3] != ids[1]
+
+
+def test_sessions_break_after_the_gap_and_continue_from_last_night(spark):
+    def t(h, m):
+        return dt.datetime(2026, 1, 2, h, m)
+    plays = spark.createDataFrame([
+        ("u", "a", t(0, 10)), ("u", "b", t(0, 14)), ("u", "c", t(0, 44)),   # 30 min gap: same session
+        ("u", "d", t(1, 15)),                                               # 31 min: new session
+        ("u", "a", t(1, 15)),                                               # same second: ordered by track
+        ("w", "a", t(9, 0)),
+    ], "user_id string, track_id string, ts timestamp")
+    tail = spark.createDataFrame([("u", dt.datetime(2026, 1, 1, 23, 55), 777, 4),
+                                  ("w", dt.datetime(2026, 1, 1, 23, 55), 888, 2)],
+                                 "user_id string, ts timestamp, session_id long, session_position int")
+    got = {(r.user_id, r.track_id, r.ts): (r.session_id, r.session_position)
+           for r in sessionize(plays, 30, tail).collect()}
+    assert [got[("u", k, ts)] for k, ts in [("a", t(0, 10)), ("b", t(0, 14)), ("c", t(0, 44))]] == \
+        [(777, 5), (777, 6), (777, 7)]
+    second = got[("u", "a", t(1, 15))]
+    assert second[1] == 1 and got[("u", "d", t(1, 15))] == (second[0], 2) and second[0] != 777
+    assert got[("w", "a", t(9, 0))][0] != 888 and got[("w", "a", t(9, 0))][1] == 1
+    alone = {(r.track_id, r.ts): r.session_position for r in sessionize(plays.where("user_id = 'u'"), 30).collect()}
+    assert alone == {("a", t(0, 10)): 1, ("b", t(0, 14)): 2, ("c", t(0, 44)): 3, ("a", t(1, 15)): 1,
+                     ("d", t(1, 15)): 2}
+    longer = {(r.track_id, r.ts): r.session_position for r in sessionize(plays.where("user_id = 'u'"), 31).collect()}
+    assert longer == {("a", t(0, 10)): 1, ("b", t(0, 14)): 2, ("c", t(0, 44)): 3, ("a", t(1, 15)): 4,
+                      ("d", t(1, 15)): 5}
+
+
+def test_new_ids_continue_after_the_largest_and_never_renumber(spark):
+    existing = spark.createDataFrame([("b", 1), ("z", 2)], "key string, idx int")
+    keys = spark.createDataFrame([("z",), ("c",), ("a",)], "key string")
+    got = new_ids(keys, existing, "key", "idx")
+    assert_df_equality(got, spark.createDataFrame([("a", 3), ("c", 4)], "key string, idx int"),
+                       ignore_row_order=True, ignore_nullable=True)
+    first = new_ids(keys, spark.createDataFrame([], "key string, idx int"), "key", "idx")
+    assert_df_equality(first, spark.createDataFrame([("a", 1), ("c", 2), ("z", 3)], "key string, idx int"),
+                       ignore_row_order=True, ignore_nullable=True)
