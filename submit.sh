@@ -22,14 +22,20 @@ if [ ! -x "$PY" ]; then
   exit 2
 fi
 
+# Spark conf (secrets included) goes through a properties file only the user can read, never argv.
+props="$(mktemp "${TMPDIR:-/tmp}/setlist-spark.XXXXXX.properties")"
+trap 'rm -f "$props"' EXIT
 status=0
-options="$(PYTHONPATH="$ROOT${PYTHONPATH:+:$PYTHONPATH}" "$PY" -m jobs.core.launch "$@")" || status=$?
+options="$(SETLIST_PROPERTIES_FILE="$props" PYTHONPATH="$ROOT${PYTHONPATH:+:$PYTHONPATH}" \
+           "$PY" -m jobs.core.launch "$@")" || status=$?
 [ "$status" -eq 0 ] || exit "$status"
-mapfile -t spark_options <<< "$options"
+mapfile -t lines <<< "$options"
+umask "${lines[0]#UMASK }"  # every file the run writes (tables, models, reports) gets the configured umask
+spark_options=("${lines[@]:1}")
 
 zip="$(mktemp "${TMPDIR:-/tmp}/setlist-code.XXXXXX.zip")"
 errors="$(mktemp "${TMPDIR:-/tmp}/setlist-error.XXXXXX")"
-trap 'rm -f "$zip" "$errors"' EXIT
+trap 'rm -f "$props" "$zip" "$errors"' EXIT
 "$PY" - "$ROOT" "$zip" <<'PYZIP'
 import pathlib, sys, zipfile
 root, target = pathlib.Path(sys.argv[1]), sys.argv[2]

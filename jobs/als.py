@@ -6,9 +6,9 @@ the last play (als.recency_half_life_days). ALS runs with implicitPrefs, coldSta
 a checkpoint directory under the warehouse, so that many iterations cannot overflow the stack.
 Hyperparameters come from conf; with a grid (als.grid_*) every combination is trained on plays
 before the last als.validation_days days and ranked on them (a ranking metric, never RMSE); the
-best is retrained on all plays. The model is saved under <warehouse>/models/als/<D>, its factors go
-to gold.als_user_factors / gold.als_item_factors, and a row with parameters and validation metrics
-to gold.models.
+best is retrained on all plays. The model is saved in a new folder <warehouse>/models/als/<D>/<run>,
+its factors go to gold.als_user_factors / gold.als_item_factors, and a row with parameters,
+validation metrics and that folder to gold.models, last: the row publishes the model.
 """
 from __future__ import annotations
 
@@ -24,7 +24,7 @@ from jobs.core import delta_io
 from jobs.core.config import Config
 from jobs.core.errors import NotEnoughHistory
 from jobs.core.frames import CacheScope
-from jobs.core.paths import location
+from jobs.core.paths import location, new_artifact
 from jobs.core.records import record_model
 from jobs.core.tables import GOLD_ALS_ITEM_FACTORS, GOLD_ALS_USER_FACTORS, SILVER_PLAYS
 from models.als import AlsSettings, grid, validate
@@ -57,8 +57,8 @@ def run(spark: SparkSession, cfg: Config, day: dt.date) -> dict:
                  best.reg_param, best.alpha, pairs.count())
         model = settings.fit(pairs, best)
     version = f"als-{day.isoformat()}"
-    path = location(cfg, "models", "als", day.isoformat())
-    model.write().overwrite().save(path)
+    path = new_artifact(cfg, "als", day)  # published by its gold.models row below, once complete
+    model.write().save(path)
     for frame, key, table in ((model.userFactors, "user_idx", GOLD_ALS_USER_FACTORS),
                               (model.itemFactors, "track_idx", GOLD_ALS_ITEM_FACTORS)):
         delta_io.replace_date(factors(frame, key, day, version), cfg, table, "run_date", day)

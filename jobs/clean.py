@@ -1,14 +1,18 @@
 """clean: one date of bronze.listens into silver plays, ids, quarantine and a reconciled summary.
 
-For run date D: parse each bronze row of D by its format; send every row that breaks a rule to
-silver.quarantine with the first reason it breaks (udfs.quality); normalise names and decide each
-play's track identity (udfs.text, udfs.identity); drop exact duplicates (same user, track and
-second), within the night and against plays cleaned on earlier nights; give new users and tracks
-the next stable integer ids (MERGE, never renumbering); cut sessions (udfs.sessions), continuing a
-session from the night before when the gap allows. Counts must reconcile exactly,
-bronze = plays + quarantined + duplicates, before anything is written. Then D's partitions of
-silver.plays and silver.quarantine are replaced in one commit each, and the summary row goes to
-silver.clean_runs last, as the marker that D is cleaned. Cleaning D again gives the same tables.
+For run date D: take the current version of each bronze line of D (a re-delivered line's newest
+ingest; older versions are counted as replaced); parse it by its format; send every row that breaks
+a rule to silver.quarantine with the first reason it breaks (udfs.quality); normalise names and
+decide each play's track identity (udfs.text, udfs.identity); drop exact duplicates (same user,
+track and second), within the night and against plays cleaned on every other night (late data in
+both directions: a play belongs to the night that cleaned it first); give new users and tracks the
+next stable integer ids (MERGE, never renumbering; the warehouse lease keeps this one writer at a
+time); cut sessions (udfs.sessions), continuing a session from the night before when the gap allows.
+D's partitions of silver.plays and silver.quarantine are replaced in one commit each; then the rows
+committed for D are counted back and must reconcile exactly with bronze, bronze = plays +
+quarantined + duplicates (duplicates counted on their own); only then does the summary row go to
+silver.clean_runs, as the marker that D is cleaned. Cleaning D again, or after a crash at any
+point, gives the same tables.
 """
 from __future__ import annotations
 
@@ -39,31 +43,29 @@ DUPLICATE_KEY = ("user_id", "track_id", "ts")
 
 
 def run(spark: SparkSession, cfg: Config, day: dt.date) -> dict:
-    bronze = delta_io.read(spark, cfg, BRONZE_LISTENS).where(F.col("ingest_date") == F.lit(day))
+    all_versions = delta_io.read(spark, cfg, BRONZE_LISTENS).where(F.col("ingest_date") == F.lit(day))
     with CacheScope() as cache:
+        bronze = cache(current_versions(all_versions))
         classified = cache(classify(bronze, day, cfg.clean.ts_floor))
         bronze_rows = classified.count()
         if bronze_rows == 0:
             raise InputError(f"no rows in {BRONZE_LISTENS.full_name} for {day}: run `ingest --date {day}` first")
-        log.info("clean %s: %d bronze rows", day, bronze_rows)
+        replaced = all_versions.count() - bronze_rows
+        log.info("clean %s: %d bronze rows (%d older versions of re-delivered lines replaced)", day, bronze_rows,
+                 replaced)
         quarantine = classified.where(F.col("reason").isNotNull())
         reasons = {r["reason"]: r["count"] for r in quarantine.groupBy("reason").count().collect()}
-        quarantined = sum(reasons.values())
 
         good = cache(to_plays(classified.where(F.col("reason").isNull()), cfg.clean.unicode_form))
         span = good.agg(F.min("play_date").alias("lo"), F.max("play_date").alias("hi"),
                         F.count("*").alias("n")).first()
-        plays = cache(drop_duplicates(good, earlier_plays(spark, cfg, day, span)))
-        play_count = plays.count()
-        duplicates = span["n"] - play_count
-        if bronze_rows != play_count + quarantined + duplicates:  # a bug in the rules, never bad data
-            raise RuntimeError(f"clean {day}: counts do not reconcile: bronze {bronze_rows} != plays {play_count} "
-                               f"+ quarantined {quarantined} + duplicates {duplicates}")
+        others = other_nights_plays(spark, cfg, day, span)
+        duplicates = count_duplicates(good, others)
+        plays = cache(drop_duplicates(good, others))
 
-        new_users = merge_new_ids(spark, cfg, SILVER_USERS, plays.select("user_id").distinct()
-                                  .withColumn("first_seen_date", F.lit(day)), "user_id", "user_idx", cache)
-        new_tracks = merge_new_ids(spark, cfg, SILVER_TRACKS, first_seen_tracks(plays, day), "track_id", "track_idx",
-                                   cache)
+        merge_new_ids(spark, cfg, SILVER_USERS, plays.select("user_id").distinct()
+                      .withColumn("first_seen_date", F.lit(day)), "user_id", "user_idx", cache)
+        merge_new_ids(spark, cfg, SILVER_TRACKS, first_seen_tracks(plays, day), "track_id", "track_idx", cache)
         users = delta_io.read(spark, cfg, SILVER_USERS).select("user_id", "user_idx")
         tracks = delta_io.read(spark, cfg, SILVER_TRACKS).select("track_id", "track_idx")
         previous = delta_io.read_or_empty(spark, cfg, SILVER_PLAYS).where(
@@ -73,10 +75,17 @@ def run(spark: SparkSession, cfg: Config, day: dt.date) -> dict:
         delta_io.replace_date(sessions, cfg, SILVER_PLAYS, "ingest_date", day)
         delta_io.replace_partition(quarantine, cfg, SILVER_QUARANTINE, ingest_date=day, stage="clean")
 
+    play_count, quarantined = committed_counts(spark, cfg, day)
+    if bronze_rows != play_count + quarantined + duplicates:
+        raise RuntimeError(f"clean {day}: counts do not reconcile: bronze {bronze_rows} != plays {play_count} "
+                           f"+ quarantined {quarantined} + duplicates {duplicates} (as committed); "
+                           f"{SILVER_CLEAN_RUNS.full_name} is not marked, so the date is not cleaned")
+    new_users = first_seen_on(spark, cfg, SILVER_USERS, day)
+    new_tracks = first_seen_on(spark, cfg, SILVER_TRACKS, day)
     summary = {
         "ingest_date": day, "bronze_rows": bronze_rows, "plays": play_count, "quarantined": quarantined,
         "duplicates": duplicates, "new_users": new_users, "new_tracks": new_tracks,
-        "quarantine_reasons": reasons,
+        "quarantine_reasons": reasons, "replaced": replaced,
     }
     run_row = spark.createDataFrame([summary | {"finished_at": now()}], SILVER_CLEAN_RUNS.schema)
     delta_io.replace_date(run_row, cfg, SILVER_CLEAN_RUNS, "ingest_date", day)
@@ -84,6 +93,12 @@ def run(spark: SparkSession, cfg: Config, day: dt.date) -> dict:
              "quarantine reasons %s", day, bronze_rows, play_count, quarantined, duplicates, new_users,
              new_tracks, dict(sorted(reasons.items())) or "none")
     return summary
+
+
+def current_versions(bronze: DataFrame) -> DataFrame:
+    """The newest ingested version of each (format, file, line) of the date's bronze rows."""
+    newest = Window.partitionBy("format", "source_file", "line_number").orderBy(F.desc("ingest_time"), F.desc("raw"))
+    return bronze.withColumn("_v", F.row_number().over(newest)).where("_v = 1").drop("_v")
 
 
 def classify(bronze: DataFrame, day: dt.date, ts_floor: dt.date) -> DataFrame:
@@ -100,12 +115,35 @@ def to_plays(good: DataFrame, unicode_form: str) -> DataFrame:
             .withColumn("play_date", F.to_date("ts")))
 
 
-def earlier_plays(spark: SparkSession, cfg: Config, day: dt.date, span) -> DataFrame | None:
-    """Plays cleaned on earlier nights whose play dates overlap this night's (for duplicates)."""
+def other_nights_plays(spark: SparkSession, cfg: Config, day: dt.date, span) -> DataFrame | None:
+    """Plays cleaned on every other night, earlier or later, whose play dates overlap this night's."""
     if not span["n"] or not delta_io.exists(spark, cfg, SILVER_PLAYS):
         return None
     return (delta_io.read(spark, cfg, SILVER_PLAYS)
-            .where((F.col("ingest_date") < F.lit(day)) & F.col("play_date").between(span["lo"], span["hi"])))
+            .where((F.col("ingest_date") != F.lit(day)) & F.col("play_date").between(span["lo"], span["hi"])))
+
+
+def count_duplicates(good: DataFrame, others: DataFrame | None) -> int:
+    """Good records that are not a play of their own: repeats within the night, and plays another
+    night already holds. Counted apart from the dedupe itself, so that the reconciliation can fail."""
+    keys = good.select(*DUPLICATE_KEY)
+    distinct = keys.distinct()
+    repeats = keys.count() - distinct.count()
+    held = 0 if others is None else distinct.join(others.select(*DUPLICATE_KEY).distinct(), list(DUPLICATE_KEY)).count()
+    return repeats + held
+
+
+def committed_counts(spark: SparkSession, cfg: Config, day: dt.date) -> tuple[int, int]:
+    """(plays, quarantined) of the date as committed in silver.plays and silver.quarantine."""
+    plays = delta_io.read(spark, cfg, SILVER_PLAYS).where(F.col("ingest_date") == F.lit(day)).count()
+    quarantined = delta_io.read(spark, cfg, SILVER_QUARANTINE).where(
+        (F.col("ingest_date") == F.lit(day)) & (F.col("stage") == "clean")).count()
+    return plays, quarantined
+
+
+def first_seen_on(spark: SparkSession, cfg: Config, table, day: dt.date) -> int:
+    """Keys of `table` first seen on `day`: the same count on a rerun or after a crash."""
+    return delta_io.read(spark, cfg, table).where(F.col("first_seen_date") == F.lit(day)).count()
 
 
 def drop_duplicates(plays: DataFrame, earlier: DataFrame | None = None) -> DataFrame:
@@ -126,11 +164,9 @@ def first_seen_tracks(plays: DataFrame, day: dt.date) -> DataFrame:
 
 
 def merge_new_ids(spark: SparkSession, cfg: Config, table, keys: DataFrame, key: str, idx: str,
-                  cache: CacheScope) -> int:
-    """Give keys not yet in `table` the next ids and insert them (MERGE, insert only). Returns how many."""
-    fresh = cache(new_ids(keys, delta_io.read_or_empty(spark, cfg, table), key, idx))
-    count = fresh.count()
+                  cache: CacheScope) -> None:
+    """Give keys not yet in `table` the next ids and insert them (MERGE, insert only)."""
     target = delta_io.ensure(spark, cfg, table)
+    fresh = cache(new_ids(keys, delta_io.read(spark, cfg, table), key, idx))
     (target.alias("t").merge(delta_io.conform(fresh, table).alias("s"), f"t.{key} = s.{key}")
      .whenNotMatchedInsertAll().execute())
-    return count

@@ -1,10 +1,14 @@
 """ingest: one date's raw log files into bronze.listens, a row per line with its lineage; the date's
 feedback into silver.feedback.
 
-Raw files for date D and format F live under `<raw_path>/<F>/date=<D>/` (jobs.core.rawfiles). Every
-listen line becomes one bronze row as read (no parsing here: a line the cleaner refuses must still
-be kept), with the file it came from and its 1-based line number. The rows are MERGEd on (date,
-file, line), so ingesting the same file again adds nothing. Feedback lines (like, dislike, skip;
+Raw files for date D and format F live under `<raw_path>/<F>/date=<D>/` (jobs.core.rawfiles): every
+entry there is read or reported as skipped with its reason, and a configured format without a folder
+for D is reported as missing. Every listen line becomes one bronze row as read (no parsing here: a
+line the cleaner refuses must still be kept; bytes that are not UTF-8 are kept as base64 beside a
+readable version), with the file it came from and its 1-based line number. The rows are MERGEd on
+(date, file, line, content): ingesting the same file again adds nothing, and a re-delivered file
+with changed content (a half-written last line completed, a corrected line) adds its new and changed
+lines, counted, beside the versions they replace (clean reads the newest). Feedback lines (like, dislike, skip;
 optional: a day without a feedback folder has none) are parsed by the listens' own field rules
 (udfs.parse, udfs.quality) into silver.feedback, refused ones into silver.quarantine (stage
 `ingest`); D's rows of both are replaced on a rerun.
@@ -22,7 +26,7 @@ from jobs.core import delta_io
 from jobs.core.config import Config
 from jobs.core.errors import ConfigError, InputError
 from jobs.core.frames import CacheScope
-from jobs.core.rawfiles import path_exists, raw_dir, read_lines
+from jobs.core.rawfiles import Discovery, discover, path_exists, raw_dir, read_lines
 from jobs.core.tables import BRONZE_LISTENS, SILVER_FEEDBACK, SILVER_QUARANTINE
 from udfs.formats import FEEDBACK_JSONL, LISTEN_FORMATS
 from udfs.identity import track_id
@@ -37,10 +41,15 @@ def run(spark: SparkSession, cfg: Config, day: dt.date, fmt: str | None = None) 
     """Ingest date `day` (one format, or every configured format present). Returns row counts."""
     formats = formats_to_ingest(spark, cfg, day, fmt)
     summary = {f: ingest_listens(spark, cfg, day, f) for f in formats}
+    missing = [f for f in (cfg.ingest.formats if fmt is None else []) if f not in formats]
+    if missing:
+        summary["missing_formats"] = missing
+        log.warning("ingest %s: no folder for format(s) %s (%s)", day, ", ".join(missing),
+                    ", ".join(raw_dir(cfg, f, day) for f in missing))
     if fmt in (None, FEEDBACK_JSONL):
         feedback = raw_dir(cfg, FEEDBACK_JSONL, day)
         if path_exists(spark, feedback):
-            summary[FEEDBACK_JSONL] = ingest_feedback(spark, cfg, day, feedback)
+            summary[FEEDBACK_JSONL] = ingest_feedback(spark, cfg, day)
         elif fmt == FEEDBACK_JSONL:
             raise InputError(f"raw input path does not exist: {feedback} (conf key raw_path)")
     return summary
@@ -63,16 +72,28 @@ def formats_to_ingest(spark: SparkSession, cfg: Config, day: dt.date, fmt: str |
     return present
 
 
-def ingest_listens(spark: SparkSession, cfg: Config, day: dt.date, fmt: str) -> dict:
+def discovered(spark: SparkSession, cfg: Config, day: dt.date, fmt: str) -> Discovery:
     path = raw_dir(cfg, fmt, day)
-    log.info("ingest %s: reading %s", day, path)
+    found = discover(spark, path, cfg.raw_path)
+    log.info("ingest %s: %s: %d file(s) to read, %d skipped", day, path, len(found.files), len(found.skipped))
+    for entry in found.skipped:
+        log.warning("ingest %s: skipped %s: %s", day, entry["file"], entry["reason"])
+    return found
+
+
+def ingest_listens(spark: SparkSession, cfg: Config, day: dt.date, fmt: str) -> dict:
+    found = discovered(spark, cfg, day, fmt)
+    counts = {"files": len(found.files), "skipped": found.skipped}
+    if not found.files:
+        return {"read": 0, "inserted": 0, "already_ingested": 0} | counts
     table = delta_io.ensure(spark, cfg, BRONZE_LISTENS)
-    rows = delta_io.conform(read_lines(spark, path, fmt, day), BRONZE_LISTENS)
+    rows = delta_io.conform(read_lines(spark, found.files, fmt, day), BRONZE_LISTENS)
     before = _version(table)
     (table.alias("t")
      .merge(rows.alias("s"),
             f"t.ingest_date = {delta_io.sql_literal(day)} AND t.ingest_date = s.ingest_date "
-            "AND t.source_file = s.source_file AND t.line_number = s.line_number")
+            "AND t.source_file = s.source_file AND t.line_number = s.line_number "
+            "AND t.raw = s.raw AND t.raw_base64 <=> s.raw_base64")
      .whenNotMatchedInsertAll()
      .execute())
     if _version(table) > before:
@@ -80,9 +101,9 @@ def ingest_listens(spark: SparkSession, cfg: Config, day: dt.date, fmt: str) -> 
         inserted, read = int(metrics["numTargetRowsInserted"]), int(metrics["numSourceRows"])
     else:  # Delta commits nothing when a MERGE inserts nothing: every line was there already
         inserted, read = 0, rows.count()
-    log.info("ingest %s %s: %d lines read, %d new rows in %s, %d already ingested",
+    log.info("ingest %s %s: %d lines read, %d new or changed rows in %s, %d already ingested",
              day, fmt, read, inserted, BRONZE_LISTENS.full_name, read - inserted)
-    return {"read": read, "inserted": inserted, "already_ingested": read - inserted}
+    return {"read": read, "inserted": inserted, "already_ingested": read - inserted} | counts
 
 
 def feedback_events(lines: DataFrame, day: dt.date, ts_floor: dt.date, unicode_form: str) -> DataFrame:
@@ -95,12 +116,16 @@ def feedback_events(lines: DataFrame, day: dt.date, ts_floor: dt.date, unicode_f
             .withColumn("track_id", track_id(F.col("recording_mbid"), F.col("artist_name"), F.col("track_name"))))
 
 
-def ingest_feedback(spark: SparkSession, cfg: Config, day: dt.date, path: str) -> dict:
-    lines = read_lines(spark, path, FEEDBACK_JSONL, day)
+def ingest_feedback(spark: SparkSession, cfg: Config, day: dt.date) -> dict:
+    found = discovered(spark, cfg, day, FEEDBACK_JSONL)
+    if not found.files:
+        return {"feedback": 0, "quarantined": 0, "files": 0, "skipped": found.skipped}
+    lines = read_lines(spark, found.files, FEEDBACK_JSONL, day)
     with CacheScope() as cache:
         parsed = cache(feedback_events(lines, day, cfg.clean.ts_floor, cfg.clean.unicode_form))
         good, bad = parsed.where(F.col("reason").isNull()), parsed.where(F.col("reason").isNotNull())
-        counts = {"feedback": good.count(), "quarantined": bad.count()}
+        counts = {"feedback": good.count(), "quarantined": bad.count(), "files": len(found.files),
+                  "skipped": found.skipped}
         delta_io.replace_date(good, cfg, SILVER_FEEDBACK, "ingest_date", day)
         delta_io.replace_partition(bad, cfg, SILVER_QUARANTINE, ingest_date=day, stage="ingest")
     log.info("ingest %s: %d feedback events into %s, %d quarantined", day, counts["feedback"],

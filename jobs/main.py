@@ -11,6 +11,7 @@ import datetime as dt
 import logging
 import os
 import sys
+from contextlib import nullcontext
 from typing import Callable
 
 from jobs.core.config import TRAIN_BACKENDS, Config, load_config
@@ -52,6 +53,8 @@ def _jobs() -> dict[str, Callable]:
     }
 
 
+# Jobs that write the warehouse hold its single-writer lease while they run (jobs.core.lease).
+READ_ONLY_JOBS = ("generate", "tables", "preview")
 JOB_NAMES = ("generate", "ingest", "clean", "embed", "cluster", "als", "train", "recommend", "evaluate", "nightly",
              "tables", "preview")
 
@@ -110,11 +113,14 @@ def main(argv: list[str] | None = None) -> int:
         report_error(f"setlist: error: {exc}")
         return exc.exit_code
     setup_logging(cfg.log_level)
+    from jobs.core.lease import Lease
     from jobs.core.session import get_spark
     spark = None
     try:
-        spark = get_spark(cfg)
-        result = _jobs()[args.job](spark, cfg, args)
+        lease = Lease(cfg, args.job) if cfg.lease.enabled and args.job not in READ_ONLY_JOBS else nullcontext()
+        with lease:
+            spark = get_spark(cfg)
+            result = _jobs()[args.job](spark, cfg, args)
         log.info("%s finished: %s", args.job, result)
         return 0
     except SetlistError as exc:

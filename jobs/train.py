@@ -8,9 +8,11 @@ For run date D:
 2. training: the driver lists the train split's files in the current Delta snapshot and deals them
    to train.world_size ranks (models.feed); `horovod.spark.run` (one rank per Spark task) or
    TorchDistributor runs models.distributed.train; rank 0 checkpoints every epoch under
-   <warehouse>/models/lstm/<D>/checkpoints and a rerun resumes after the latest checkpoint.
-3. export: the final weights, TorchScript and ONNX (models.export), each checked to give the same
-   top-k as the trained model on validation examples.
+   <warehouse>/_checkpoints/lstm/<D>/<input key>: a rerun on the same input resumes after the latest
+   checkpoint, a rerun on changed input (new plays, other settings) starts fresh.
+3. export: the final weights, TorchScript and ONNX (models.export) into a new folder
+   <warehouse>/models/lstm/<D>/<run>, each checked to give the same top-k as the trained model on
+   validation examples; the gold.models row, written last, publishes it.
 4. evaluation: next-track hit rate and NDCG at evaluate.k on validation examples (full ranking) for
    the LSTM, global popularity, the user's most played tracks and item2vec neighbours of the last
    track, with the same metric definitions as evaluate; a gold.models row and the train stage's
@@ -19,6 +21,7 @@ For run date D:
 from __future__ import annotations
 
 import datetime as dt
+import hashlib
 import logging
 
 import numpy as np
@@ -29,10 +32,10 @@ from jobs.core import delta_io
 from jobs.core.config import Config, TrainConf
 from jobs.core.errors import NotEnoughHistory
 from jobs.core.frames import CacheScope
-from jobs.core.paths import location
+from jobs.core.paths import location, new_artifact
 from jobs.core.records import record_model, write_metrics
 from jobs.core.tables import GOLD_SEQUENCES, GOLD_TRACK_EMBEDDINGS, SILVER_PLAYS, SILVER_TRACKS
-from models import feed, sources, storage
+from models import feed, sources
 from models.distributed import TrainSpec, latest_checkpoint, load_checkpoint, run_backend
 from models.embeddings import Word2VecParams, train_word2vec
 from models.export import export
@@ -52,12 +55,15 @@ def run(spark: SparkSession, cfg: Config, day: dt.date, backend: str | None = No
     counts = write_sequences(spark, cfg, day)
     vocab = int(delta_io.read(spark, cfg, SILVER_TRACKS).agg(F.max("track_idx")).first()[0]) + 1
     shard_plan = feed.plan(split_files(spark, cfg, day, "train"), conf.world_size, conf.batch_size)
-    store = location(cfg, "models", "lstm", day.isoformat())
+    lstm = LstmParams(vocab, conf.embed_dim, conf.hidden, conf.layers, conf.dropout)
+    # Checkpoints belong to one training input: the examples' content and every setting that shapes
+    # the run. A rerun on the same input resumes; on other input (new plays, other sizes) starts fresh.
+    input_key = training_input_key(spark, cfg, day, lstm, shard_plan.steps_per_epoch)
     spec = TrainSpec(
-        lstm=LstmParams(vocab, conf.embed_dim, conf.hidden, conf.layers, conf.dropout),
-        shards=shard_plan.shards, steps_per_epoch=shard_plan.steps_per_epoch, epochs=conf.epochs,
+        lstm=lstm, shards=shard_plan.shards, steps_per_epoch=shard_plan.steps_per_epoch, epochs=conf.epochs,
         batch_size=conf.batch_size, learning_rate=conf.learning_rate, loss=conf.loss, num_sampled=conf.num_sampled,
-        checkpoint_dir=storage.join(store, "checkpoints"), seed=conf.seed, pretrained=pretrained(spark, cfg, day))
+        checkpoint_dir=location(cfg, "checkpoints", "lstm", day.isoformat(), input_key), seed=conf.seed,
+        pretrained=pretrained(spark, cfg, day))
     log.info("train %s: %d train / %d valid examples, vocab %d, %s with %d ranks, %d steps per epoch, "
              "rows per rank %s", day, counts["train"], counts["valid"], vocab, backend, conf.world_size,
              shard_plan.steps_per_epoch, shard_plan.rows)
@@ -68,6 +74,7 @@ def run(spark: SparkSession, cfg: Config, day: dt.date, backend: str | None = No
     model = load_final(spec)
     sample = np.stack(delta_io.read(spark, cfg, GOLD_SEQUENCES).where(
         (F.col("run_date") == F.lit(day)) & (F.col("split") == "valid")).select("x").limit(256).toPandas()["x"])
+    store = new_artifact(cfg, "lstm", day)  # published by the gold.models row below, once complete
     checks = export(model, store, conf.window, sample, cfg.evaluate.k, conf.export_onnx)
     metrics = evaluate_next_track(spark, cfg, day, model)
     k = cfg.evaluate.k
@@ -75,7 +82,7 @@ def run(spark: SparkSession, cfg: Config, day: dt.date, backend: str | None = No
     params = {name: getattr(conf, name) for name in ("window", "embed_dim", "hidden", "layers", "dropout", "loss",
                                                      "num_sampled", "epochs", "batch_size", "learning_rate")}
     record_model(spark, cfg, day, "lstm", f"lstm-{day.isoformat()}", rank0["backend"], rank0["world_size"],
-                 params | {"vocab": vocab},
+                 params | {"vocab": vocab, "input_key": input_key},
                  summary | {"loss_by_epoch": rank0["loss_by_epoch"], "export": checks}, store)
     log.info("train %s: next-track %s", day, summary)
     return {"ranks": results, "metrics": metrics, "export": checks, "summary": summary}
@@ -114,6 +121,18 @@ def write_sequences(spark: SparkSession, cfg: Config, day: dt.date) -> dict:
         raise NotEnoughHistory(f"train {day}: need examples before and within the last {conf.validation_days} "
                                f"day(s) (train.validation_days); got {counts or 'none'}")
     return counts
+
+
+def training_input_key(spark: SparkSession, cfg: Config, day: dt.date, lstm: LstmParams, steps: int) -> str:
+    """A digest of D's examples (count and an order-free sum of row hashes) and the run's settings."""
+    stored = delta_io.read(spark, cfg, GOLD_SEQUENCES).where(F.col("run_date") == F.lit(day))
+    content = stored.agg(F.count("*").alias("n"),
+                         F.sum(F.xxhash64("split", "user_idx", "session_id", "play_date", "x", "y").cast("decimal(38,0)"))
+                         .alias("h")).first()
+    conf = cfg.train
+    settings = (content["n"], str(content["h"]), lstm, steps, conf.epochs, conf.batch_size, conf.learning_rate,
+                conf.loss, conf.num_sampled, conf.seed, conf.world_size, conf.init_from_embeddings)
+    return hashlib.sha256(repr(settings).encode()).hexdigest()[:16]
 
 
 def split_files(spark: SparkSession, cfg: Config, day: dt.date, split: str) -> list[str]:

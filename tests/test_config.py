@@ -124,3 +124,30 @@ def test_ranges_are_declared_with_the_keys(tmp_path):
     assert "als.grid_ranks[1]: must be positive, got 0" in error_of(path, ["als.grid_ranks=[4, 0]"])
     assert "catalog.database: 'a-b' does not match" in error_of(path, ["catalog.database=a-b"])
     assert "ingest.formats[0]: 'csv' is not one of" in error_of(path, ["ingest.formats=[csv]"])
+
+
+def test_control_characters_empty_paths_and_unset_variables_are_config_errors(tmp_path, monkeypatch):
+    path = write(tmp_path, 'warehouse: /w\nraw_path: /r\nspark: {app_name: "setlist\\n--conf evil=1"}\n')
+    assert error_of(path) == f"{path}: spark.app_name: control character '\\n' not allowed in a value"
+    path = write(tmp_path, "warehouse: /w\nraw_path: /r\n")
+    assert "spark.conf.spark.x: control character '\\t'" in error_of(path, ["spark.conf.spark.x=a\tb"])
+    assert error_of(path, ["warehouse="]) == f"{path}: warehouse: must not be empty"
+    monkeypatch.delenv("SETLIST_NO_SUCH_ROOT", raising=False)
+    assert error_of(path, ["raw_path=${SETLIST_NO_SUCH_ROOT}/raw"]) == \
+        f"{path}: raw_path: ${{SETLIST_NO_SUCH_ROOT}} is not set in the environment"
+    monkeypatch.setenv("SETLIST_ROOT", "/data")
+    assert load_config(path, ["raw_path=${SETLIST_ROOT}/raw"]).raw_path == "/data/raw"
+
+
+def test_launch_puts_spark_conf_with_secrets_in_a_private_properties_file(tmp_path, monkeypatch):
+    import stat
+
+    from jobs.core.launch import submit_options
+    path = write(tmp_path, "warehouse: /w\nraw_path: /r\nspark:\n  conf:\n    spark.hadoop.fs.s3a.secret.key: s3cr=t\n")
+    props = tmp_path / "spark.properties"
+    options = submit_options(["clean", "--conf", str(path), "--date", "2026-01-01"], str(props))
+    assert options[0] == "UMASK 027" and "--properties-file" in options
+    assert not [o for o in options if "s3cr" in o or o == "--conf"]
+    assert stat.S_IMODE(props.stat().st_mode) == 0o600
+    text = props.read_text()
+    assert "spark.hadoop.fs.s3a.secret.key=s3cr\\=t\n" in text and "spark.sql.extensions=" in text

@@ -35,7 +35,7 @@ def test_line_numbers_are_exact_across_file_splits_and_reingest_adds_nothing(spa
         first = ingest.run(spark, cfg, DAY, "lastfm-tsv")
     finally:
         spark.conf.set("spark.sql.files.maxPartitionBytes", previous)
-    assert first == {"lastfm-tsv": {"read": 3001, "inserted": 3001, "already_ingested": 0}}
+    assert first == {"lastfm-tsv": {"read": 3001, "inserted": 3001, "already_ingested": 0, "files": 2, "skipped": []}}
     rows = delta_io.read(spark, cfg, BRONZE_LISTENS)
     a = rows.where(F.col("source_file").endswith("/a.tsv"))
     mismatched = a.where(F.col("raw") != F.concat(F.lit("user_"), (F.col("line_number") % 7).cast("string"),
@@ -48,8 +48,18 @@ def test_line_numbers_are_exact_across_file_splits_and_reingest_adds_nothing(spa
     assert [tuple(r) for r in b.collect()] == [(1, "only line", "lastfm-tsv", DAY)]
 
     again = ingest.run(spark, cfg, DAY, "lastfm-tsv")
-    assert again == {"lastfm-tsv": {"read": 3001, "inserted": 0, "already_ingested": 3001}}
+    assert again == {"lastfm-tsv": {"read": 3001, "inserted": 0, "already_ingested": 3001, "files": 2, "skipped": []}}
     assert delta_io.read(spark, cfg, BRONZE_LISTENS).count() == 3001
+
+
+def test_files_the_warehouse_writes_are_not_world_readable(spark, cfg):
+    import os
+    import stat
+    write_raw(cfg, "lastfm-tsv", "a.tsv", ["u\t2026-01-02T10:00:00Z\t\tA\t\tT"])
+    ingest.run(spark, cfg, DAY, "lastfm-tsv")
+    modes = {path: stat.S_IMODE(os.stat(path).st_mode)
+             for folder, _, names in os.walk(cfg.warehouse) for path in [folder, *(f"{folder}/{n}" for n in names)]}
+    assert len(modes) > 3 and not {p: oct(m) for p, m in modes.items() if m & 0o007}  # conf file_umask 027
 
 
 def test_a_new_file_for_the_same_day_is_added_beside_the_old_ones(spark, cfg):
@@ -57,7 +67,9 @@ def test_a_new_file_for_the_same_day_is_added_beside_the_old_ones(spark, cfg):
     ingest.run(spark, cfg, DAY)
     write_raw(cfg, "listenbrainz-jsonl", "2.jsonl", ['{"a": 3}'])
     summary = ingest.run(spark, cfg, DAY)
-    assert summary == {"listenbrainz-jsonl": {"read": 3, "inserted": 1, "already_ingested": 2}}
+    assert summary == {"listenbrainz-jsonl": {"read": 3, "inserted": 1, "already_ingested": 2, "files": 2,
+                                              "skipped": []},
+                       "missing_formats": ["lastfm-tsv"]}
     assert delta_io.read(spark, cfg, BRONZE_LISTENS).count() == 3
 
 
@@ -80,7 +92,8 @@ def test_feedback_is_parsed_by_the_listens_rules(spark):
         return json.dumps({**base, **record})
     rows = [line(), line(timestamp=0), line(user_name=""), line(event="shrug"), line(timestamp="soon"),
             "[1, 2]", line(timestamp=1767398400), line(track_metadata={"artist_name": "A", "track_name": " "})]
-    lines = spark.createDataFrame([(i + 1, raw) for i, raw in enumerate(rows)], "line_number long, raw string")
+    lines = spark.createDataFrame([(i + 1, raw, None) for i, raw in enumerate(rows)],
+                                  "line_number long, raw string, raw_base64 string")
     got = {r["line_number"]: (r["reason"], r["user_id"], r["event"])
            for r in ingest.feedback_events(lines, DAY, dt.date(2002, 1, 1), "NFKC").collect()}
     assert got[1] == (None, "u1", "like")

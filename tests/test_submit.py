@@ -80,17 +80,50 @@ def submit(*args: str) -> subprocess.CompletedProcess:
                           timeout=300)
 
 
+def command_lines() -> list[str]:
+    """Every process's command line on this machine."""
+    lines = []
+    for proc in Path("/proc").iterdir():
+        try:
+            lines.append((proc / "cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace"))
+        except OSError:
+            continue
+    return lines
+
+
 def test_submit_runs_jobs_on_a_standalone_cluster(spark, base_cfg, cluster, tmp_path):
+    import threading
+
+    import yaml
+    secret = "setlist-test-secret-7f3a9"
+    conf = yaml.safe_load((ROOT / "conf" / "local.yaml").read_text())
+    conf["spark"]["conf"]["spark.hadoop.fs.s3a.secret.key"] = secret
+    conf_file = tmp_path / "with-secret.yaml"
+    conf_file.write_text(yaml.safe_dump(conf))
+    seen, done = [], threading.Event()
+
+    def watch():  # what `ps` would show while the jobs run
+        while not done.is_set():
+            seen.extend(line for line in command_lines() if secret in line)
+            time.sleep(0.2)
+
+    watcher = threading.Thread(target=watch, daemon=True)
+    watcher.start()
     overrides = [f"warehouse={tmp_path / 'wh'}", f"raw_path={tmp_path / 'raw'}",
                  f"spark.master={cluster['master']}", "spark.conf.spark.executor.memory=1g",
                  "spark.conf.spark.driver.memory=1g", "spark.conf.spark.sql.shuffle.partitions=4",
                  *small_generate(days=1, users=20, events=400, end_date="2026-01-01")]
-    flags = [f"--set={o}" for o in overrides]
+    flags = ["--conf", str(conf_file), *[f"--set={o}" for o in overrides]]
     cfg = with_overrides(base_cfg, [o for o in overrides if not o.startswith("spark.")])
     generate.run(spark, cfg)  # in-process: the raw files are only the cluster jobs' input
     for job in (["ingest", "--date", "2026-01-01"], ["clean", "--date", "2026-01-01"]):
         proc = submit(*job, *flags)
         assert proc.returncode == 0, f"{job} failed:\n{proc.stderr[-4000:]}"
+    done.set()
+    watcher.join()
+    assert not seen, f"a Spark secret was on a command line: {seen[0][:300]}"
+    world_readable = [str(p) for p in (tmp_path / "wh").rglob("*") if p.stat().st_mode & 0o007]
+    assert not world_readable, world_readable[:5]
 
     run = delta_io.read(spark, cfg, SILVER_CLEAN_RUNS).first()
     plays = delta_io.read(spark, cfg, SILVER_PLAYS)

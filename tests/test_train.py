@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import datetime as dt
 import json
+import os
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -161,3 +163,60 @@ def test_lstm_scores_on_executors_match_the_model_and_clip_unknown_tracks(spark)
         assert [t for _, t in by_user[u]] == local[row] and 0 not in local[row]
         assert all(0.0 < s < 1.0 for s, _ in by_user[u])
     assert [s for s, _ in by_user[1]] == pytest.approx([float(probabilities[t]) for t in local[0]], rel=1e-5)
+
+
+def test_a_crafted_model_file_cannot_run_code_when_loaded(tmp_path):
+    import pickle
+
+    from models import serving
+    marker = tmp_path / "pwned"
+
+    class Payload:
+        def __reduce__(self):
+            return (os.system, (f"touch {marker}",))
+
+    (tmp_path / "model").mkdir()
+    with open(tmp_path / "model" / serving.MODEL_FILE, "wb") as out:
+        pickle.dump({"params": Payload(), "state": {}, "window": 5}, out)
+    with pytest.raises(pickle.UnpicklingError):
+        serving.load(str(tmp_path / "model"))
+    assert not marker.exists()
+
+
+def test_train_reruns_on_changed_input_start_fresh_and_publish_a_new_model(spark, base_cfg, tmp_path):
+    from conftest import small_generate
+    from jobs import clean, generate, ingest
+    from jobs.core.rawfiles import raw_dir
+    from jobs.core.tables import SILVER_TRACKS
+    day = NIGHTS[1]
+    cfg = with_overrides(base_cfg, [
+        f"warehouse={tmp_path / 'wh'}", f"raw_path={tmp_path / 'raw'}",
+        *small_generate(days=2, users=20, events=1200, dirty=0.0, tracks=150, artists=20),
+        "embed.vector_size=8", "train.embed_dim=8", "train.hidden=8", "train.epochs=1", "train.window=4",
+        "train.sequence_files=2", "train.eval_examples=200", "train.backend=torch-distributor",
+        "train.export_onnx=false", "train.timeout_minutes=4"])
+    generate.run(spark, cfg)
+    for d in NIGHTS[:2]:
+        ingest.run(spark, cfg, d)
+        clean.run(spark, cfg, d)
+    first = train.run(spark, cfg, day)
+    assert first["ranks"][0]["resumed_from"] == 0
+    path_of = {}
+    path_of[1] = delta_io.read(spark, cfg, GOLD_MODELS).where("model = 'lstm'").first()["path"]
+    # new plays of new tracks arrive for the same date: the vocabulary grows, the examples change
+    extra = [f"user_{u:06d}\t2026-01-02T2{h}:{m:02d}:00Z\t\tNew Artist\t\tNew Track {u}-{m % 3}"
+             for u in range(3) for h in range(2) for m in range(0, 60, 5)]
+    folder = Path(raw_dir(cfg, "lastfm-tsv", day))
+    folder.mkdir(parents=True, exist_ok=True)
+    (folder / "late.tsv").write_text("\n".join(extra) + "\n")
+    ingest.run(spark, cfg, day)
+    clean.run(spark, cfg, day)
+    second = train.run(spark, cfg, day)  # before: "size mismatch" from the stale checkpoint, on every retry
+    assert second["ranks"][0]["resumed_from"] == 0
+    row = delta_io.read(spark, cfg, GOLD_MODELS).where("model = 'lstm'").collect()
+    assert len(row) == 1 and row[0]["path"] != path_of[1]
+    vocab = delta_io.read(spark, cfg, SILVER_TRACKS).count() + 1
+    assert json.loads(row[0]["params"])["vocab"] == vocab
+    assert Path(path_of[1], "model.pt").exists() and Path(row[0]["path"], "model.pt").exists()
+    third = train.run(spark, cfg, day)  # the same input again: its checkpoint is reused
+    assert third["ranks"][0]["resumed_from"] == 1

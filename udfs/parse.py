@@ -1,11 +1,13 @@
 """Raw records of each input format into one shape of columns, before any rule is applied.
 
 Every field is parsed in one place and every format uses it: the user (`user`), a unix-seconds
-timestamp (`unix_seconds`), a recording id (udfs.identity.valid_mbid), a JSON object check
-(`json_object`). Listens (both formats) and feedback share them, so their rules cannot drift.
+timestamp (`unix_seconds`, bounded to what a timestamp can hold), a recording id
+(udfs.identity.valid_mbid), a JSON object check (`json_object`) and the JSON fields' types
+(`wrong_types`: a number or an object where text belongs is refused, never coerced). Listens (both formats) and feedback share them, so their rules cannot drift.
 
 Output columns: parse_error (null, or the reason the record has no usable structure), user_id,
-ts_raw (the timestamp as written), ts (parsed, UTC; null when unparsable), artist_mbid,
+ts_raw (the timestamp as written), ts (parsed, UTC; null when unparsable), ts_number (a JSON
+timestamp as a whole number, also when out of a timestamp's range), artist_mbid,
 artist_name, recording_mbid, track_name; feedback adds `event`. Names are left as written;
 udfs.text normalises them.
 """
@@ -17,13 +19,16 @@ from pyspark.sql import types as T
 
 from udfs.formats import LASTFM_TSV, LISTENBRAINZ_JSONL
 from udfs.identity import valid_mbid
-from udfs.quality import MALFORMED_JSON, WRONG_COLUMN_COUNT
+from udfs.quality import MALFORMED_JSON, WRONG_COLUMN_COUNT, WRONG_FIELD_TYPE
 
 LASTFM_FIELDS = 6
 LASTFM_TS_FORMAT = "yyyy-MM-dd'T'HH:mm:ss'Z'"
 
-PARSED_COLUMNS = ("parse_error", "user_id", "ts_raw", "ts", "artist_mbid", "artist_name",
+PARSED_COLUMNS = ("parse_error", "user_id", "ts_raw", "ts", "ts_number", "artist_mbid", "artist_name",
                   "recording_mbid", "track_name")
+# Seconds of 0001-01-01 and 9999-12-31T23:59:59 UTC: what a Spark timestamp can hold.
+MIN_SECONDS, MAX_SECONDS = -62135596800, 253402300799
+TEXT, NUMBER_OR_TEXT, OBJECT = ("STRING",), ("STRING", "BIGINT", "INT", "DECIMAL", "DOUBLE"), ("OBJECT",)
 
 _TRACK_METADATA = T.StructType([
     T.StructField("artist_name", T.StringType()),
@@ -42,9 +47,17 @@ def _json_schema(time_field: str, *more: str) -> T.StructType:
                          T.StructField("track_metadata", _TRACK_METADATA)])
 
 
+def readable_text(value: Column) -> tuple[Column, Column]:
+    """(raw, raw_base64) of a line read as text: raw is valid UTF-8 (invalid bytes replaced by U+FFFD,
+    so every reader can read it); raw_base64 holds the original bytes when they were not UTF-8, else null."""
+    valid = F.is_valid_utf8(value)
+    return (F.when(valid, value).otherwise(F.make_valid_utf8(value)),
+            F.when(~valid, F.base64(value.cast("binary"))))
+
+
 def user(col: Column) -> Column:
-    """The user id as logged, trimmed."""
-    return F.trim(col)
+    """The user id as logged, with any Unicode whitespace (tab, no-break space) trimmed and collapsed."""
+    return F.regexp_replace(F.regexp_replace(col, r"(?U)\s+", " "), r"^ | $", "")
 
 
 def json_object(raw: Column) -> Column:
@@ -53,9 +66,23 @@ def json_object(raw: Column) -> Column:
 
 
 def unix_seconds(ts_raw: Column) -> Column:
-    """A timestamp from whole unix seconds written as text; null when not a whole number."""
+    """A timestamp from whole unix seconds written as text; null when not a whole number or beyond
+    what a timestamp can hold (no overflow error: one bad value never stops the night)."""
     seconds = ts_raw.try_cast("long")
-    return F.when(seconds.isNotNull(), F.timestamp_seconds(seconds))
+    return F.when(seconds.between(MIN_SECONDS, MAX_SECONDS), F.timestamp_seconds(seconds))
+
+
+def wrong_types(raw: Column, fields: dict[str, tuple[str, ...]]) -> Column:
+    """True when a JSON field present (and not null) has a type outside its allowed ones."""
+    record = F.try_parse_json(raw)
+    bad = F.lit(False)
+    for path, allowed in fields.items():
+        kind = F.schema_of_variant(F.try_variant_get(record, path, "variant"))
+        ok = kind.isNull() | (kind == "VOID") | F.lit(False)
+        for name in allowed:
+            ok = ok | kind.startswith(name)
+        bad = bad | ~ok
+    return bad
 
 
 def _track_fields(meta: Column) -> dict[str, Column]:
@@ -81,6 +108,7 @@ def _lastfm(raw: Column) -> dict[str, Column]:
         "user_id": user(field(0)),
         "ts_raw": ts_raw,
         "ts": F.try_to_timestamp(ts_raw, F.lit(LASTFM_TS_FORMAT)),
+        "ts_number": F.lit(None).cast("long"),
         "artist_mbid": valid_mbid(field(2)),
         "artist_name": field(3),
         "recording_mbid": valid_mbid(field(4)),
@@ -91,11 +119,16 @@ def _lastfm(raw: Column) -> dict[str, Column]:
 def _json_record(raw: Column, time_field: str, *more: str) -> tuple[Column, dict[str, Column]]:
     rec = F.from_json(raw, _json_schema(time_field, *more))
     ts_raw = F.trim(rec[time_field])
+    types = {"$.user_name": TEXT, f"$.{time_field}": NUMBER_OR_TEXT, "$.track_metadata": OBJECT,
+             "$.track_metadata.artist_name": TEXT, "$.track_metadata.track_name": TEXT,
+             "$.track_metadata.additional_info.recording_mbid": TEXT, **{f"$.{name}": TEXT for name in more}}
     return rec, {
-        "parse_error": F.when(~json_object(raw), F.lit(MALFORMED_JSON)),
+        "parse_error": F.when(~json_object(raw), F.lit(MALFORMED_JSON))
+                        .when(wrong_types(raw, types), F.lit(WRONG_FIELD_TYPE)),
         "user_id": user(rec["user_name"]),
         "ts_raw": ts_raw,
         "ts": unix_seconds(ts_raw),
+        "ts_number": ts_raw.try_cast("long"),
         **_track_fields(rec["track_metadata"]),
     }
 

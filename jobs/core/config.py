@@ -211,6 +211,13 @@ class NightlyConf:
 
 
 @dataclass(frozen=True)
+class LeaseConf:
+    enabled: bool = key(True, help="one writing job at a time per warehouse (jobs.core.lease); needs a local "
+                                   "or shared POSIX warehouse")
+    wait_minutes: float = key(60.0, ge=0, help="how long a run waits for the lease before exiting with code 4")
+
+
+@dataclass(frozen=True)
 class CatalogConf:
     database: str = key("", pattern=r"^[A-Za-z0-9_]*$",
                         help="register the gold tables as `<database>.<table>` after each nightly (empty: no)")
@@ -221,6 +228,8 @@ class Config:
     warehouse: str = key(help="root of the Delta tables and of every file the jobs write")
     raw_path: str = key(help="root of the raw logs: `<raw_path>/<format>/date=<D>/`")
     log_level: str = key("INFO", choices=("DEBUG", "INFO", "WARNING", "ERROR"), help="setlist's log level")
+    file_umask: str = key("027", pattern=r"^0?[0-7]{3}$",
+                          help="umask of every file and folder the jobs write (027: not world-readable)")
     spark: SparkConf = section(SparkConf)
     generate: GenerateConf = section(GenerateConf)
     ingest: IngestConf = section(IngestConf)
@@ -233,6 +242,7 @@ class Config:
     recommend: RecommendConf = section(RecommendConf)
     nightly: NightlyConf = section(NightlyConf)
     catalog: CatalogConf = section(CatalogConf)
+    lease: LeaseConf = section(LeaseConf)
     # Where the config came from, for messages; not a key of the file.
     source: str = field(default="<defaults>", compare=False, metadata={"internal": True})
 
@@ -276,6 +286,8 @@ def _coerce(value: Any, tp: Any, key_: str, source: str) -> Any:
         for k, v in value.items():
             if not isinstance(k, str) or isinstance(v, (dict, list)) or v is None:
                 raise ConfigError(f"{source}: {key_}.{k}: expected a scalar value, got {v!r}")
+            _check_text(k, f"{key_}.{k}", source)
+            _check_text(str(v), f"{key_}.{k}", source)
         return dict(value)
     if tp is bool:
         if not isinstance(value, bool):
@@ -288,6 +300,7 @@ def _coerce(value: Any, tp: Any, key_: str, source: str) -> Any:
     if tp is str:
         if not isinstance(value, str):
             raise bad()
+        _check_text(value, key_, source)
         return value
     if tp is dt.date:
         if isinstance(value, dt.date) and not isinstance(value, dt.datetime):
@@ -299,6 +312,16 @@ def _coerce(value: Any, tp: Any, key_: str, source: str) -> Any:
                 raise bad() from None
         raise bad()
     raise TypeError(f"unsupported config type {tp!r} for {key_}")  # a declaration bug, not user input
+
+
+_CONTROL = re.compile(r"[\x00-\x1f\x7f]")
+
+
+def _check_text(value: str, key_: str, source: str) -> None:
+    """No control characters: a newline in a value could inject an argument into spark-submit."""
+    found = _CONTROL.search(value)
+    if found:
+        raise ConfigError(f"{source}: {key_}: control character {found.group()!r} not allowed in a value")
 
 
 def _range_error(value: Any, meta: dict) -> str | None:
@@ -374,11 +397,17 @@ def _check_relations(cfg: Config) -> None:
                           f"(generate.artists={g.artists})")
 
 
-def _resolve_path(value: str) -> str:
-    value = os.path.expandvars(os.path.expanduser(value))
-    if "://" in value or value.startswith("/"):
-        return value
-    return str(Path(value).resolve())
+def _resolve_path(value: str, key_: str, source: str) -> str:
+    """A path key expanded (~, ${VAR}) and made absolute; a URI is kept as it is."""
+    expanded = os.path.expandvars(os.path.expanduser(value))
+    unset = re.search(r"\$\{?[A-Za-z_][A-Za-z0-9_]*\}?", expanded)
+    if unset:
+        raise ConfigError(f"{source}: {key_}: {unset.group()} is not set in the environment")
+    if not expanded.strip():
+        raise ConfigError(f"{source}: {key_}: must not be empty")
+    if "://" in expanded or expanded.startswith("/"):
+        return expanded
+    return str(Path(expanded).resolve())
 
 
 class _Loader(yaml.SafeLoader):
@@ -445,7 +474,7 @@ def _validated(data: dict, source: str, overrides: list[str] | tuple[str, ...]) 
         _apply_override(data, path, value)
     _apply_renames(data, source)
     cfg = _build(Config, data, "", source)
-    cfg = dataclasses.replace(cfg, source=source, **{k: _resolve_path(getattr(cfg, k)) for k in PATH_KEYS})
+    cfg = dataclasses.replace(cfg, source=source, **{k: _resolve_path(getattr(cfg, k), k, source) for k in PATH_KEYS})
     _check_relations(cfg)
     return cfg
 

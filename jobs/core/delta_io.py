@@ -3,6 +3,7 @@ table before or after it, never half of it."""
 from __future__ import annotations
 
 import datetime as dt
+import time
 
 from delta.tables import DeltaTable
 from pyspark.sql import DataFrame, SparkSession
@@ -86,12 +87,28 @@ def replace_date(df: DataFrame, cfg: Config, table: Table, column: str, day: dt.
     writer.mode("overwrite").option("replaceWhere", f"{column} = {sql_literal(day)}").save(table.path(cfg))
 
 
-def upsert(spark: SparkSession, cfg: Config, table: Table, rows: list[dict], keys: tuple[str, ...]) -> None:
-    """Insert or update rows matched on `keys` (one MERGE, one commit)."""
-    target = ensure(spark, cfg, table)
+def is_conflict(exc: BaseException) -> bool:
+    """A Delta write conflict (ConcurrentAppendException and its kin): retrying may succeed."""
+    text = f"{type(exc).__name__} {exc}"
+    return "Concurrent" in text or "ProtocolChanged" in text or "MetadataChanged" in text
+
+
+def upsert(spark: SparkSession, cfg: Config, table: Table, rows: list[dict], keys: tuple[str, ...],
+           attempts: int = 5) -> None:
+    """Insert or update rows matched on `keys` (one MERGE, one commit). The rows of different keys
+    commute, so a conflict with a concurrent writer is retried (backing off) up to `attempts` times."""
     frame = conform(spark.createDataFrame(rows, table.schema), table)
     condition = " AND ".join(f"t.{k} = s.{k}" for k in keys)
-    target.alias("t").merge(frame.alias("s"), condition).whenMatchedUpdateAll().whenNotMatchedInsertAll().execute()
+    for attempt in range(1, attempts + 1):
+        try:
+            target = ensure(spark, cfg, table)
+            target.alias("t").merge(frame.alias("s"), condition).whenMatchedUpdateAll().whenNotMatchedInsertAll() \
+                .execute()
+            return
+        except Exception as exc:  # noqa: BLE001 - only conflicts are retried
+            if attempt == attempts or not is_conflict(exc):
+                raise
+            time.sleep(0.5 * attempt)
 
 
 def register(spark: SparkSession, cfg: Config, tables: tuple[Table, ...]) -> list[str]:

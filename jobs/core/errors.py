@@ -1,7 +1,8 @@
 """Errors a user can act on, each with the exit code a scheduler sees.
 
 0 success; 1 unexpected failure (trace in the log); 2 bad configuration or command line;
-3 input missing or unusable (no raw files for the date, a table an upstream stage should have written).
+3 input missing or unusable (no raw files for the date, a table an upstream stage should have written);
+4 the warehouse is busy: another run holds its lease (retry later).
 """
 
 
@@ -22,3 +23,8 @@ class InputError(SetlistError):
 class NotEnoughHistory(InputError):
     """Too few days of plays for a stage yet (a model needs days before its validation window, say).
     The nightly run records the stage as waiting for history and goes on; a single job exits 3."""
+
+
+class WarehouseBusy(SetlistError):
+    """Another run holds the warehouse's single-writer lease (jobs.core.lease) past lease.wait_minutes."""
+    exit_code = 4

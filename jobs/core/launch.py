@@ -1,31 +1,48 @@
 """What submit.sh hands to spark-submit, derived from the validated config.
 
-`python -m jobs.core.launch JOB [job args]` validates the config exactly as the job will (exit 2 with one
-line on a bad key, before any JVM starts) and prints spark-submit's options, one per line:
---master, --name, --conf key=value for Delta and every `spark.conf` entry, and --jars with the
-cached Delta jars (resolved from Maven Central through Spark's Ivy on first use, offline after).
+`python -m jobs.core.launch JOB [job args]` validates the config exactly as the job will (exit 2 with
+one line on a bad key, before any JVM starts) and prints, one per line: `UMASK <octal>` (submit.sh
+applies it before spark-submit, so every file the run writes gets it), then spark-submit's options:
+--master, --name, --properties-file and --jars with the cached Delta jars (resolved from Maven Central
+through Spark's Ivy on first use, offline after). Spark settings (Delta's and every `spark.conf`
+entry, secrets included) go into the properties file named by $SETLIST_PROPERTIES_FILE (submit.sh
+makes it with mktemp: readable by the user only), never onto a command line where `ps` shows them.
 """
 from __future__ import annotations
 
+import os
 import sys
 
 from jobs.core.errors import ConfigError
 from jobs.main import parse
 
 
-def submit_options(argv: list[str]) -> list[str]:
+def properties(conf: dict[str, str]) -> str:
+    """Spark conf as a Java properties file (keys and values escaped)."""
+    def escape(text: str, key: bool) -> str:
+        out = text.replace("\\", "\\\\")
+        for ch in ("=", ":", "#", "!") + ((" ",) if key else ()):
+            out = out.replace(ch, "\\" + ch)
+        return out
+    return "".join(f"{escape(k, True)}={escape(v, False)}\n" for k, v in conf.items())
+
+
+def submit_options(argv: list[str], properties_file: str) -> list[str]:
     args, cfg = parse(argv)
     from jobs.core.session import resolve_jars, spark_conf
-    options = ["--master", cfg.spark.master, "--name", f"{cfg.spark.app_name}-{args.job}"]
-    for key, value in spark_conf(cfg).items():
-        options += ["--conf", f"{key}={value}"]
-    options += ["--jars", ",".join(resolve_jars(cfg.spark.packages))]
-    return options
+    fd = os.open(properties_file, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "w", encoding="utf-8") as out:
+        out.write(properties(spark_conf(cfg)))
+    return [f"UMASK {cfg.file_umask}", "--master", cfg.spark.master, "--name", f"{cfg.spark.app_name}-{args.job}",
+            "--properties-file", properties_file, "--jars", ",".join(resolve_jars(cfg.spark.packages))]
 
 
 def main() -> int:
+    target = os.environ.get("SETLIST_PROPERTIES_FILE")
     try:
-        options = submit_options(sys.argv[1:])
+        if not target:
+            raise ConfigError("jobs.core.launch: SETLIST_PROPERTIES_FILE is not set (run jobs through submit.sh)")
+        options = submit_options(sys.argv[1:], target)
     except ConfigError as exc:
         print(f"setlist: error: {exc}", file=sys.stderr)
         return exc.exit_code

@@ -1,18 +1,41 @@
-"""Raw files: where a format's files for a date live, whether they are there, and their lines as
-numbered rows with lineage.
+"""Raw files: where a format's files for a date live, which of them are read (every entry under a
+date folder is read or reported as skipped, with its reason), and their lines as numbered rows.
 
-Raw files for date D and format F live under `<raw_path>/<F>/date=<D>/`. Line numbers are computed
-without funnelling a file through one task: each split of a file numbers its own lines in read
-order, and the splits are offset by the line counts of the splits before them.
+Raw files for date D and format F live under `<raw_path>/<F>/date=<D>/` (any names, any depth).
+An entry is skipped, and reported, when it is hidden (name starting with `.` or `_`, which Spark
+would pass over silently), a symlink leading out of raw_path, not a regular file, unreadable, an
+archive other than gzip or bzip2 text (.zip, .tar, .7z, .xz, .zst, ...), or a .gz/.bz2 file whose
+stream is corrupt or truncated (checked by decompressing it once on the driver). raw_path is a
+literal path: glob characters in it or in file names are escaped before Spark sees them. Line
+numbers are computed without funnelling a file through one task: each split of a file numbers its
+own lines in read order, and the splits are offset by the line counts of the splits before them.
 """
 from __future__ import annotations
 
+import bz2
 import datetime as dt
+import gzip
+import os
+import re
+import stat
+from dataclasses import dataclass, field
 
 from pyspark.sql import DataFrame, SparkSession, Window
 from pyspark.sql import functions as F
 
 from jobs.core.config import Config, join_path
+from udfs.parse import readable_text
+
+COMPRESSED = {".gz": gzip.open, ".bz2": bz2.open}
+ARCHIVES = (".zip", ".tar", ".tgz", ".7z", ".xz", ".zst", ".lz4", ".lzo", ".snappy", ".rar", ".z")
+_GLOB = re.compile(r"([\\\[\]\{\}\*\?])")
+
+
+@dataclass
+class Discovery:
+    """What a date folder holds: the files to read and every entry skipped, with its reason."""
+    files: list[str] = field(default_factory=list)
+    skipped: list[dict] = field(default_factory=list)
 
 
 def raw_dir(cfg: Config, fmt: str, day: dt.date) -> str:
@@ -20,10 +43,78 @@ def raw_dir(cfg: Config, fmt: str, day: dt.date) -> str:
 
 
 def path_exists(spark: SparkSession, path: str) -> bool:
+    if "://" not in path:
+        return os.path.exists(path)
     jvm = spark.sparkContext._jvm
     hpath = jvm.org.apache.hadoop.fs.Path(path)
-    fs = hpath.getFileSystem(spark.sparkContext._jsc.hadoopConfiguration())
-    return fs.exists(hpath)
+    return hpath.getFileSystem(spark.sparkContext._jsc.hadoopConfiguration()).exists(hpath)
+
+
+def glob_escaped(path: str) -> str:
+    """A literal path for Spark's readers, which treat []{}*?\\ as glob characters."""
+    return _GLOB.sub(r"\\\1", path)
+
+
+def _compressed_ok(path: str, opener) -> str | None:
+    """None when the compressed stream reads to its end, else why not."""
+    try:
+        with opener(path, "rb") as stream:
+            while stream.read(1 << 20):
+                pass
+    except (OSError, EOFError, ValueError) as exc:
+        return f"corrupt {opener.__module__} stream: {exc}"
+    return None
+
+
+def _judge(path: str, root: str) -> str | None:
+    """Why a local entry is skipped, or None to read it."""
+    name = os.path.basename(path)
+    if name.startswith((".", "_")):
+        return "hidden (name starts with . or _)"
+    if os.path.islink(path):
+        target = os.path.realpath(path)
+        if os.path.commonpath([target, os.path.realpath(root)]) != os.path.realpath(root):
+            return f"symlink leaving raw_path (to {target})"
+    try:
+        mode = os.stat(path).st_mode
+    except OSError as exc:
+        return f"unreadable: {exc.strerror}"
+    if not stat.S_ISREG(mode):
+        return "not a regular file"
+    if not os.access(path, os.R_OK):
+        return "unreadable: permission denied"
+    lower = name.lower()
+    if lower.endswith(ARCHIVES):
+        return "unsupported archive (plain, .gz or .bz2 text only)"
+    with open(path, "rb") as head:
+        if head.read(4) == b"PK\x03\x04":
+            return "unsupported archive (zip data)"
+    for suffix, opener in COMPRESSED.items():
+        if lower.endswith(suffix):
+            return _compressed_ok(path, opener)
+    return None
+
+
+def discover(spark: SparkSession, folder: str, root: str) -> Discovery:
+    """Every entry under `folder` (a date folder), read or skipped; `root` is raw_path."""
+    found = Discovery()
+    if "://" in folder:  # a URI: Spark lists it; hidden files are left out by Spark, as documented
+        found.files.append(folder)
+        return found
+    for current, dirs, names in os.walk(folder, followlinks=False):
+        for d in sorted(dirs):
+            if d.startswith((".", "_")) or os.path.islink(os.path.join(current, d)):
+                found.skipped.append({"file": os.path.join(current, d), "reason": "hidden or linked folder"})
+        dirs[:] = [d for d in sorted(dirs) if not d.startswith((".", "_"))
+                   and not os.path.islink(os.path.join(current, d))]
+        for name in sorted(names):
+            path = os.path.join(current, name)
+            reason = _judge(path, root)
+            if reason:
+                found.skipped.append({"file": path, "reason": reason})
+            else:
+                found.files.append(path)
+    return found
 
 
 def numbered_lines(lines: DataFrame) -> DataFrame:
@@ -43,12 +134,14 @@ def numbered_lines(lines: DataFrame) -> DataFrame:
             .drop("_block", "_order", "_in_block", "_before"))
 
 
-def read_lines(spark: SparkSession, path: str, fmt: str, day: dt.date) -> DataFrame:
-    """The lines of every file under path as rows (ingest_date, format, source_file, line_number,
-    raw, ingest_time)."""
-    text = spark.read.option("recursiveFileLookup", "true").text(path)
+def read_lines(spark: SparkSession, files: list[str], fmt: str, day: dt.date) -> DataFrame:
+    """The lines of `files` (or of every file under a URI folder) as rows (ingest_date, format,
+    source_file, line_number, raw, raw_base64, ingest_time)."""
+    text = spark.read.option("recursiveFileLookup", "true").text([glob_escaped(f) for f in files])
+    raw, raw_base64 = readable_text(F.col("value"))
     lines = text.select(
-        F.col("value").alias("raw"),
+        raw.alias("raw"),
+        raw_base64.alias("raw_base64"),
         F.col("_metadata.file_path").alias("source_file"),
         F.col("_metadata.file_block_start").alias("_block"),
         F.monotonically_increasing_id().alias("_order"),

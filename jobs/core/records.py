@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import datetime as dt
 import json
+import logging
 
 from pyspark.sql import SparkSession
 from pyspark.sql import functions as F
@@ -12,6 +13,8 @@ from jobs.core import delta_io
 from jobs.core.config import Config
 from jobs.core.tables import GOLD_METRICS, GOLD_MODELS, GOLD_RUNS
 
+log = logging.getLogger("setlist.records")
+
 
 def now() -> dt.datetime:
     return dt.datetime.now(dt.timezone.utc)
@@ -19,10 +22,14 @@ def now() -> dt.datetime:
 
 def record_run(spark: SparkSession, cfg: Config, day: dt.date, stage: str, status: str, started_at: dt.datetime,
                counts: dict | None = None, error: str | None = None) -> None:
-    """Upsert the gold.runs row of (run_date, stage)."""
+    """Upsert the gold.runs row of (run_date, stage). Bookkeeping never fails the run nor hides its real
+    error: conflicts are retried (delta_io.upsert), anything else is logged and the run goes on."""
     row = {"run_date": day, "stage": stage, "status": status, "started_at": started_at, "finished_at": now(),
            "rows": None if counts is None else _json(counts), "error": None if error is None else error[:2000]}
-    delta_io.upsert(spark, cfg, GOLD_RUNS, [row], ("run_date", "stage"))
+    try:
+        delta_io.upsert(spark, cfg, GOLD_RUNS, [row], ("run_date", "stage"))
+    except Exception:  # noqa: BLE001 - see above
+        log.exception("could not record %s %s %s in %s", day, stage, status, GOLD_RUNS.full_name)
 
 
 def record_model(spark: SparkSession, cfg: Config, day: dt.date, model: str, version: str, backend: str,

@@ -75,8 +75,8 @@ def resolve_jars(packages: list[str]) -> list[str]:
 
 
 def spark_conf(cfg: Config) -> dict[str, str]:
-    """Every Spark setting the environment asks for: Delta's, then the config file's."""
-    conf = dict(DELTA_CONF)
+    """Every Spark setting the environment asks for: Delta's, the files' umask, then the config file's."""
+    conf = dict(DELTA_CONF) | {"spark.hadoop.fs.permissions.umask-mode": cfg.file_umask}
     conf.update({k: str(v).lower() if isinstance(v, bool) else str(v) for k, v in cfg.spark.conf.items()})
     return conf
 
@@ -90,7 +90,8 @@ def get_spark(cfg: Config) -> SparkSession:
     builder = SparkSession.builder
     for key, value in spark_conf(cfg).items():
         builder = builder.config(key, value)
-    if not under_spark_submit():  # else spark-submit already set master, name and jars
+    if not under_spark_submit():  # else spark-submit already set master, name, jars and the umask
+        os.umask(int(cfg.file_umask, 8))  # before the JVM starts: it and its workers inherit it
         builder = builder.master(cfg.spark.master).appName(cfg.spark.app_name)
         jars = cached_jars(cfg.spark.packages) or resolve_jars(cfg.spark.packages)
         builder = builder.config("spark.jars", ",".join(jars))

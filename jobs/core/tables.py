@@ -49,11 +49,14 @@ BRONZE_LISTENS = Table(
         ("format", S),           # lastfm-tsv | listenbrainz-jsonl
         ("source_file", S),      # absolute URI of the raw file
         ("line_number", L),      # 1-based line of the record in its file
-        ("raw", S),              # the line exactly as read
-        ("ingest_time", TS),
+        ("raw", S),              # the line as read (valid UTF-8: invalid bytes replaced by U+FFFD)
+        ("raw_base64", S),       # the line's original bytes, when they were not valid UTF-8; else null
+        ("ingest_time", TS),     # when this version of the line was ingested
     ),
     partition_by=("ingest_date",),
-    doc="Raw records, one per input line, with lineage. Append-only; a file ingested twice adds nothing.",
+    doc="Raw records, one per input line and content, with lineage. Append-only: a file ingested twice adds "
+        "nothing; a re-delivered file's new and changed lines are added beside the versions they replace "
+        "(the newest ingest_time of a (file, line) is the one clean reads).",
 )
 
 SILVER_PLAYS = Table(
@@ -87,7 +90,7 @@ SILVER_QUARANTINE = Table(
     "silver", "quarantine",
     _schema(
         ("ingest_date", D), ("format", S), ("source_file", S), ("line_number", L),
-        ("raw", S), ("reason", S), ("stage", S),
+        ("raw", S), ("reason", S), ("stage", S), ("raw_base64", S),
     ),
     partition_by=("ingest_date", "stage"),
     doc="Every record refused, with the reason: listens by clean, feedback by ingest.",
@@ -107,10 +110,11 @@ SILVER_CLEAN_RUNS = Table(
     _schema(
         ("ingest_date", D), ("bronze_rows", L), ("plays", L), ("quarantined", L), ("duplicates", L),
         ("new_users", L), ("new_tracks", L),
-        ("quarantine_reasons", T.MapType(S, L)), ("finished_at", TS),
+        ("quarantine_reasons", T.MapType(S, L)), ("finished_at", TS), ("replaced", L),
     ),
-    doc="One row per cleaned date: the reconciliation bronze_rows = plays + quarantined + duplicates. "
-        "Written last, so its row is the marker that the date's clean committed.",
+    doc="One row per cleaned date: bronze_rows (current versions of the date's lines) = plays + quarantined "
+        "+ duplicates, with plays and quarantined counted in the committed tables; replaced: older versions "
+        "of re-delivered lines. Written last, so its row is the marker that the date's clean committed.",
 )
 
 VEC = T.ArrayType(T.FloatType())
