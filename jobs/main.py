@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import argparse
 import datetime as dt
+import json
 import logging
 import os
 import sys
@@ -36,7 +37,7 @@ def _date(text: str) -> dt.date:
 
 def _jobs() -> dict[str, Callable]:
     # Imported lazily: a config error must not wait for pyspark/delta imports.
-    from jobs import als, clean, cluster, embed, evaluate, generate, ingest, nightly, recommend, show, train
+    from jobs import als, clean, cluster, embed, evaluate, generate, ingest, maintain, nightly, recommend, show, train
     return {
         "generate": lambda spark, cfg, a: generate.run(spark, cfg, a.date),
         "ingest": lambda spark, cfg, a: ingest.run(spark, cfg, _need_date(a), a.format),
@@ -50,13 +51,14 @@ def _jobs() -> dict[str, Callable]:
         "train": lambda spark, cfg, a: train.run(spark, cfg, _need_date(a), a.backend),
         "tables": lambda spark, cfg, a: show.tables(spark, cfg),
         "preview": lambda spark, cfg, a: show.preview(spark, cfg, a.date),
+        "maintain": lambda spark, cfg, a: maintain.run(spark, cfg, a.date or dt.date.today()),
     }
 
 
 # Jobs that write the warehouse hold its single-writer lease while they run (jobs.core.lease).
 READ_ONLY_JOBS = ("generate", "tables", "preview")
 JOB_NAMES = ("generate", "ingest", "clean", "embed", "cluster", "als", "train", "recommend", "evaluate", "nightly",
-             "tables", "preview")
+             "maintain", "tables", "preview")
 
 
 def _need_date(args) -> dt.date:
@@ -84,9 +86,22 @@ def parse(argv: list[str]) -> tuple[argparse.Namespace, Config]:
     return args, load_config(args.conf, args.set)
 
 
-def setup_logging(level: str) -> None:
-    logging.basicConfig(level=getattr(logging, level), stream=sys.stderr,
-                        format="%(asctime)s %(levelname)s %(name)s: %(message)s", force=True)
+class JsonLines(logging.Formatter):
+    """One JSON object per log line (log_format: json), for log collectors."""
+
+    def format(self, record: logging.LogRecord) -> str:
+        entry = {"time": self.formatTime(record), "level": record.levelname, "logger": record.name,
+                 "message": record.getMessage()}
+        if record.exc_info:
+            entry["trace"] = self.formatException(record.exc_info)
+        return json.dumps(entry, ensure_ascii=False)
+
+
+def setup_logging(level: str, fmt: str = "text") -> None:
+    handler = logging.StreamHandler(sys.stderr)
+    handler.setFormatter(JsonLines() if fmt == "json" else
+                         logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
+    logging.basicConfig(level=getattr(logging, level), handlers=[handler], force=True)
     for chatty in ("py4j", "gensim", "smart_open"):
         logging.getLogger(chatty).setLevel(logging.WARNING)
 
@@ -112,7 +127,7 @@ def main(argv: list[str] | None = None) -> int:
     except ConfigError as exc:
         report_error(f"setlist: error: {exc}")
         return exc.exit_code
-    setup_logging(cfg.log_level)
+    setup_logging(cfg.log_level, cfg.log_format)
     from jobs.core.lease import Lease
     from jobs.core.session import get_spark
     spark = None

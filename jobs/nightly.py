@@ -1,6 +1,6 @@
 """nightly: every stage for run date D, in order, resumable.
 
-ingest -> clean -> embed -> cluster -> als -> train -> recommend -> evaluate. Each stage's outcome
+ingest -> clean -> embed -> cluster -> als -> train -> recommend -> evaluate -> maintain. Each stage's outcome
 is a row of gold.runs (stage, date, status, start, end, row counts as JSON, error). A stage that
 already succeeded for D is skipped unless --force, so re-running after a failure resumes at the
 failed stage. Model stages follow their cadence (nightly.<stage>_every_days): when the last
@@ -18,7 +18,7 @@ from typing import Callable
 from pyspark.sql import SparkSession
 from pyspark.sql import functions as F
 
-from jobs import als, clean, cluster, embed, evaluate, ingest, recommend, train
+from jobs import als, clean, cluster, embed, evaluate, ingest, maintain, recommend, train
 from jobs.core import delta_io
 from jobs.core.config import Config
 from jobs.core.errors import NotEnoughHistory
@@ -36,6 +36,7 @@ STAGES: dict[str, Callable] = {
     "train": lambda spark, cfg, day: train.run(spark, cfg, day),
     "recommend": recommend.run,
     "evaluate": evaluate.run,
+    "maintain": maintain.run,
 }
 DONE = ("succeeded", "reused", "waiting_for_history")
 

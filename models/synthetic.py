@@ -33,6 +33,8 @@ from udfs.formats import LASTFM_TSV, LISTENBRAINZ_JSONL
 DUPLICATE = "duplicate"
 DEFECTS = (Q.WRONG_COLUMN_COUNT, Q.EMPTY_USER, Q.MISSING_TIMESTAMP, Q.UNPARSABLE_TIMESTAMP,
            Q.TIMESTAMP_BEFORE_FLOOR, Q.TIMESTAMP_AFTER_RUN_DATE, Q.MISSING_TRACK, DUPLICATE)
+# A line cut short is a wrong column count in TSV and malformed JSON in JSON lines.
+PLANTED_REASONS = (set(DEFECTS) - {DUPLICATE}) | {Q.MALFORMED_JSON}
 
 _ADJ = ["Velvet", "Neon", "Silent", "Golden", "Midnight", "Paper", "Electric", "Crystal", "Wild", "Hollow",
         "Sonic", "Lunar", "Café", "Señor", "Blue", "Mötley", "Frozen", "Crimson", "Über", "Little", "Ångström",

@@ -106,3 +106,11 @@ def modelled(spark, base_cfg, tmp_path_factory):
         clean.run(spark, cfg, day)
     embed.run(spark, cfg, NIGHTS[-1])
     return cfg
+
+
+def rows_for(spark, cfg, table, day=None):
+    """A gold table's rows of run_date `day` (default: the last of NIGHTS)."""
+    from pyspark.sql import functions as F
+
+    from jobs.core import delta_io
+    return delta_io.read(spark, cfg, table).where(F.col("run_date") == F.lit(day or NIGHTS[-1]))

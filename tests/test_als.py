@@ -6,7 +6,7 @@ import json
 import numpy as np
 from pyspark.sql import functions as F
 
-from conftest import NIGHTS
+from conftest import NIGHTS, rows_for
 from jobs import als
 from jobs.core import delta_io
 from jobs.core.config import with_overrides
@@ -14,10 +14,6 @@ from jobs.core.tables import GOLD_ALS_ITEM_FACTORS, GOLD_ALS_USER_FACTORS, GOLD_
 from models.als import AlsParams, AlsSettings, top_n
 
 D = NIGHTS[-1]
-
-
-def rows_for(spark, cfg, table, day=D):
-    return delta_io.read(spark, cfg, table).where(F.col("run_date") == F.lit(day))
 
 
 def test_als_ranks_held_out_items_of_the_users_taste_group_first(spark, base_cfg):

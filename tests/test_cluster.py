@@ -9,16 +9,11 @@ from pyspark.sql import functions as F
 from sklearn.cluster import KMeans as SkKMeans
 from sklearn.metrics import adjusted_rand_score
 
-from conftest import NIGHTS
+from conftest import NIGHTS, rows_for
 from jobs import cluster
-from jobs.core import delta_io
 from jobs.core.tables import GOLD_TRACK_CLUSTERS, GOLD_TRACK_EMBEDDINGS, GOLD_USER_SEGMENTS
 
 D = NIGHTS[-1]
-
-
-def rows_for(spark, cfg, table, day=D):
-    return delta_io.read(spark, cfg, table).where(F.col("run_date") == F.lit(day))
 
 
 def test_cluster_assigns_every_track_and_user_with_labels_and_distances(spark, modelled):

@@ -83,7 +83,8 @@ def test_main_exits_2_with_one_line_before_spark(tmp_path, capsys):
     path = write(tmp_path, "warehouse: /w\nraw_path: /r\nspark: {mastr: local}\n")
     assert main(["clean", "--conf", str(path), "--date", "2026-01-01"]) == 2
     err = capsys.readouterr().err.strip()
-    assert err == f"setlist: error: {path}: spark.mastr: unknown key (known here: app_name, conf, master, packages)"
+    assert err == (f"setlist: error: {path}: spark.mastr: unknown key "
+                   f"(known here: app_name, conf, event_log, master, packages)")
     assert main(["clean", "--conf", str(path), "--date", "2026-02-30"]) == 2
     assert "--date 2026-02-30: not a date" in capsys.readouterr().err
     assert main(["nosuchjob"]) == 2
@@ -151,3 +152,17 @@ def test_launch_puts_spark_conf_with_secrets_in_a_private_properties_file(tmp_pa
     assert stat.S_IMODE(props.stat().st_mode) == 0o600
     text = props.read_text()
     assert "spark.hadoop.fs.s3a.secret.key=s3cr\\=t\n" in text and "spark.sql.extensions=" in text
+
+
+def test_uris_stay_uris_for_every_path_the_jobs_write(tmp_path):
+    import datetime as dt
+
+    from jobs.core.paths import location, new_artifact
+    from models import storage
+    cfg = load_config(write(tmp_path, "warehouse: hdfs:///data/setlist/wh\nraw_path: s3a://bucket/raw\n"))
+    assert location(cfg, "reports", "evaluate-2026-01-03.html") == "hdfs:///data/setlist/wh/reports/evaluate-2026-01-03.html"
+    assert location(cfg, "checkpoints", "lstm") == "hdfs:///data/setlist/wh/_checkpoints/lstm"
+    assert new_artifact(cfg, "als", dt.date(2026, 1, 3)).startswith("hdfs:///data/setlist/wh/models/als/2026-01-03/")
+    local = tmp_path / "out"  # the same helper on a local folder: atomic writes, listing
+    storage.write_bytes(storage.join(str(local), "a", "x.bin"), b"1")
+    assert storage.listdir(str(local / "a")) == ["x.bin"] and storage.read_bytes(str(local / "a" / "x.bin")) == b"1"

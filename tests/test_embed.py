@@ -4,7 +4,7 @@ from __future__ import annotations
 import numpy as np
 from pyspark.sql import functions as F
 
-from conftest import NIGHTS
+from conftest import NIGHTS, rows_for
 from jobs import embed
 from jobs.core import delta_io
 from jobs.core.config import with_overrides
@@ -13,10 +13,6 @@ from models.embeddings import Word2VecParams, train_word2vec
 from udfs.dates import plays_within
 
 D = NIGHTS[-1]
-
-
-def rows_for(spark, cfg, table, day=D):
-    return delta_io.read(spark, cfg, table).where(F.col("run_date") == F.lit(day))
 
 
 def test_embed_gensim_covers_every_track_above_min_count_and_rerun_replaces(spark, modelled):

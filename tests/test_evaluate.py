@@ -3,16 +3,11 @@ from __future__ import annotations
 
 from pyspark.sql import functions as F
 
-from conftest import NIGHTS
+from conftest import NIGHTS, rows_for
 from jobs import evaluate
-from jobs.core import delta_io
 from jobs.core.tables import GOLD_METRICS
 
 D = NIGHTS[-1]
-
-
-def rows_for(spark, cfg, table, day=D):
-    return delta_io.read(spark, cfg, table).where(F.col("run_date") == F.lit(day))
 
 
 def test_evaluate_scores_every_source_and_als_beats_popularity(spark, modelled):

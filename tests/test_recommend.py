@@ -95,7 +95,8 @@ def test_feedback_drops_dislikes_boosts_likes_and_damps_skips(spark, three_night
     folder.mkdir(parents=True)
     (folder / "f.jsonl").write_text("\n".join([event("dislike", disliked), event("like", liked),
                                                event("skip", skipped), event("shrug", liked)]) + "\n")
-    assert ingest.run(spark, cfg, day, "feedback-jsonl")["feedback-jsonl"] == {"feedback": 3, "quarantined": 1}
+    assert ingest.run(spark, cfg, day, "feedback-jsonl")["feedback-jsonl"] == {"feedback": 3, "quarantined": 1,
+                                                                             "files": 1, "skipped": []}
     assert delta_io.read(spark, cfg, SILVER_FEEDBACK).count() == 3
     quarantine = delta_io.read(spark, cfg, SILVER_QUARANTINE).where(F.col("format") == "feedback-jsonl")
     assert [r["reason"] for r in quarantine.collect()] == ["unknown_event"]
@@ -147,3 +148,23 @@ def test_blend_weights_are_searched_on_a_validation_split(spark, three_nights):
     assert scores[(1.0, 0.0)] > scores[(0.0, 0.0)] and best["history"] == 1.0
     with pytest.raises(ValueError, match="albums"):
         evaluate.tune_blend(spark, cfg, NIGHTS[1], {"albums": [1.0]})
+
+
+def test_consumers_follow_only_what_changed_through_the_change_feed(spark, three_nights):
+    from delta.tables import DeltaTable
+    cfg, _ = three_nights
+    day, path = NIGHTS[2], GOLD_RECOMMENDATIONS.path(cfg)
+    since = DeltaTable.forPath(spark, path).history(1).first()["version"] + 1
+    recommend.run(spark, cfg, day)  # a rerun of one date: its rows are replaced in one commit
+    changes = (spark.read.format("delta").option("readChangeFeed", "true").option("startingVersion", since)
+               .load(path))
+    kinds = {r[0] for r in changes.select("_change_type").distinct().collect()}
+    assert kinds == {"insert", "delete"}
+    assert {r[0] for r in changes.select("run_date").distinct().collect()} == {day}
+    now = delta_io.read(spark, cfg, GOLD_RECOMMENDATIONS).where(F.col("run_date") == F.lit(day)).count()
+    assert changes.where("_change_type = 'insert'").count() == now
+    from deltalake import DeltaTable as RsTable  # the same, without Spark
+    feed = RsTable(path).load_cdf(starting_version=since).read_all()
+    assert set(feed.column("run_date").to_pylist()) == {day}
+    assert set(feed.column("_change_type").to_pylist()) == kinds
+    assert feed.num_rows == changes.count()

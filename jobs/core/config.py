@@ -57,7 +57,8 @@ class SparkConf:
     master: str = key("local[*]", help="`local[N]`, `yarn`, `k8s://...`, `spark://host:port`")
     app_name: str = key("setlist", help="application name (`-JOB` is appended by submit.sh)")
     packages: list[str] = key([DELTA_PACKAGE], help="Maven coordinates resolved once and cached")
-    conf: dict[str, Any] = key({}, help="any Spark setting, passed as `--conf`")
+    conf: dict[str, Any] = key({}, help="any Spark setting, passed in submit.sh's properties file")
+    event_log: bool = key(True, help="Spark event logs under `<warehouse>/_spark_events` (for the history server)")
 
 
 @dataclass(frozen=True)
@@ -208,6 +209,15 @@ class NightlyConf:
     cluster_every_days: int = key(1, gt=0, help="recluster every N days")
     als_every_days: int = key(1, gt=0, help="retrain ALS every N days")
     train_every_days: int = key(7, gt=0, help="retrain the LSTM every N days")
+    maintain_every_days: int = key(7, gt=0, help="run table upkeep (maintain) every N days")
+
+
+@dataclass(frozen=True)
+class MaintainConf:
+    retain_hours: float = key(168.0, ge=0, help="VACUUM keeps files a reader of the last N hours may need "
+                                                "(Delta's safety default: 168)")
+    allow_short_retention: bool = key(False, help="allow retain_hours below 168 (readers older than that fail)")
+    scratch_days: int = key(7, ge=0, help="scratch and checkpoints of run dates older than N days are removed")
 
 
 @dataclass(frozen=True)
@@ -228,6 +238,7 @@ class Config:
     warehouse: str = key(help="root of the Delta tables and of every file the jobs write")
     raw_path: str = key(help="root of the raw logs: `<raw_path>/<format>/date=<D>/`")
     log_level: str = key("INFO", choices=("DEBUG", "INFO", "WARNING", "ERROR"), help="setlist's log level")
+    log_format: str = key("text", choices=("text", "json"), help="setlist's log lines: text, or one JSON object each")
     file_umask: str = key("027", pattern=r"^0?[0-7]{3}$",
                           help="umask of every file and folder the jobs write (027: not world-readable)")
     spark: SparkConf = section(SparkConf)
@@ -243,6 +254,7 @@ class Config:
     nightly: NightlyConf = section(NightlyConf)
     catalog: CatalogConf = section(CatalogConf)
     lease: LeaseConf = section(LeaseConf)
+    maintain: MaintainConf = section(MaintainConf)
     # Where the config came from, for messages; not a key of the file.
     source: str = field(default="<defaults>", compare=False, metadata={"internal": True})
 
@@ -392,6 +404,9 @@ def _check_relations(cfg: Config) -> None:
     if g.artists > g.tracks:
         raise ConfigError(f"{src}: generate.artists: {g.artists} artists need at least as many tracks "
                           f"(generate.tracks={g.tracks})")
+    if cfg.maintain.retain_hours < 168 and not cfg.maintain.allow_short_retention:
+        raise ConfigError(f"{src}: maintain.retain_hours: {cfg.maintain.retain_hours} is below Delta's safety "
+                          f"default of 168 hours: set maintain.allow_short_retention: true to allow it")
     if g.genres > g.artists:
         raise ConfigError(f"{src}: generate.genres: {g.genres} genres need at least as many artists "
                           f"(generate.artists={g.artists})")

@@ -46,12 +46,42 @@ def latest_date(spark: SparkSession, cfg: Config, table: Table, day: dt.date) ->
     return read(spark, cfg, table).where(F.col("run_date") <= F.lit(day)).agg(F.max("run_date")).first()[0]
 
 
+_ENSURED: set[str] = set()
+
+
+def table_ref(cfg: Config, table: Table) -> str:
+    """The table in SQL: delta.`<path>`, the path's backticks escaped."""
+    return "delta.`" + table.path(cfg).replace("`", "``") + "`"
+
+
 def ensure(spark: SparkSession, cfg: Config, table: Table) -> DeltaTable:
-    """The table, created empty with its declared schema and partitioning if it is not there yet."""
-    builder = DeltaTable.createIfNotExists(spark).location(table.path(cfg)).addColumns(table.schema)
+    """The table, created empty with its declared schema, partitioning, NOT NULL columns, CHECK
+    constraints and change feed if it is not there yet; an existing table gets any it lacks."""
+    path = table.path(cfg)
+    builder = DeltaTable.createIfNotExists(spark).location(path).addColumns(table.declared_schema)
     if table.partition_by:
         builder = builder.partitionedBy(*table.partition_by)
-    return builder.execute()
+    if table.change_feed:
+        builder = builder.property("delta.enableChangeDataFeed", "true")
+    delta = builder.execute()
+    if path not in _ENSURED:
+        _add_missing_constraints(spark, cfg, table, delta)
+        _ENSURED.add(path)
+    return delta
+
+
+def _add_missing_constraints(spark: SparkSession, cfg: Config, table: Table, delta: DeltaTable) -> None:
+    detail = delta.detail().select("properties").first()["properties"] or {}
+    ref = table_ref(cfg, table)
+    if table.change_feed and detail.get("delta.enableChangeDataFeed") != "true":
+        spark.sql(f"ALTER TABLE {ref} SET TBLPROPERTIES ('delta.enableChangeDataFeed' = 'true')")
+    # A table created before its NOT NULL columns were declared keeps nullable columns (Delta cannot
+    # tighten them in place): the same rule is added as a CHECK constraint instead.
+    nullable = {f.name: f.nullable for f in delta.toDF().schema.fields}
+    late_not_null = tuple((f"{c}_not_null", f"`{c}` IS NOT NULL") for c in table.not_null if nullable.get(c, False))
+    for name, condition in table.checks + late_not_null:
+        if f"delta.constraints.{name.lower()}" not in detail:
+            spark.sql(f"ALTER TABLE {ref} ADD CONSTRAINT {name} CHECK ({condition})")
 
 
 def sql_literal(value) -> str:
@@ -69,6 +99,7 @@ def replace_partition(df: DataFrame, cfg: Config, table: Table, **partition) -> 
         raise ValueError(f"{table.full_name}: a partition needs {table.partition_by}, got {sorted(partition)}")
     if "stage" in partition and partition["stage"] not in table.writers:
         raise ValueError(f"{table.full_name}: {partition['stage']!r} is not one of its writers {table.writers}")
+    ensure(df.sparkSession, cfg, table)
     frame = df
     for column, value in partition.items():
         if column not in df.columns:
@@ -81,6 +112,7 @@ def replace_partition(df: DataFrame, cfg: Config, table: Table, **partition) -> 
 def replace_date(df: DataFrame, cfg: Config, table: Table, column: str, day: dt.date) -> None:
     """Atomically replace every row with `column = day` by df's rows (one Delta commit). For tables
     keyed by a date alone: silver.clean_runs, silver.plays and the run_date-partitioned gold tables."""
+    ensure(df.sparkSession, cfg, table)
     writer = conform(df, table).write.format("delta")
     if table.partition_by:
         writer = writer.partitionBy(*table.partition_by)

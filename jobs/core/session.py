@@ -77,8 +77,19 @@ def resolve_jars(packages: list[str]) -> list[str]:
 def spark_conf(cfg: Config) -> dict[str, str]:
     """Every Spark setting the environment asks for: Delta's, the files' umask, then the config file's."""
     conf = dict(DELTA_CONF) | {"spark.hadoop.fs.permissions.umask-mode": cfg.file_umask}
+    if cfg.spark.event_log:
+        conf |= {"spark.eventLog.enabled": "true", "spark.eventLog.dir": event_log_dir(cfg)}
     conf.update({k: str(v).lower() if isinstance(v, bool) else str(v) for k, v in cfg.spark.conf.items()})
     return conf
+
+
+def event_log_dir(cfg: Config) -> str:
+    """Where Spark writes event logs (the history server's spark.history.fs.logDirectory)."""
+    root = cfg.warehouse.rstrip("/") + "/_spark_events"
+    if "://" not in root:
+        os.makedirs(root, exist_ok=True)  # Spark requires the folder to exist
+        return "file://" + root
+    return root
 
 
 def under_spark_submit() -> bool:

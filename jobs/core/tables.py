@@ -13,6 +13,9 @@ from dataclasses import dataclass
 from pyspark.sql import types as T
 
 from jobs.core.config import Config, join_path
+from models.blend import SOURCES
+from udfs.formats import FEEDBACK_EVENTS
+from udfs.quality import FEEDBACK_REASONS, LISTEN_REASONS
 
 
 @dataclass(frozen=True)
@@ -23,6 +26,9 @@ class Table:
     partition_by: tuple[str, ...] = ()
     doc: str = ""
     writers: tuple[str, ...] = ()  # the stages that write it, when more than one (column `stage`)
+    not_null: tuple[str, ...] = ()  # contract columns: a write with a null there fails
+    checks: tuple[tuple[str, str], ...] = ()  # (name, SQL condition): Delta CHECK constraints
+    change_feed: bool = False  # Delta change data feed, for consumers that follow changes
 
     @property
     def full_name(self) -> str:
@@ -34,6 +40,16 @@ class Table:
 
     def path(self, cfg: Config) -> str:
         return join_path(cfg.warehouse, self.layer, self.name)
+
+    @property
+    def declared_schema(self) -> T.StructType:
+        """The schema with the NOT NULL contract columns marked non-nullable."""
+        return T.StructType([T.StructField(f.name, f.dataType, f.name not in self.not_null)
+                             for f in self.schema.fields])
+
+
+def _sql_list(values) -> str:
+    return ", ".join(f"'{v}'" for v in dict.fromkeys(values))
 
 
 def _schema(*cols: tuple[str, T.DataType]) -> T.StructType:
@@ -69,12 +85,17 @@ SILVER_PLAYS = Table(
     ),
     partition_by=("ingest_date",),
     doc="Clean plays: deduplicated, names normalised, sessionised, with stable integer ids.",
+    not_null=("user_id", "user_idx", "track_id", "track_idx", "ts", "play_date", "ingest_date"),
+    checks=(("user_idx_positive", "user_idx > 0"), ("track_idx_positive", "track_idx > 0"),
+            ("session_position_positive", "session_position >= 1")),
 )
 
 SILVER_USERS = Table(
     "silver", "users",
     _schema(("user_id", S), ("user_idx", I), ("first_seen_date", D)),
     doc="Stable user ids: a user_idx once given never changes.",
+    not_null=("user_id", "user_idx"),
+    checks=(("user_idx_positive", "user_idx > 0"),),
 )
 
 SILVER_TRACKS = Table(
@@ -84,6 +105,8 @@ SILVER_TRACKS = Table(
         ("recording_mbid", S), ("artist_mbid", S), ("first_seen_date", D),
     ),
     doc="Stable track ids: a track_idx once given never changes; names as first seen.",
+    not_null=("track_id", "track_idx"),
+    checks=(("track_idx_positive", "track_idx > 0"),),
 )
 
 SILVER_QUARANTINE = Table(
@@ -95,6 +118,8 @@ SILVER_QUARANTINE = Table(
     partition_by=("ingest_date", "stage"),
     doc="Every record refused, with the reason: listens by clean, feedback by ingest.",
     writers=("ingest", "clean"),
+    not_null=("ingest_date", "reason", "stage"),
+    checks=(("reason_known", f"reason IN ({_sql_list(LISTEN_REASONS + FEEDBACK_REASONS)})"),),
 )
 
 SILVER_FEEDBACK = Table(
@@ -103,6 +128,8 @@ SILVER_FEEDBACK = Table(
             ("ingest_date", D)),
     partition_by=("ingest_date",),
     doc="Explicit reactions: like, dislike, skip; the track by the same identity rule as plays.",
+    not_null=("user_id", "track_id", "event", "ts"),
+    checks=(("event_known", f"event IN ({_sql_list(FEEDBACK_EVENTS)})"),),
 )
 
 SILVER_CLEAN_RUNS = Table(
@@ -141,6 +168,7 @@ GOLD_USER_SEGMENTS = Table(
             ("taste", VEC), ("plays", L)),
     partition_by=("run_date",),
     doc="Each user's taste vector (recency- and play-weighted mean of embeddings) and its segment.",
+    change_feed=True,
 )
 
 GOLD_ALS_USER_FACTORS = Table(
@@ -185,6 +213,10 @@ GOLD_RECOMMENDATIONS = Table(
             ("score", DBL), ("source", S)),
     partition_by=("run_date",),
     doc="Contract: the top-K tracks of every user for a run date; a rerun replaces the date atomically.",
+    not_null=("run_date", "user_id", "rank", "track_id", "score", "source"),
+    checks=(("rank_positive", "rank >= 1"), ("score_finite", "score >= -1.0E308 AND score <= 1.0E308"),
+            ("source_known", f"source IN ({_sql_list(SOURCES)})")),
+    change_feed=True,
 )
 
 GOLD_RUNS = Table(
@@ -192,6 +224,8 @@ GOLD_RUNS = Table(
     _schema(("run_date", D), ("stage", S), ("status", S), ("started_at", TS), ("finished_at", TS),
             ("rows", S), ("error", S)),
     doc="One row per (run date, stage) of the nightly run: succeeded, reused, failed; counts as JSON.",
+    not_null=("run_date", "stage", "status"),
+    checks=(("status_known", "status IN ('succeeded', 'reused', 'failed', 'waiting_for_history')"),),
 )
 
 ALL_TABLES = (BRONZE_LISTENS, SILVER_PLAYS, SILVER_USERS, SILVER_TRACKS, SILVER_QUARANTINE, SILVER_CLEAN_RUNS,
