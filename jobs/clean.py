@@ -45,8 +45,7 @@ DUPLICATE_KEY = ("user_id", "track_id", "ts")
 def run(spark: SparkSession, cfg: Config, day: dt.date) -> dict:
     all_versions = delta_io.read(spark, cfg, BRONZE_LISTENS).where(F.col("ingest_date") == F.lit(day))
     with CacheScope() as cache:
-        bronze = cache(current_versions(all_versions))
-        classified = cache(classify(bronze, day, cfg.clean.ts_floor))
+        classified = cache(classify(current_versions(all_versions), day, cfg.clean.ts_floor))
         bronze_rows = classified.count()
         if bronze_rows == 0:
             raise InputError(f"no rows in {BRONZE_LISTENS.full_name} for {day}: run `ingest --date {day}` first")
@@ -60,7 +59,7 @@ def run(spark: SparkSession, cfg: Config, day: dt.date) -> dict:
         span = good.agg(F.min("play_date").alias("lo"), F.max("play_date").alias("hi"),
                         F.count("*").alias("n")).first()
         others = other_nights_plays(spark, cfg, day, span)
-        duplicates = count_duplicates(good, others)
+        duplicates = count_duplicates(good, span["n"], others)
         plays = cache(drop_duplicates(good, others))
 
         merge_new_ids(spark, cfg, SILVER_USERS, plays.select("user_id").distinct()
@@ -123,12 +122,12 @@ def other_nights_plays(spark: SparkSession, cfg: Config, day: dt.date, span) -> 
             .where((F.col("ingest_date") != F.lit(day)) & F.col("play_date").between(span["lo"], span["hi"])))
 
 
-def count_duplicates(good: DataFrame, others: DataFrame | None) -> int:
-    """Good records that are not a play of their own: repeats within the night, and plays another
-    night already holds. Counted apart from the dedupe itself, so that the reconciliation can fail."""
-    keys = good.select(*DUPLICATE_KEY)
-    distinct = keys.distinct()
-    repeats = keys.count() - distinct.count()
+def count_duplicates(good: DataFrame, good_rows: int, others: DataFrame | None) -> int:
+    """Good records (good_rows of them) that are not a play of their own: repeats within the night,
+    and plays another night already holds. Counted apart from the dedupe itself, so that the
+    reconciliation can fail."""
+    distinct = good.select(*DUPLICATE_KEY).distinct()
+    repeats = good_rows - distinct.count()
     held = 0 if others is None else distinct.join(others.select(*DUPLICATE_KEY).distinct(), list(DUPLICATE_KEY)).count()
     return repeats + held
 

@@ -99,24 +99,27 @@ def replace_partition(df: DataFrame, cfg: Config, table: Table, **partition) -> 
         raise ValueError(f"{table.full_name}: a partition needs {table.partition_by}, got {sorted(partition)}")
     if "stage" in partition and partition["stage"] not in table.writers:
         raise ValueError(f"{table.full_name}: {partition['stage']!r} is not one of its writers {table.writers}")
-    ensure(df.sparkSession, cfg, table)
     frame = df
     for column, value in partition.items():
         if column not in df.columns:
             frame = frame.withColumn(column, F.lit(value))
     predicate = " AND ".join(f"{column} = {sql_literal(value)}" for column, value in partition.items())
-    (conform(frame, table).write.format("delta").partitionBy(*table.partition_by).mode("overwrite")
-     .option("replaceWhere", predicate).save(table.path(cfg)))
+    _replace(frame, cfg, table, predicate)
 
 
 def replace_date(df: DataFrame, cfg: Config, table: Table, column: str, day: dt.date) -> None:
     """Atomically replace every row with `column = day` by df's rows (one Delta commit). For tables
     keyed by a date alone: silver.clean_runs, silver.plays and the run_date-partitioned gold tables."""
+    _replace(df, cfg, table, f"{column} = {sql_literal(day)}")
+
+
+def _replace(df: DataFrame, cfg: Config, table: Table, predicate: str) -> None:
+    """Overwrite the rows matching `predicate` with df's (conformed) rows: one Delta commit."""
     ensure(df.sparkSession, cfg, table)
     writer = conform(df, table).write.format("delta")
     if table.partition_by:
         writer = writer.partitionBy(*table.partition_by)
-    writer.mode("overwrite").option("replaceWhere", f"{column} = {sql_literal(day)}").save(table.path(cfg))
+    writer.mode("overwrite").option("replaceWhere", predicate).save(table.path(cfg))
 
 
 def is_conflict(exc: BaseException) -> bool:
