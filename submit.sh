@@ -45,13 +45,16 @@ with zipfile.ZipFile(target, "w", zipfile.ZIP_DEFLATED) as z:
             z.write(path, path.relative_to(root).as_posix())
 PYZIP
 
-# The driver's stderr reaches us merged into spark-submit's stdout; its one-line error comes back
+# Processes that Python workers start themselves (TorchDistributor's torchrun ranks) import the
+# project's code through PYTHONPATH: the zip's path here (local mode) and its name in an executor's
+# working folder (a cluster, where --py-files are shipped). The driver's stderr reaches us merged into spark-submit's stdout; its one-line error comes back
 # through this file and goes to our stderr.
 export PYSPARK_PYTHON="$PY" PYSPARK_DRIVER_PYTHON="$PY" SETLIST_ERROR_FILE="$errors"
 status=0
 "$(dirname "$PY")/spark-submit" \
   --driver-java-options "-Dlog4j2.configurationFile=file:$ROOT/conf/log4j2.properties" \
   --conf "spark.pyspark.python=$PY" --conf "spark.pyspark.driver.python=$PY" \
+  --conf "spark.executorEnv.PYTHONPATH=$zip:$(basename "$zip")" \
   "${spark_options[@]}" \
   --py-files "$zip" \
   "$ROOT/jobs/main.py" "$@" || status=$?

@@ -26,7 +26,7 @@ from jobs.core import delta_io
 from jobs.core.config import Config
 from jobs.core.errors import ConfigError, InputError
 from jobs.core.frames import CacheScope
-from jobs.core.rawfiles import Discovery, discover, path_exists, raw_dir, read_lines
+from jobs.core.rawfiles import Discovery, discover, has_feedback_folder, path_exists, raw_dir, read_lines
 from jobs.core.tables import BRONZE_LISTENS, SILVER_FEEDBACK, SILVER_QUARANTINE
 from udfs.formats import FEEDBACK_JSONL, LISTEN_FORMATS
 from udfs.identity import track_id
@@ -46,7 +46,10 @@ def run(spark: SparkSession, cfg: Config, day: dt.date, fmt: str | None = None) 
         summary["missing_formats"] = missing
         log.warning("ingest %s: no folder for format(s) %s (%s)", day, ", ".join(missing),
                     ", ".join(raw_dir(cfg, f, day) for f in missing))
-    if fmt in (None, FEEDBACK_JSONL):
+    if fmt in (None, FEEDBACK_JSONL) and (has_feedback_folder(cfg) or fmt == FEEDBACK_JSONL):
+        if not has_feedback_folder(cfg):
+            raise ConfigError(f"--format {FEEDBACK_JSONL}: ingest.layout {cfg.ingest.layout!r} has no {{format}}, "
+                              f"so feedback has no folder of its own")
         feedback = raw_dir(cfg, FEEDBACK_JSONL, day)
         if path_exists(spark, feedback):
             summary[FEEDBACK_JSONL] = ingest_feedback(spark, cfg, day)
@@ -66,7 +69,8 @@ def formats_to_ingest(spark: SparkSession, cfg: Config, day: dt.date, fmt: str |
             raise InputError(f"raw input path does not exist: {raw_dir(cfg, fmt, day)} (conf key raw_path)")
         return [fmt]
     present = [f for f in cfg.ingest.formats if path_exists(spark, raw_dir(cfg, f, day))]
-    if not present and not path_exists(spark, raw_dir(cfg, FEEDBACK_JSONL, day)):
+    feedback = has_feedback_folder(cfg) and path_exists(spark, raw_dir(cfg, FEEDBACK_JSONL, day))
+    if not present and not feedback:
         wanted = ", ".join(raw_dir(cfg, f, day) for f in cfg.ingest.formats)
         raise InputError(f"no raw input for {day}: none of {wanted} exists (conf keys raw_path, ingest.formats)")
     return present

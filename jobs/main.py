@@ -37,7 +37,8 @@ def _date(text: str) -> dt.date:
 
 def _jobs() -> dict[str, Callable]:
     # Imported lazily: a config error must not wait for pyspark/delta imports.
-    from jobs import als, clean, cluster, embed, evaluate, generate, ingest, maintain, nightly, recommend, show, train
+    from jobs import (als, backfill, clean, cluster, embed, evaluate, generate, ingest, maintain, nightly, rank,
+                      recommend, show, train)
     return {
         "generate": lambda spark, cfg, a: generate.run(spark, cfg, a.date),
         "ingest": lambda spark, cfg, a: ingest.run(spark, cfg, _need_date(a), a.format),
@@ -46,8 +47,10 @@ def _jobs() -> dict[str, Callable]:
         "cluster": lambda spark, cfg, a: cluster.run(spark, cfg, _need_date(a)),
         "als": lambda spark, cfg, a: als.run(spark, cfg, _need_date(a)),
         "evaluate": lambda spark, cfg, a: evaluate.run(spark, cfg, _need_date(a)),
+        "rank": lambda spark, cfg, a: rank.run(spark, cfg, _need_date(a)),
         "recommend": lambda spark, cfg, a: recommend.run(spark, cfg, _need_date(a)),
         "nightly": lambda spark, cfg, a: nightly.run(spark, cfg, _need_date(a), a.force),
+        "backfill": lambda spark, cfg, a: backfill.run(spark, cfg, *_need_range(a), a.force),
         "train": lambda spark, cfg, a: train.run(spark, cfg, _need_date(a), a.backend),
         "tables": lambda spark, cfg, a: show.tables(spark, cfg),
         "preview": lambda spark, cfg, a: show.preview(spark, cfg, a.date),
@@ -57,14 +60,22 @@ def _jobs() -> dict[str, Callable]:
 
 # Jobs that write the warehouse hold its single-writer lease while they run (jobs.core.lease).
 READ_ONLY_JOBS = ("generate", "tables", "preview")
-JOB_NAMES = ("generate", "ingest", "clean", "embed", "cluster", "als", "train", "recommend", "evaluate", "nightly",
-             "maintain", "tables", "preview")
+JOB_NAMES = ("generate", "ingest", "clean", "embed", "cluster", "als", "train", "rank", "recommend", "evaluate", "nightly",
+             "backfill", "maintain", "tables", "preview")
 
 
 def _need_date(args) -> dt.date:
     if args.date is None:
         raise ConfigError(f"{args.job}: --date YYYY-MM-DD is required")
     return args.date
+
+
+def _need_range(args) -> tuple[dt.date, dt.date]:
+    if args.first is None or args.last is None:
+        raise ConfigError(f"{args.job}: --from YYYY-MM-DD and --to YYYY-MM-DD are required")
+    if args.last < args.first:
+        raise ConfigError(f"{args.job}: --to {args.last} is before --from {args.first}")
+    return args.first, args.last
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -75,7 +86,10 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--format", help="ingest: one input format (default: every configured one present, and feedback)")
     parser.add_argument("--backend", choices=TRAIN_BACKENDS,
                         help="train: distributed backend (default: conf train.backend)")
-    parser.add_argument("--force", action="store_true", help="nightly: rerun stages already committed for the date")
+    parser.add_argument("--from", dest="first", type=_date, help="backfill: first date YYYY-MM-DD")
+    parser.add_argument("--to", dest="last", type=_date, help="backfill: last date YYYY-MM-DD")
+    parser.add_argument("--force", action="store_true",
+                        help="nightly, backfill: rerun stages already committed for the date(s)")
     parser.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
                         help="override one config key, e.g. --set clean.session_gap_minutes=45")
     return parser

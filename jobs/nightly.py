@@ -1,6 +1,6 @@
 """nightly: every stage for run date D, in order, resumable.
 
-ingest -> clean -> embed -> cluster -> als -> train -> recommend -> evaluate -> maintain. Each stage's outcome
+ingest -> clean -> embed -> cluster -> als -> train -> rank -> recommend -> evaluate -> maintain. Each stage's outcome
 is a row of gold.runs (stage, date, status, start, end, row counts as JSON, error). A stage that
 already succeeded for D is skipped unless --force, so re-running after a failure resumes at the
 failed stage. Model stages follow their cadence (nightly.<stage>_every_days): when the last
@@ -18,7 +18,7 @@ from typing import Callable
 from pyspark.sql import SparkSession
 from pyspark.sql import functions as F
 
-from jobs import als, clean, cluster, embed, evaluate, ingest, maintain, recommend, train
+from jobs import als, clean, cluster, embed, evaluate, ingest, maintain, rank, recommend, train
 from jobs.core import delta_io
 from jobs.core.config import Config
 from jobs.core.errors import NotEnoughHistory
@@ -34,6 +34,7 @@ STAGES: dict[str, Callable] = {
     "cluster": cluster.run,
     "als": als.run,
     "train": lambda spark, cfg, day: train.run(spark, cfg, day),
+    "rank": rank.run,
     "recommend": recommend.run,
     "evaluate": evaluate.run,
     "maintain": maintain.run,
@@ -42,14 +43,38 @@ DONE = ("succeeded", "reused", "waiting_for_history")
 
 
 def run(spark: SparkSession, cfg: Config, day: dt.date, force: bool = False) -> dict:
+    """Every stage for `day`; the summary is printed and returned ({stage: outcome})."""
+    outcome = run_stages(spark, cfg, day, tuple(STAGES), force)
+    if cfg.catalog.database:
+        gold = tuple(t for t in ALL_TABLES if t.layer == "gold")
+        outcome["catalog"] = "registered " + ", ".join(delta_io.register(spark, cfg, gold))
+    print(summary_table(day, outcome), flush=True)
+    return outcome
+
+
+def committed_stages(spark: SparkSession, cfg: Config, day: dt.date) -> tuple[set[str], dict[str, dt.date]]:
+    """(stages done for `day`, {stage: the last date before `day` it succeeded on}) from gold.runs."""
     delta_io.ensure(spark, cfg, GOLD_RUNS)
-    runs = delta_io.read(spark, cfg, GOLD_RUNS).where(F.col("status").isin(*DONE))
-    committed = {r["stage"] for r in runs.where(F.col("run_date") == F.lit(day)).collect()}
-    last_trained = {r["stage"]: r["d"] for r in runs.where(
-        (F.col("status") == "succeeded") & (F.col("run_date") < F.lit(day))).groupBy("stage")
-        .agg(F.max("run_date").alias("d")).collect()}
+    runs = delta_io.read(spark, cfg, GOLD_RUNS).where(F.col("status").isin(*DONE)).where(F.col("run_date") <= F.lit(day))
+    rows = runs.select("run_date", "stage", "status").collect()
+    committed = {r["stage"] for r in rows if r["run_date"] == day}
+    last_trained: dict[str, dt.date] = {}
+    for r in rows:
+        if r["status"] == "succeeded" and r["run_date"] < day and r["run_date"] > last_trained.get(r["stage"], dt.date.min):
+            last_trained[r["stage"]] = r["run_date"]
+    return committed, last_trained
+
+
+def run_stages(spark: SparkSession, cfg: Config, day: dt.date, stages: tuple[str, ...], force: bool = False,
+               results: dict | None = None) -> dict:
+    """Run `stages` (names of STAGES, in that order) for `day`, skipping those committed unless
+    `force`, following each stage's cadence; record every outcome in gold.runs. Returns {stage:
+    outcome text}; a stage's own result (its counts) goes into `results` when a dict is given. The
+    first failure is recorded, printed with the summary so far, and raised."""
+    committed, last_trained = committed_stages(spark, cfg, day)
     outcome: dict[str, str] = {}
-    for stage, fn in STAGES.items():
+    for stage in stages:
+        fn = STAGES[stage]
         if stage in committed and not force:
             outcome[stage] = "skipped (already committed)"
             continue
@@ -72,14 +97,32 @@ def run(spark: SparkSession, cfg: Config, day: dt.date, force: bool = False) -> 
             outcome[stage] = f"FAILED: {exc}"
             print(summary_table(day, outcome), flush=True)
             raise
+        seconds = time.monotonic() - clock
+        rows = work_rows(stage, result)
+        timing = {"seconds": round(seconds, 2)} | (
+            {"rows_in": rows, "rows_per_s": round(rows / seconds, 1) if seconds > 0 else None} if rows else {})
         # train's result carries every rank's detail: the summary is enough for the record
-        record_run(spark, cfg, day, stage, "succeeded", started, {k: v for k, v in result.items() if k != "ranks"})
-        outcome[stage] = f"succeeded in {time.monotonic() - clock:.0f}s"
-    if cfg.catalog.database:
-        gold = tuple(t for t in ALL_TABLES if t.layer == "gold")
-        outcome["catalog"] = "registered " + ", ".join(delta_io.register(spark, cfg, gold))
-    print(summary_table(day, outcome), flush=True)
+        record_run(spark, cfg, day, stage, "succeeded", started,
+                   {k: v for k, v in result.items() if k != "ranks"} | {"timing": timing})
+        if results is not None:
+            results[stage] = result
+        outcome[stage] = f"succeeded in {seconds:.0f}s" + (f" ({rows:,} rows, {rows / seconds:,.0f} rows/s)"
+                                                            if rows and seconds > 0 else "")
+        if isinstance(result.get("note"), str):  # what the stage wants the summary to show (evaluate, rank)
+            outcome[stage] += f": {result['note']}"
     return outcome
+
+
+def work_rows(stage: str, result: dict) -> int:
+    """The rows a stage worked through, for its rows/s: raw lines read (ingest), bronze rows (clean),
+    plays or examples (the model stages), rows written (recommend); 0 when the stage reports none."""
+    if stage == "ingest":
+        return sum(v.get("read", 0) for v in result.values() if isinstance(v, dict) and "read" in v)
+    for name in ("bronze_rows", "plays", "examples", "rows"):
+        value = result.get(name)
+        if isinstance(value, int) and not isinstance(value, bool):
+            return value
+    return 0
 
 
 def summary_table(day: dt.date, outcome: dict[str, str]) -> str:

@@ -7,8 +7,12 @@ Candidates per user, each source's top recommend.candidates_per_source (models.s
 - item2vec: neighbours of the user's recent tracks in the latest embeddings;
 - segment: the most played tracks of the user's taste segment;
 - popularity: the most played tracks overall (the last fallback, and the pool that guarantees K).
-models.blend sums each source's signal with recommend.weight_<source>; users with fewer than
-recommend.min_history plays get segment and popularity candidates only. Feedback (silver.feedback):
+Every candidate gets the ranker's features (models.features), stored in gold.candidates for D: the
+rank stage of later nights learns from them and evaluate scores them. Users with fewer than
+recommend.min_history plays get segment and popularity candidates only. The candidates are ordered
+by the configuration the rank stage chose for D on its validation night (gold.models, model
+`ranker`): the learned ranker, the linear blend (models.blend, recommend.weight_<source>) or the
+users' most played tracks; before any night could be validated, rank.default_config. Feedback (silver.feedback):
 tracks the user disliked are dropped for good, liked ones boosted, lately skipped ones damped. With
 recommend.exclude_played_days > 0 tracks played lately are dropped too; then a greedy MMR pass per
 user (models.diversify) picks K tracks with at most recommend.max_per_artist per artist.
@@ -17,6 +21,7 @@ D's rows of gold.recommendations are replaced in one commit.
 from __future__ import annotations
 
 import datetime as dt
+import json
 import logging
 
 from pyspark.ml.recommendation import ALSModel
@@ -27,11 +32,12 @@ from jobs.core import delta_io, records
 from jobs.core.config import Config
 from jobs.core.errors import InputError
 from jobs.core.frames import CacheScope
-from jobs.core.tables import (GOLD_RECOMMENDATIONS, GOLD_TRACK_EMBEDDINGS, GOLD_USER_SEGMENTS,
+from jobs.core.tables import (GOLD_CANDIDATES, GOLD_RECOMMENDATIONS, GOLD_TRACK_EMBEDDINGS, GOLD_USER_SEGMENTS,
                               SILVER_FEEDBACK, SILVER_PLAYS, SILVER_TRACKS, SILVER_USERS)
-from models import serving, sources
+from models import ranker, serving, sources
 from models.als import top_scored
-from models.blend import apply_feedback, blend, history_scores, source_scores
+from models.blend import apply_feedback, history_scores, source_scores
+from models.features import candidate_features
 from models.diversify import OUTPUT_SCHEMA, diversifier
 from udfs.dates import plays_within, utc_midnight
 
@@ -51,9 +57,15 @@ def run(spark: SparkSession, cfg: Config, day: dt.date) -> dict:
         n_users = everyone.count()
         if n_users == 0:
             raise InputError(f"recommend {day}: no users in {SILVER_USERS.full_name}: run clean first")
-        parts, used = candidates(spark, cfg, day, plays_within(plays, day, conf.history_days), warm, everyone)
+        window = plays_within(plays, day, conf.history_days)
+        parts, used = candidates(spark, cfg, day, window, warm, everyone)
         log.info("recommend %s: %d users (%d cold start), sources %s", day, n_users, cold.count(), used)
-        blended = blend(parts, conf.weights(), cold)
+        features = candidate_features(parts, window, day, conf.weights(), cold).withColumn("run_date", F.lit(day))
+        delta_io.replace_date(features, cfg, GOLD_CANDIDATES, "run_date", day)
+        stored = cache(delta_io.read(spark, cfg, GOLD_CANDIDATES).where(F.col("run_date") == F.lit(day)))
+        config, model, chosen = served_config(spark, cfg, day)
+        log.info("recommend %s: ordering %d candidates by %s (%s)", day, stored.count(), config, chosen)
+        blended = ranker.score_config(stored, config, model)
         if conf.exclude_played_days > 0:
             lately = plays.where(F.col("play_date") > F.lit(day - dt.timedelta(days=conf.exclude_played_days)))
             blended = blended.join(lately.select("user_idx", "track_idx").distinct(), ["user_idx", "track_idx"],
@@ -70,7 +82,7 @@ def run(spark: SparkSession, cfg: Config, day: dt.date) -> dict:
                                                    F.sum("count").alias("rows")).first()
     by_source = {r["source"]: r["count"] for r in written.groupBy("source").count().collect()}
     summary = {"users": stats["users"], "rows": stats["rows"], "min_per_user": stats["min_k"], "sources": by_source,
-               "models": used}
+               "models": used, "served": config, "chosen_by": chosen}
     log.info("recommend %s: %s", day, summary)
     return summary
 
@@ -106,6 +118,17 @@ def candidates(spark: SparkSession, cfg: Config, day: dt.date, plays: DataFrame,
     parts.append(source_scores(sources.popular(plays, everyone, n), n, "popularity"))
     used["popularity"] = f"plays up to {day}"
     return parts, used
+
+
+def served_config(spark: SparkSession, cfg: Config, day: dt.date) -> tuple[str, object, str]:
+    """(configuration, ranker model or None, where the choice comes from) for D: the rank stage's
+    choice of D (or of its latest night before D), else rank.default_config."""
+    row = records.latest_model(spark, cfg, "ranker", day)
+    if row is None:
+        return cfg.rank.default_config, None, "rank.default_config: no night validated yet"
+    served = json.loads(row["metrics"])["served"]
+    model = ranker.load(row["path"]) if served == "ranker" else None
+    return served, model, f"chosen by rank on {row['run_date']}"
 
 
 def with_feedback(spark: SparkSession, cfg: Config, day: dt.date, blended: DataFrame, users: DataFrame) -> DataFrame:

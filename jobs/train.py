@@ -34,12 +34,12 @@ from jobs.core.errors import NotEnoughHistory
 from jobs.core.frames import CacheScope
 from jobs.core.paths import location, new_artifact
 from jobs.core.records import record_model, write_metrics
-from jobs.core.tables import GOLD_SEQUENCES, GOLD_TRACK_EMBEDDINGS, SILVER_PLAYS, SILVER_TRACKS
+from jobs.core.tables import GOLD_SEQUENCES, GOLD_TRACK_EMBEDDINGS, SILVER_PLAYS
 from models import feed, sources
 from models.distributed import TrainSpec, latest_checkpoint, load_checkpoint, run_backend
 from models.embeddings import Word2VecParams, train_word2vec
 from models.export import export
-from models.lstm import LstmParams, NextTrackLSTM
+from models.lstm import LstmParams, NextTrackLSTM, Vocabulary
 from models.scoring import ranked_lists, score_lists
 from models.serving import next_track_scores, saved_model
 from udfs.dates import plays_within
@@ -53,19 +53,22 @@ def run(spark: SparkSession, cfg: Config, day: dt.date, backend: str | None = No
     conf = cfg.train
     backend = backend or conf.backend
     counts = write_sequences(spark, cfg, day)
-    vocab = int(delta_io.read(spark, cfg, SILVER_TRACKS).agg(F.max("track_idx")).first()[0]) + 1
+    vocabulary = training_vocabulary(spark, cfg, day)
+    vocab = vocabulary.size
+    loss = resolved_loss(conf, vocab)
     shard_plan = feed.plan(split_files(spark, cfg, day, "train"), conf.world_size, conf.batch_size)
     lstm = LstmParams(vocab, conf.embed_dim, conf.hidden, conf.layers, conf.dropout)
     # Checkpoints belong to one training input: the examples' content and every setting that shapes
     # the run. A rerun on the same input resumes; on other input (new plays, other sizes) starts fresh.
-    input_key = training_input_key(spark, cfg, day, lstm, shard_plan.steps_per_epoch)
+    input_key = training_input_key(spark, cfg, day, lstm, shard_plan.steps_per_epoch, loss)
     spec = TrainSpec(
         lstm=lstm, shards=shard_plan.shards, steps_per_epoch=shard_plan.steps_per_epoch, epochs=conf.epochs,
-        batch_size=conf.batch_size, learning_rate=conf.learning_rate, loss=conf.loss, num_sampled=conf.num_sampled,
+        batch_size=conf.batch_size, learning_rate=conf.learning_rate, loss=loss, num_sampled=conf.num_sampled,
         checkpoint_dir=location(cfg, "checkpoints", "lstm", day.isoformat(), input_key), seed=conf.seed,
-        pretrained=pretrained(spark, cfg, day))
-    log.info("train %s: %d train / %d valid examples, vocab %d, %s with %d ranks, %d steps per epoch, "
-             "rows per rank %s", day, counts["train"], counts["valid"], vocab, backend, conf.world_size,
+        pretrained=pretrained(spark, cfg, day), vocabulary=vocabulary.tracks.tolist())
+    log.info("train %s: %d train / %d valid examples, vocabulary %d tracks with >= %d plays (+ padding and one "
+             "shared token), %s softmax, %s with %d ranks, %d steps per epoch, rows per rank %s", day, counts["train"],
+             counts["valid"], len(vocabulary.tracks), conf.min_plays, loss, backend, conf.world_size,
              shard_plan.steps_per_epoch, shard_plan.rows)
     results = run_backend(spark, spec, backend, conf.world_size, timeout_s=conf.timeout_minutes * 60.0)
     rank0 = next(r for r in results if r["rank"] == 0)
@@ -75,17 +78,37 @@ def run(spark: SparkSession, cfg: Config, day: dt.date, backend: str | None = No
     sample = np.stack(delta_io.read(spark, cfg, GOLD_SEQUENCES).where(
         (F.col("run_date") == F.lit(day)) & (F.col("split") == "valid")).select("x").limit(256).toPandas()["x"])
     store = new_artifact(cfg, "lstm", day)  # published by the gold.models row below, once complete
-    checks = export(model, store, conf.window, sample, cfg.evaluate.k, conf.export_onnx)
-    metrics = evaluate_next_track(spark, cfg, day, model)
+    checks = export(model, store, conf.window, vocabulary, sample, cfg.evaluate.k, conf.export_onnx)
+    metrics = evaluate_next_track(spark, cfg, day, model, vocabulary)
     k = cfg.evaluate.k
     summary = {f"{name}_{m}@{k}": round(v[m], 4) for name, v in metrics.items() for m in ("hit_rate", "ndcg")}
-    params = {name: getattr(conf, name) for name in ("window", "embed_dim", "hidden", "layers", "dropout", "loss",
-                                                     "num_sampled", "epochs", "batch_size", "learning_rate")}
+    params = {name: getattr(conf, name) for name in ("window", "embed_dim", "hidden", "layers", "dropout",
+                                                     "num_sampled", "epochs", "batch_size", "learning_rate",
+                                                     "min_plays")} | {"loss": loss, "tracks": len(vocabulary.tracks)}
     record_model(spark, cfg, day, "lstm", f"lstm-{day.isoformat()}", rank0["backend"], rank0["world_size"],
                  params | {"vocab": vocab, "input_key": input_key},
                  summary | {"loss_by_epoch": rank0["loss_by_epoch"], "export": checks}, store)
     log.info("train %s: next-track %s", day, summary)
-    return {"ranks": results, "metrics": metrics, "export": checks, "summary": summary}
+    return {"ranks": results, "metrics": metrics, "export": checks, "summary": summary,
+            "examples": counts["train"] + counts["valid"]}
+
+
+def resolved_loss(conf: TrainConf, vocab: int) -> str:
+    """train.loss, with auto resolved: the sampled softmax above train.sampled_above tokens."""
+    if conf.loss != "auto":
+        return conf.loss
+    return "sampled" if vocab > conf.sampled_above else "full"
+
+
+def training_vocabulary(spark: SparkSession, cfg: Config, day: dt.date) -> Vocabulary:
+    """The tracks played at least train.min_plays times in the training part of the window."""
+    conf = cfg.train
+    valid_from = day - dt.timedelta(days=conf.validation_days - 1)
+    plays = plays_within(delta_io.read(spark, cfg, SILVER_PLAYS), day, conf.history_days).where(
+        F.col("play_date") < F.lit(valid_from))
+    kept = (plays.groupBy("track_idx").count().where(F.col("count") >= conf.min_plays).select("track_idx")
+            .toPandas()["track_idx"].to_numpy())
+    return Vocabulary(kept)
 
 
 def sequences(plays: DataFrame, day: dt.date, conf: TrainConf) -> DataFrame:
@@ -123,7 +146,7 @@ def write_sequences(spark: SparkSession, cfg: Config, day: dt.date) -> dict:
     return counts
 
 
-def training_input_key(spark: SparkSession, cfg: Config, day: dt.date, lstm: LstmParams, steps: int) -> str:
+def training_input_key(spark: SparkSession, cfg: Config, day: dt.date, lstm: LstmParams, steps: int, loss: str) -> str:
     """A digest of D's examples (count and an order-free sum of row hashes) and the run's settings."""
     stored = delta_io.read(spark, cfg, GOLD_SEQUENCES).where(F.col("run_date") == F.lit(day))
     content = stored.agg(F.count("*").alias("n"),
@@ -131,7 +154,7 @@ def training_input_key(spark: SparkSession, cfg: Config, day: dt.date, lstm: Lst
                          .alias("h")).first()
     conf = cfg.train
     settings = (content["n"], str(content["h"]), lstm, steps, conf.epochs, conf.batch_size, conf.learning_rate,
-                conf.loss, conf.num_sampled, conf.seed, conf.world_size, conf.init_from_embeddings)
+                loss, conf.num_sampled, conf.seed, conf.world_size, conf.init_from_embeddings, conf.min_plays)
     return hashlib.sha256(repr(settings).encode()).hexdigest()[:16]
 
 
@@ -160,7 +183,8 @@ def load_final(spec: TrainSpec) -> NextTrackLSTM:
     return model.eval()
 
 
-def evaluate_next_track(spark: SparkSession, cfg: Config, day: dt.date, model: NextTrackLSTM) -> dict:
+def evaluate_next_track(spark: SparkSession, cfg: Config, day: dt.date, model: NextTrackLSTM,
+                        vocabulary: Vocabulary) -> dict:
     k, conf = cfg.evaluate.k, cfg.train
     table = delta_io.read(spark, cfg, GOLD_SEQUENCES).where(F.col("run_date") == F.lit(day))
     with CacheScope() as cache:
@@ -170,8 +194,8 @@ def evaluate_next_track(spark: SparkSession, cfg: Config, day: dt.date, model: N
         valid_from = day - dt.timedelta(days=conf.validation_days - 1)
         train_plays = plays_within(delta_io.read(spark, cfg, SILVER_PLAYS), day, conf.history_days).where(
             F.col("play_date") < F.lit(valid_from))
-        lstm = ranked_lists(next_track_scores(spark, saved_model(model, conf.window), valid.select("example", "x"),
-                                              "example", k), k, key="example")
+        lstm = ranked_lists(next_track_scores(spark, saved_model(model, conf.window, vocabulary),
+                                              valid.select("example", "x"), "example", k), k, key="example")
         lists = {"lstm": lstm} | next_track_baselines(spark, cfg, valid, train_plays, day, k)
         results = {name: score_lists(recs, truth, k, key="example") for name, recs in lists.items()}
     write_metrics(spark, cfg, day, "train", k,

@@ -23,9 +23,9 @@ COLD_SOURCES = ("segment", "popularity")
 
 
 def source_scores(scored: DataFrame, n: int, source: str, scale: str = "share") -> DataFrame:
-    """(user_idx, track_idx, score) into (user_idx, track_idx, source, signal): the user's top n of
-    the source, each with the signal the blend weighs: scale "share" (the score over the user's best
-    in the source; negative scores count 0) or "log" (ln of a play count)."""
+    """(user_idx, track_idx, score) into (user_idx, track_idx, source, signal, rank): the user's top n
+    of the source, each with the signal the blend weighs, scale "share" (the score over the user's
+    best in the source; negative scores count 0) or "log" (ln of a play count), and its rank there."""
     by_user = Window.partitionBy("user_idx")
     ranked = scored.withColumn("_r", F.row_number().over(by_user.orderBy(F.desc("score"), "track_idx")))
     top = ranked.where(F.col("_r") <= n)
@@ -37,7 +37,8 @@ def source_scores(scored: DataFrame, n: int, source: str, scale: str = "share") 
         signal = F.when(best > 0, F.col("_s") / best).otherwise(F.lit(0.0))
     else:
         raise ValueError(f"scale must be share or log, not {scale!r}")
-    return top.select("user_idx", "track_idx", F.lit(source).alias("source"), signal.alias("signal"))
+    return top.select("user_idx", "track_idx", F.lit(source).alias("source"), signal.alias("signal"),
+                      F.col("_r").cast("int").alias("rank"))
 
 
 def history_scores(plays: DataFrame, users: DataFrame, n: int) -> DataFrame:

@@ -26,7 +26,7 @@ import numpy as np
 import torch
 
 from models import feed, storage
-from models.lstm import LstmParams, NextTrackLSTM, NextTrackObjective
+from models.lstm import LstmParams, NextTrackLSTM, NextTrackObjective, Vocabulary
 
 CHECKPOINT = re.compile(r"^epoch-(\d{4})\.pt$")
 
@@ -45,7 +45,8 @@ class TrainSpec:
     num_sampled: int
     checkpoint_dir: str      # a folder or URI (models.storage)
     seed: int
-    pretrained: dict[int, list[float]] = field(default_factory=dict)
+    pretrained: dict[int, list[float]] = field(default_factory=dict)  # track_idx -> vector
+    vocabulary: list[int] | None = None  # the track_idx of tokens 1..n; None: every track_idx its own token
 
 
 def latest_checkpoint(directory: str) -> tuple[int, str] | None:
@@ -189,11 +190,19 @@ def train(spec: TrainSpec, backend: str) -> dict:
         gc.collect()
 
 
+def vocabulary_of(spec: TrainSpec) -> Vocabulary:
+    return Vocabulary(spec.vocabulary) if spec.vocabulary is not None else Vocabulary.identity(spec.lstm.vocab)
+
+
 def _train(spec: TrainSpec, ctx) -> dict:
     device = torch.device(f"cuda:{ctx.local_rank}" if torch.cuda.is_available() else "cpu")
     torch.manual_seed(spec.seed)
     torch.set_num_threads(max(1, (os.cpu_count() or 1) // ctx.size))
-    model = NextTrackLSTM(spec.lstm, {int(k): np.asarray(v) for k, v in spec.pretrained.items()}).to(device)
+    vocabulary = vocabulary_of(spec)
+    pretrained = dict(zip(vocabulary.tokens(np.array([int(k) for k in spec.pretrained], dtype=np.int64)).tolist(),
+                          (np.asarray(v) for v in spec.pretrained.values())))
+    pretrained.pop(vocabulary.shared, None)
+    model = NextTrackLSTM(spec.lstm, pretrained).to(device)
     optimizer = torch.optim.Adam(model.parameters(), lr=spec.learning_rate * ctx.size)
     start_epoch, history = 0, []
     found = ctx.broadcast(latest_checkpoint(spec.checkpoint_dir) if ctx.rank == 0 else None)
@@ -204,6 +213,7 @@ def _train(spec: TrainSpec, ctx) -> dict:
         start_epoch, history = state["epoch"], list(state["history"])
     wrapped, optimizer = ctx.wrap(NextTrackObjective(model, spec.loss, spec.num_sampled), optimizer)
     windows, targets = feed.read_shard(spec.shards[ctx.rank])
+    windows, targets = feed.to_tokens(windows, targets, vocabulary)
     generator = torch.Generator(device=device).manual_seed(spec.seed + ctx.rank)
     epoch_seconds = []
     for epoch in range(start_epoch + 1, spec.epochs + 1):

@@ -8,12 +8,16 @@ import numpy as np
 import torch
 
 from models import serving, storage
-from models.lstm import NextTrackLSTM, top_k
+from models.lstm import NextTrackLSTM, Vocabulary, top_k
 
 
-def export(model: NextTrackLSTM, folder: str, window: int, sample: np.ndarray, k: int, onnx: bool) -> dict:
-    """Write the model's files under `folder`; the checks of each export against the model."""
-    serving.save(serving.saved_model(model, window), folder)
+def export(model: NextTrackLSTM, folder: str, window: int, vocabulary: Vocabulary, sample: np.ndarray, k: int,
+           onnx: bool) -> dict:
+    """Write the model's files under `folder`; the checks of each export against the model. The
+    TorchScript and ONNX graphs take and give tokens (model.pt holds the vocabulary that maps them);
+    `sample` holds windows of track_idx values."""
+    serving.save(serving.saved_model(model, window, vocabulary), folder)
+    sample = vocabulary.tokens(sample)
     x = torch.as_tensor(sample, dtype=torch.long)
     expected = top_k(model, x, k)
     buffer = io.BytesIO()

@@ -61,6 +61,16 @@ def read_shard(uris: list[str]) -> tuple[np.ndarray, np.ndarray]:
     return np.concatenate(xs), np.concatenate(ys)
 
 
+def to_tokens(windows: np.ndarray, targets: np.ndarray, vocabulary) -> tuple[np.ndarray, np.ndarray]:
+    """Windows and targets as the vocabulary's tokens (models.lstm.Vocabulary), without the examples
+    whose target is outside it: the shared token of rare tracks is context, never a target."""
+    if not len(targets):
+        return windows, targets
+    x, y = vocabulary.tokens(windows), vocabulary.tokens(targets)
+    keep = (y != vocabulary.shared) & (y != 0)
+    return x[keep], y[keep]
+
+
 def batches(windows: np.ndarray, targets: np.ndarray, batch_size: int, steps: int, seed: int):
     """`steps` shuffled batches (cycling through the shard if it is short)."""
     rng = np.random.default_rng(seed)

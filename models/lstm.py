@@ -1,7 +1,10 @@
-"""The next-track model: a track embedding, LSTM layers, and scores over the whole catalogue.
+"""The next-track model: a track embedding, LSTM layers, and scores over its vocabulary.
 
-Inputs are windows of track_idx values (0 pads a short window on the left); the output is a score
-for every track_idx (0 included, never a target). Training uses the full softmax, or for large
+The vocabulary (Vocabulary) is the tracks with enough plays to learn from: token 1..n for them,
+one shared token for every other track (rare and newer ones), 0 for padding. A real long-tail
+catalogue has most tracks played once: they share one row of the embedding and one output instead
+of a row each. Inputs are windows of tokens (0 pads a short window on the left); the output is a
+score for every token (padding and the shared token are never recommended). Training uses the full softmax, or for large
 catalogues a sampled softmax: the target's logit against `num_sampled` tracks drawn uniformly,
 with the sampling probability corrected out (logQ), which is an unbiased estimate of the full
 softmax's gradient direction at a fraction of the cost.
@@ -16,9 +19,45 @@ from torch import nn
 from torch.nn import functional as F
 
 
+class Vocabulary:
+    """track_idx <-> token: tokens 1..n for `tracks` (sorted track_idx), n + 1 (`shared`) for every
+    other track, 0 for padding (track_idx 0 is padding too)."""
+
+    def __init__(self, tracks):
+        self.tracks = np.unique(np.asarray(tracks, dtype=np.int64))
+        self.tracks = self.tracks[self.tracks > 0]
+
+    @classmethod
+    def identity(cls, size: int) -> "Vocabulary":
+        """Every track_idx below `size` is its own token (models saved before vocabularies existed)."""
+        vocabulary = cls(np.arange(1, max(size - 1, 1)))
+        return vocabulary
+
+    @property
+    def shared(self) -> int:
+        return len(self.tracks) + 1
+
+    @property
+    def size(self) -> int:
+        """Tokens including padding and the shared token: the model's input and output width."""
+        return len(self.tracks) + 2
+
+    def tokens(self, track_idx: np.ndarray) -> np.ndarray:
+        ids = np.asarray(track_idx, dtype=np.int64)
+        pos = np.searchsorted(self.tracks, ids)
+        known = (pos < len(self.tracks)) & (self.tracks[np.minimum(pos, len(self.tracks) - 1)] == ids) \
+            if len(self.tracks) else np.zeros(ids.shape, dtype=bool)
+        return np.where(ids <= 0, 0, np.where(known, pos + 1, self.shared)).astype(np.int64)
+
+    def track_of(self, tokens: np.ndarray) -> np.ndarray:
+        """track_idx of known tokens (1..n); padding and the shared token have none (callers mask them)."""
+        t = np.asarray(tokens, dtype=np.int64)
+        return self.tracks[np.clip(t - 1, 0, max(len(self.tracks) - 1, 0))] if len(self.tracks) else t * 0
+
+
 @dataclass(frozen=True)
 class LstmParams:
-    vocab: int            # largest track_idx + 1
+    vocab: int            # tokens: the vocabulary's size (tracks + padding + the shared token)
     embed_dim: int
     hidden: int
     layers: int
@@ -66,15 +105,6 @@ def sampled_softmax_loss(model: NextTrackLSTM, windows: torch.Tensor, targets: t
     log_q = torch.log(torch.tensor(num_sampled / (vocab - 1), device=h.device))
     logits = torch.cat([target_logits.unsqueeze(1), sampled_logits - log_q], dim=1)
     return F.cross_entropy(logits, torch.zeros(len(targets), dtype=torch.long, device=h.device))
-
-
-def next_tracks(model: NextTrackLSTM, windows: torch.Tensor, k: int) -> tuple[torch.Tensor, torch.Tensor]:
-    """(indices, probabilities) of the k most probable next tracks per window (padding excluded)."""
-    with torch.no_grad():
-        scores = model(windows)
-        scores[:, 0] = float("-inf")
-        values, indices = torch.topk(torch.softmax(scores, dim=1), min(k, scores.shape[1] - 1), dim=1)
-        return indices, values
 
 
 def top_k(model: NextTrackLSTM, windows: torch.Tensor, k: int) -> torch.Tensor:

@@ -90,19 +90,21 @@ def _long_tail(plays: DataFrame, recommended: DataFrame | None) -> tuple[str, st
     return _png(fig), text
 
 
-def render(day: dt.date, results: dict, k: int, served: dict | None, metrics: DataFrame, plays: DataFrame,
+def render(day: dt.date, night: dt.date, results: dict, k: int, note: str, metrics: DataFrame, plays: DataFrame,
            recommended: DataFrame | None, embeddings: DataFrame | None, emb_date: dt.date | None) -> str:
-    """The report page of `day`: results ({source: {metric: value}}), yesterday's lists scored
-    (served), gold.metrics over past nights, the plays up to day, the day's recommendations and the
-    latest embeddings with their clusters."""
+    """The report page of `day`: results ({configuration or source: {metric: value}}) of the lists of
+    `night`, the served lists against the users' most played (note; a regression is shown in red),
+    gold.metrics over past nights, the plays up to day, the day's recommendations and the latest
+    embeddings with their clusters."""
     tail_plot, tail_text = _long_tail(plays, recommended)
-    served_html = (f"<h2>Yesterday's recommendations against today's plays</h2>{_metrics_table({'served': served})}"
-                   if served else "")
+    colour = "crimson" if "REGRESSION" in note else "darkgreen"
+    served_html = (f"<h2>Yesterday's recommendations against today's plays</h2>"
+                   f'<p style="color:{colour}"><b>{html.escape(note)}</b></p>')
     return f"""<!doctype html><html><head><meta charset="utf-8"><title>setlist evaluation {day}</title>
 <style>body{{font-family:sans-serif;margin:2em}} table{{border-collapse:collapse}}
 td,th{{border:1px solid #ccc;padding:3px 8px;text-align:right}}</style></head><body>
 <h1>setlist evaluation, {day}</h1>
-<h2>Sources and baselines (temporal split, K = {k})</h2>{_metrics_table(results)}
+<h2>The lists of {night}: served, every configuration and every source (K = {k})</h2>{_metrics_table(results)}
 {served_html}
 <h2>Over past nights</h2>{_history_plot(metrics, k)}
 <h2>Track embeddings</h2>{_embedding_map(embeddings, emb_date)}

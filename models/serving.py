@@ -9,17 +9,39 @@ import numpy as np
 import pandas as pd
 import torch
 from pyspark.sql import DataFrame, SparkSession
-from pyspark.sql import functions as F
 
 from models import storage
-from models.lstm import LstmParams, NextTrackLSTM, next_tracks
+from models.lstm import LstmParams, NextTrackLSTM, Vocabulary
 
 MODEL_FILE = "model.pt"
 
 
-def saved_model(model: NextTrackLSTM, window: int) -> dict:
-    """What model.pt holds: the network's sizes, its weights and the window it reads."""
-    return {"params": dict(model.params.__dict__), "state": model.state_dict(), "window": window}
+def saved_model(model: NextTrackLSTM, window: int, vocabulary: Vocabulary) -> dict:
+    """What model.pt holds: the network's sizes, its weights, the window it reads and its vocabulary
+    (the track_idx of tokens 1..n)."""
+    return {"params": dict(model.params.__dict__), "state": model.state_dict(), "window": window,
+            "vocabulary": torch.as_tensor(vocabulary.tracks, dtype=torch.int64)}
+
+
+def vocabulary_of(saved: dict) -> Vocabulary:
+    """The saved model's vocabulary (a model saved before vocabularies: every track_idx its own token)."""
+    if "vocabulary" in saved:
+        return Vocabulary(np.asarray(saved["vocabulary"]))
+    return Vocabulary.identity(int(saved["params"]["vocab"]))
+
+
+def top_tracks(net: NextTrackLSTM, vocabulary: Vocabulary, windows: np.ndarray, n: int
+               ) -> tuple[np.ndarray, np.ndarray]:
+    """(track_idx [rows, n'], probabilities [rows, n']) of the n most probable next known tracks
+    after each window of track_idx values (padding and the shared token are never proposed)."""
+    tokens = torch.as_tensor(vocabulary.tokens(windows), dtype=torch.long)
+    with torch.no_grad():
+        probabilities = torch.softmax(net(tokens), dim=1)
+    probabilities[:, 0] = -1.0
+    probabilities[:, vocabulary.shared] = -1.0
+    width = min(n, len(vocabulary.tracks))
+    values, indices = torch.topk(probabilities, width, dim=1)
+    return vocabulary.track_of(indices.numpy()), values.numpy()
 
 
 def save(saved: dict, folder: str) -> str:
@@ -38,9 +60,10 @@ def next_track_scores(spark: SparkSession, saved: dict, windows: DataFrame, key:
     """(key, track_idx, score): for every row of `windows` (key, x array<int> of the last tracks,
     0-padded on the left), the model's n most probable next tracks with their probabilities.
     `saved` holds "params" (LstmParams fields) and "state" (the state dict). Track indices beyond
-    the model's vocabulary (tracks newer than the model) are read as padding."""
+    the model's vocabulary (rare or newer than the model) are read as its shared token."""
     buffer = io.BytesIO()
-    torch.save({"params": saved["params"], "state": saved["state"]}, buffer)
+    torch.save({"params": saved["params"], "state": saved["state"],
+                "vocabulary": torch.as_tensor(vocabulary_of(saved).tracks, dtype=torch.int64)}, buffer)
     shared = spark.sparkContext.broadcast(buffer.getvalue())
     key_type = dict(windows.dtypes)[key]
 
@@ -49,17 +72,15 @@ def next_track_scores(spark: SparkSession, saved: dict, windows: DataFrame, key:
         net = NextTrackLSTM(LstmParams(**state["params"]))
         net.load_state_dict(state["state"])
         net.eval()
+        vocabulary = vocabulary_of(state)
         torch.set_num_threads(1)
         for block in batches:
             if block.empty:
                 continue
-            x = torch.as_tensor(np.stack(block["x"].to_numpy()), dtype=torch.long)
-            indices, probabilities = next_tracks(net, x, n)
-            width = indices.shape[1]
+            tracks, probabilities = top_tracks(net, vocabulary, np.stack(block["x"].to_numpy()), n)
+            width = tracks.shape[1]
             yield pd.DataFrame({key: np.repeat(block[key].to_numpy(), width),
-                                "track_idx": indices.numpy().ravel().astype(np.int32),
-                                "score": probabilities.numpy().ravel().astype(np.float64)})
+                                "track_idx": tracks.ravel().astype(np.int32),
+                                "score": probabilities.ravel().astype(np.float64)})
 
-    vocab = saved["params"]["vocab"]
-    clipped = windows.select(key, F.transform("x", lambda t: F.when(t < vocab, t).otherwise(0)).alias("x"))
-    return clipped.mapInPandas(score, f"{key} {key_type}, track_idx int, score double")
+    return windows.select(key, "x").mapInPandas(score, f"{key} {key_type}, track_idx int, score double")

@@ -87,6 +87,9 @@ class GenerateConf:
 class IngestConf:
     formats: list[str] = key(list(LISTEN_FORMATS), choices=LISTEN_FORMATS,
                              help="listen formats `ingest` looks for when `--format` is not given")
+    layout: str = key("{format}/date={date}", pattern=r"[^{}]*(\{(format|date)\}[^{}]*)+",
+                      help="a date's raw folder under raw_path: `{format}` and `{date}` (YYYY-MM-DD) are filled in; "
+                           "without `{format}` one listen format only, and no feedback")
 
 
 @dataclass(frozen=True)
@@ -157,8 +160,12 @@ class TrainConf:
     hidden: int = key(64, gt=0, help="LSTM hidden size")
     layers: int = key(1, gt=0, help="LSTM layers")
     dropout: float = key(0.0, ge=0, lt=1, help="LSTM dropout between layers")
-    loss: str = key("full", choices=("full", "sampled"), help="softmax over the catalogue, or sampled")
+    loss: str = key("auto", choices=("auto", "full", "sampled"),
+                    help="softmax over the vocabulary, or sampled; auto: sampled above `sampled_above` tokens")
+    sampled_above: int = key(20000, gt=0, help="`loss: auto` samples the softmax when the vocabulary is larger")
     num_sampled: int = key(200, gt=0, help="negatives of the sampled softmax")
+    min_plays: int = key(2, gt=0, help="tracks with fewer plays in the training window share one token (the "
+                                       "vocabulary keeps the rest)")
     epochs: int = key(4, gt=0, help="training epochs")
     batch_size: int = key(256, gt=0, help="examples per step and rank")
     learning_rate: float = key(0.002, gt=0, help="learning rate per rank (x world size)")
@@ -171,6 +178,23 @@ class TrainConf:
     timeout_minutes: float = key(240.0, gt=0, help="a distributed attempt running longer is cancelled and "
                                                    "tried once more (resuming from its checkpoint)")
     seed: int = key(7, help="training seed")
+
+
+@dataclass(frozen=True)
+class RankConf:
+    train_days: int = key(7, gt=0, help="nights of candidates, labelled by the next day's plays, the ranker learns "
+                                        "from (the latest of them validates)")
+    n_estimators: int = key(200, gt=0, help="boosting rounds of the ranker (XGBoost, rank:ndcg)")
+    max_depth: int = key(6, gt=0, help="depth of the ranker's trees")
+    learning_rate: float = key(0.1, gt=0, help="the ranker's learning rate (eta)")
+    min_child_weight: float = key(1.0, ge=0, help="the ranker's minimum hessian in a leaf")
+    subsample: float = key(0.8, gt=0, le=1, help="share of rows each of the ranker's trees sees")
+    seed: int = key(7, help="the ranker's seed")
+    workers: int = key(2, gt=0, help="XGBoost workers (Spark tasks) that train the ranker")
+    min_gain: float = key(0.0, ge=0, help="the ranker is served only if its validation NDCG beats the best other "
+                                          "configuration's by this share (0.02: 2%)")
+    default_config: str = key("most_played", choices=("most_played", "blend"),
+                              help="what a night serves before any configuration could be validated")
 
 
 @dataclass(frozen=True)
@@ -213,6 +237,13 @@ class NightlyConf:
 
 
 @dataclass(frozen=True)
+class BackfillConf:
+    model_days: int = key(9, gt=0, help="backfill runs the model stages for the last N dates of its range (the rest "
+                                        "are ingested and cleaned only); rank.train_days + 2 gives the ranker of the "
+                                        "last date its full training window")
+
+
+@dataclass(frozen=True)
 class MaintainConf:
     retain_hours: float = key(168.0, ge=0, help="VACUUM keeps files a reader of the last N hours may need "
                                                 "(Delta's safety default: 168)")
@@ -236,7 +267,7 @@ class CatalogConf:
 @dataclass(frozen=True)
 class Config:
     warehouse: str = key(help="root of the Delta tables and of every file the jobs write")
-    raw_path: str = key(help="root of the raw logs: `<raw_path>/<format>/date=<D>/`")
+    raw_path: str = key(help="root of the raw logs: `<raw_path>/<ingest.layout>/`, by default `<raw_path>/<format>/date=<D>/`")
     log_level: str = key("INFO", choices=("DEBUG", "INFO", "WARNING", "ERROR"), help="setlist's log level")
     log_format: str = key("text", choices=("text", "json"), help="setlist's log lines: text, or one JSON object each")
     file_umask: str = key("027", pattern=r"^0?[0-7]{3}$",
@@ -250,8 +281,10 @@ class Config:
     als: AlsConf = section(AlsConf)
     evaluate: EvaluateConf = section(EvaluateConf)
     train: TrainConf = section(TrainConf)
+    rank: RankConf = section(RankConf)
     recommend: RecommendConf = section(RecommendConf)
     nightly: NightlyConf = section(NightlyConf)
+    backfill: BackfillConf = section(BackfillConf)
     catalog: CatalogConf = section(CatalogConf)
     lease: LeaseConf = section(LeaseConf)
     maintain: MaintainConf = section(MaintainConf)
@@ -407,6 +440,12 @@ def _check_relations(cfg: Config) -> None:
     if cfg.maintain.retain_hours < 168 and not cfg.maintain.allow_short_retention:
         raise ConfigError(f"{src}: maintain.retain_hours: {cfg.maintain.retain_hours} is below Delta's safety "
                           f"default of 168 hours: set maintain.allow_short_retention: true to allow it")
+    layout = cfg.ingest.layout
+    if "{date}" not in layout:
+        raise ConfigError(f"{src}: ingest.layout: {layout!r} must contain {{date}}")
+    if "{format}" not in layout and len(cfg.ingest.formats) != 1:
+        raise ConfigError(f"{src}: ingest.layout: {layout!r} has no {{format}}, so ingest.formats must name exactly "
+                          f"one format, got {cfg.ingest.formats}")
     if g.genres > g.artists:
         raise ConfigError(f"{src}: generate.genres: {g.genres} genres need at least as many artists "
                           f"(generate.artists={g.artists})")

@@ -46,6 +46,11 @@ def latest_date(spark: SparkSession, cfg: Config, table: Table, day: dt.date) ->
     return read(spark, cfg, table).where(F.col("run_date") <= F.lit(day)).agg(F.max("run_date")).first()[0]
 
 
+def version(spark: SparkSession, cfg: Config, table: Table) -> int:
+    """The table's current Delta version (what a model trained on it read)."""
+    return int(DeltaTable.forPath(spark, table.path(cfg)).history(1).select("version").first()["version"])
+
+
 _ENSURED: set[str] = set()
 
 

@@ -1,7 +1,8 @@
 """Raw files: where a format's files for a date live, which of them are read (every entry under a
 date folder is read or reported as skipped, with its reason), and their lines as numbered rows.
 
-Raw files for date D and format F live under `<raw_path>/<F>/date=<D>/` (any names, any depth).
+Raw files for date D and format F live under `<raw_path>/<F>/date=<D>/` (any names, any depth), or
+under another folder per date that `ingest.layout` describes (`{date}` alone: one format only).
 An entry is skipped, and reported, when it is hidden (name starting with `.` or `_`, which Spark
 would pass over silently), a symlink leading out of raw_path, not a regular file, unreadable, an
 archive other than gzip or bzip2 text (.zip, .tar, .7z, .xz, .zst, ...), or a .gz/.bz2 file whose
@@ -39,7 +40,13 @@ class Discovery:
 
 
 def raw_dir(cfg: Config, fmt: str, day: dt.date) -> str:
-    return join_path(cfg.raw_path, fmt, f"date={day.isoformat()}")
+    """The folder of `fmt`'s raw files for `day`: raw_path joined with ingest.layout filled in."""
+    return join_path(cfg.raw_path, cfg.ingest.layout.format(format=fmt, date=day.isoformat()))
+
+
+def has_feedback_folder(cfg: Config) -> bool:
+    """Feedback has a folder of its own only when the layout names the format."""
+    return "{format}" in cfg.ingest.layout
 
 
 def path_exists(spark: SparkSession, path: str) -> bool:

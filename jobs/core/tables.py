@@ -14,6 +14,7 @@ from pyspark.sql import types as T
 
 from jobs.core.config import Config, join_path
 from models.blend import SOURCES
+from models.features import FEATURES
 from udfs.formats import FEEDBACK_EVENTS
 from udfs.quality import FEEDBACK_REASONS, LISTEN_REASONS
 
@@ -195,7 +196,7 @@ GOLD_METRICS = Table(
     _schema(("run_date", D), ("model", S), ("metric", S), ("k", I), ("value", DBL), ("users", L), ("stage", S)),
     partition_by=("run_date", "stage"),
     doc="Offline evaluation: every candidate source and baseline, every metric at k; next-track rows by train.",
-    writers=("evaluate", "train"),
+    writers=("evaluate", "train", "rank"),
 )
 
 GOLD_SEQUENCES = Table(
@@ -219,6 +220,15 @@ GOLD_RECOMMENDATIONS = Table(
     change_feed=True,
 )
 
+GOLD_CANDIDATES = Table(
+    "gold", "candidates",
+    _schema(("run_date", D), ("user_idx", I), ("track_idx", I), ("source", S), *[(f, DBL) for f in FEATURES]),
+    partition_by=("run_date",),
+    doc="Every user's candidates of a run date with the ranker's features (models.features): what the "
+        "lists were chosen from; the next day's plays label them for the ranker and for evaluate.",
+    not_null=("run_date", "user_idx", "track_idx"),
+)
+
 GOLD_RUNS = Table(
     "gold", "runs",
     _schema(("run_date", D), ("stage", S), ("status", S), ("started_at", TS), ("finished_at", TS),
@@ -231,4 +241,4 @@ GOLD_RUNS = Table(
 ALL_TABLES = (BRONZE_LISTENS, SILVER_PLAYS, SILVER_USERS, SILVER_TRACKS, SILVER_QUARANTINE, SILVER_CLEAN_RUNS,
               SILVER_FEEDBACK, GOLD_RECOMMENDATIONS, GOLD_RUNS, GOLD_SEQUENCES, GOLD_TRACK_EMBEDDINGS,
               GOLD_TRACK_CLUSTERS, GOLD_USER_SEGMENTS, GOLD_ALS_USER_FACTORS, GOLD_ALS_ITEM_FACTORS, GOLD_MODELS,
-              GOLD_METRICS)
+              GOLD_METRICS, GOLD_CANDIDATES)

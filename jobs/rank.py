@@ -1,0 +1,109 @@
+"""rank: learn tonight's ranking from the outcomes of past nights, and choose what tonight serves.
+
+Every night recommend stores each user's candidates with their features in gold.candidates
+(models.features). For run date D this stage takes the candidates of the last rank.train_days
+nights before D whose next day has plays (late data included) and labels each candidate with
+whether the user played it the next day. The latest such night validates; the nights before it
+train a learning-to-rank model (XGBoost's SparkXGBRanker, objective rank:ndcg, one query per
+user and night; models.ranker). On the validation night, every configuration's lists (the ranker,
+the linear blend, the users' own most played tracks) are scored against what the users played the
+next day, and the night serves the best: the ranker only when it beats the best other one by
+rank.min_gain, so a night never serves worse than the users' favourites did on the validation
+window. The choice, why, every configuration's validation metrics, the ranker's parameters, its
+training nights and the Delta version of the candidates it read, and its feature importance go to
+gold.models (model `ranker`, read by recommend) and gold.metrics (stage `rank`).
+"""
+from __future__ import annotations
+
+import datetime as dt
+import logging
+
+from pyspark.sql import SparkSession
+from pyspark.sql import functions as F
+
+from jobs.core import delta_io
+from jobs.core.config import Config
+from jobs.core.errors import NotEnoughHistory
+from jobs.core.frames import CacheScope
+from jobs.core.paths import new_artifact
+from jobs.core.records import record_model, write_metrics
+from jobs.core.tables import GOLD_CANDIDATES, SILVER_PLAYS
+from models import ranker
+from models.features import next_day_labels
+
+log = logging.getLogger("setlist.rank")
+
+MODEL = "ranker"
+
+
+def run(spark: SparkSession, cfg: Config, day: dt.date) -> dict:
+    conf, k = cfg.rank, cfg.evaluate.k
+    first = day - dt.timedelta(days=conf.train_days)
+    if not delta_io.exists(spark, cfg, GOLD_CANDIDATES):
+        raise NotEnoughHistory(f"rank {day}: no candidates of earlier nights in {GOLD_CANDIDATES.full_name} yet "
+                               f"(recommend stores them every night)")
+    candidates_version = delta_io.version(spark, cfg, GOLD_CANDIDATES)
+    candidates = delta_io.read(spark, cfg, GOLD_CANDIDATES).where(F.col("run_date").between(F.lit(first),
+                                                                                          F.lit(day - dt.timedelta(1))))
+    plays = delta_io.read(spark, cfg, SILVER_PLAYS).where(
+        F.col("play_date").between(F.lit(first + dt.timedelta(1)), F.lit(day)))
+    nights = sorted(r[0] for r in candidates.select("run_date").distinct().collect())
+    played_on = {r[0] for r in plays.select("play_date").distinct().collect()}
+    labelled_nights = [d for d in nights if d + dt.timedelta(days=1) in played_on]
+    if not labelled_nights:
+        raise NotEnoughHistory(f"rank {day}: no night in the last {conf.train_days} (rank.train_days) has candidates "
+                               f"and plays on the day after it yet")
+    valid_night, train_nights = labelled_nights[-1], labelled_nights[:-1]
+    with CacheScope() as cache:
+        valid = cache(candidates.where(F.col("run_date") == F.lit(valid_night)))
+        valid_next = plays.where(F.col("play_date") == F.lit(valid_night + dt.timedelta(1))).select(
+            "user_idx", "track_idx")
+        configs: dict[str, object] = {"most_played": None, "blend": None}
+        model, examples, trained = None, 0, {}
+        if train_nights:
+            train = cache(ranker.labelled(candidates.where(F.col("run_date").isin(*train_nights)),
+                                          next_day_labels(plays)))
+            trained = train.agg(F.count("*").alias("examples"), F.sum("label").alias("positives"),
+                                F.countDistinct("qid").alias("queries")).first().asDict()
+            examples = int(trained["examples"] or 0)
+            if examples:
+                log.info("rank %s: training the ranker on %d nights (%s..%s): %d candidates, %d positives, %d queries",
+                         day, len(train_nights), train_nights[0], train_nights[-1], examples, trained["positives"],
+                         trained["queries"])
+                model = ranker.fit(train, ranker.RankerParams.of(conf), conf.workers)
+                configs["ranker"] = model
+        validation = ranker.evaluate_configs(valid, valid_next, k, configs)
+    served, why = choose(validation, conf.min_gain, valid_night, k)
+    log.info("rank %s: %s", day, why)
+    path = None
+    if model is not None:
+        path = new_artifact(cfg, MODEL, day)  # published by the gold.models row below
+        model.write().save(path)
+    params = ranker.params_dict(ranker.RankerParams.of(conf)) | {
+        "objective": "rank:ndcg", "train_nights": [d.isoformat() for d in train_nights],
+        "validation_night": valid_night.isoformat(), "candidates_version": candidates_version,
+        "features": list(ranker.FEATURES), "min_gain": conf.min_gain} | {f"train_{k_}": v for k_, v in trained.items()}
+    metrics = {"served": served, "why": why,
+               "validation": {name: {m: round(v, 4) for m, v in values.items()} for name, values in validation.items()},
+               "importance": ranker.importance(model) if model is not None else {}}
+    record_model(spark, cfg, day, MODEL, f"ranker-{day.isoformat()}", "xgboost-spark", conf.workers, params, metrics,
+                 path or "")
+    write_metrics(spark, cfg, day, "rank", k, {f"rank:{name}": values for name, values in validation.items()})
+    return {"served": served, "why": why, "note": f"serving {served}", "examples": examples, "validation_night": valid_night.isoformat(),
+            "validation": metrics["validation"]}
+
+
+def choose(validation: dict[str, dict[str, float]], min_gain: float, night: dt.date, k: int) -> tuple[str, str]:
+    """(configuration to serve, why): the best on the validation night; the ranker only when it
+    beats the best other configuration by min_gain; most_played wins a tie with the blend."""
+    others = {name: v["ndcg"] for name, v in validation.items() if name != "ranker"}
+    best_other = max(others, key=lambda name: (others[name], name == "most_played"))
+    scores = ", ".join(f"{name} {v['ndcg']:.4f}" for name, v in validation.items())
+    head = f"validation night {night} scored on {night + dt.timedelta(days=1)} (ndcg@{k}: {scores})"
+    if "ranker" not in validation:
+        return best_other, f"{head}: no ranker yet (one labelled night), serving {best_other}"
+    ranked = validation["ranker"]["ndcg"]
+    if ranked > others[best_other] * (1.0 + min_gain) and ranked > others[best_other]:
+        return "ranker", f"{head}: serving the ranker"
+    return best_other, (f"{head}: the ranker does not beat {best_other} by rank.min_gain={min_gain}, "
+                        f"serving {best_other}")

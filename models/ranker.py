@@ -1,0 +1,123 @@
+"""The learned ranker and the configurations a night can serve.
+
+A configuration orders each user's candidates (models.features):
+- `ranker`: gradient-boosted trees with a ranking objective (XGBoost's Spark estimator,
+  `SparkXGBRanker`, objective rank:ndcg, one query per user and night), trained on past nights'
+  candidates labelled by what each user played the next day;
+- `blend`: the linear blend of the sources' signals with the configured weights (models.blend);
+- `most_played`: the user's own tracks by plays (recent first among equals), then the blend.
+Each single source can be ranked alone too (`source_score`), for evaluation. score_config returns
+(user_idx, track_idx, source, score) for any of them.
+"""
+from __future__ import annotations
+
+import datetime as dt
+from dataclasses import asdict, dataclass
+
+from pyspark.sql import Column, DataFrame
+from pyspark.sql import functions as F
+
+from models.blend import SOURCES
+from models.features import FEATURES
+from models.scoring import ranked_lists, score_lists, truth_of
+
+CONFIGS = ("ranker", "blend", "most_played")
+EPOCH = dt.date(2000, 1, 1)
+
+
+@dataclass(frozen=True)
+class RankerParams:
+    n_estimators: int
+    max_depth: int
+    learning_rate: float
+    min_child_weight: float
+    subsample: float
+    seed: int
+
+    @classmethod
+    def of(cls, conf) -> "RankerParams":
+        """From a config section with these attributes (the rank section)."""
+        return cls(*(getattr(conf, name) for name in cls.__dataclass_fields__))
+
+
+def most_played_score() -> Column:
+    """The user's played tracks first, by plays (recent first among equals); unplayed ones by the blend
+    (whose scores stay far below the first tier)."""
+    tier = (F.lit(1e6) + F.col("plays") * 100.0 + (99.0 - F.least(F.coalesce(F.col("days_since_last"), F.lit(99.0)),
+                                                                   F.lit(99.0))))
+    return F.when(F.col("plays") > 0, tier).otherwise(F.col("blend"))
+
+
+def source_score(source: str) -> Column:
+    """One source alone: its candidates by its own rank (others null)."""
+    return -F.col(f"{source}_rank")
+
+
+def score_config(candidates: DataFrame, config: str, model=None) -> DataFrame:
+    """(user_idx, track_idx, source, score) of `config` (a CONFIGS name or a single source)."""
+    if config == "ranker":
+        if model is None:
+            raise ValueError("score_config: the ranker configuration needs a trained model")
+        # the ranker's margin through a sigmoid: a positive score, in the same order
+        scored = model.transform(candidates).withColumn("score", F.lit(1.0) / (F.lit(1.0) + F.exp(-F.col("prediction"))))
+    elif config == "blend":
+        scored = candidates.withColumn("score", F.col("blend"))
+    elif config == "most_played":
+        scored = candidates.withColumn("score", most_played_score())
+    elif config in SOURCES:
+        scored = candidates.withColumn("score", source_score(config)).where(F.col("score").isNotNull())
+    else:
+        raise ValueError(f"unknown configuration {config!r}: one of {', '.join(CONFIGS + SOURCES)}")
+    return scored.select("user_idx", "track_idx", "source", "score")
+
+
+def query_id(run_date: Column, user_idx: Column) -> Column:
+    """One ranking query per (night, user), as one long."""
+    return F.datediff(run_date, F.lit(EPOCH)).cast("long") * F.lit(1 << 31) + user_idx.cast("long")
+
+
+def labelled(candidates: DataFrame, labels: DataFrame) -> DataFrame:
+    """Candidates (with run_date) with label 1 where the user played the track the next day, else 0;
+    only the queries (night, user) with at least one positive teach the ranker anything."""
+    keys = ["run_date", "user_idx", "track_idx"]
+    joined = (candidates.join(labels, keys, "left").fillna(0, ["label"])
+              .withColumn("qid", query_id(F.col("run_date"), F.col("user_idx"))))
+    useful = joined.groupBy("qid").agg(F.max("label").alias("_any")).where("_any = 1").select("qid")
+    return joined.join(useful, "qid")
+
+
+def fit(frame: DataFrame, params: RankerParams, num_workers: int, features: tuple[str, ...] = FEATURES):
+    """A SparkXGBRanker model (rank:ndcg, one query per night and user) on labelled candidates."""
+    from xgboost.spark import SparkXGBRanker
+    ranker = SparkXGBRanker(features_col=list(features), label_col="label", qid_col="qid",
+                            num_workers=num_workers, objective="rank:ndcg", eval_metric="ndcg@10",
+                            n_estimators=params.n_estimators, max_depth=params.max_depth,
+                            learning_rate=params.learning_rate, min_child_weight=params.min_child_weight,
+                            subsample=params.subsample, random_state=params.seed, missing=float("nan"))
+    return ranker.fit(frame.select("qid", "label", *[F.col(f).cast("double") for f in features]))
+
+
+def importance(model, features: tuple[str, ...] = FEATURES, top: int = 12) -> dict[str, float]:
+    """The features the trees gained most from (total gain), largest first."""
+    gains = model.get_booster().get_score(importance_type="total_gain")
+    named = {features[int(k[1:])] if k.startswith("f") and k[1:].isdigit() else k: v for k, v in gains.items()}
+    return dict(sorted(((k, round(float(v), 2)) for k, v in named.items()), key=lambda kv: -kv[1])[:top])
+
+
+def load(path: str):
+    from xgboost.spark import SparkXGBRankerModel
+    return SparkXGBRankerModel.load(path)
+
+
+def evaluate_configs(candidates: DataFrame, plays_next: DataFrame, k: int, configs: dict[str, object]
+                     ) -> dict[str, dict[str, float]]:
+    """Every configuration's top-k of `candidates` (one night) scored against what the users played
+    next (plays_next: user_idx, track_idx), full-catalogue metrics over the users who played.
+    configs: {name: model or None}."""
+    truth = truth_of(plays_next, candidates.select("user_idx").distinct())
+    return {name: score_lists(ranked_lists(score_config(candidates, name, model), k), truth, k)
+            for name, model in configs.items()}
+
+
+def params_dict(params: RankerParams) -> dict:
+    return asdict(params)
