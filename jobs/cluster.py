@@ -1,10 +1,11 @@
 """cluster: track clusters and user taste segments from the run date's track embeddings.
 
-Tracks: Spark MLlib KMeans (k-means||) or BisectingKMeans (cluster.algorithm) over the vectors of
-gold.track_embeddings for D; k fixed (cluster.k) or chosen in [k_min, k_max] by silhouette
-(models.clustering). Each track gets its cluster and distance to the centre, each cluster a label
-of its most played artists. Users: a taste vector, the play-weighted mean of the embeddings of what
-they played (each play's weight halving every cluster.recency_half_life_days back from D),
+Tracks: Spark MLlib KMeans (k-means||) or BisectingKMeans (cluster.algorithm) with the cosine
+distance over the unit-length vectors of gold.track_embeddings for D; k fixed (cluster.k) or chosen
+in [k_min, k_max] by the elbow of the cost or by silhouette (cluster.k_criterion, models.clustering).
+Each track gets its cluster and cosine distance to the centre, each cluster a label of its most
+played artists. Users: a taste vector, the play-weighted mean of the unit embeddings of what they
+played (each play's weight halving every cluster.recency_half_life_days back from D),
 clustered the same way into cluster.segments segments; cold-start lists use them later.
 """
 from __future__ import annotations
@@ -12,7 +13,7 @@ from __future__ import annotations
 import datetime as dt
 import logging
 
-from pyspark.ml.functions import array_to_vector, vector_to_array
+from pyspark.ml.functions import vector_to_array
 from pyspark.sql import SparkSession
 from pyspark.sql import functions as F
 
@@ -21,7 +22,7 @@ from jobs.core.config import Config
 from jobs.core.errors import InputError
 from jobs.core.frames import CacheScope
 from jobs.core.tables import GOLD_TRACK_CLUSTERS, GOLD_TRACK_EMBEDDINGS, GOLD_USER_SEGMENTS, SILVER_PLAYS
-from models.clustering import cluster_labels, distance_to_centre, estimator, fit_best, taste_vectors
+from models.clustering import cluster_labels, distance_to_centre, estimator, fit_best, taste_vectors, unit
 from udfs.dates import plays_within
 
 log = logging.getLogger("setlist.cluster")
@@ -37,9 +38,10 @@ def run(spark: SparkSession, cfg: Config, day: dt.date) -> dict:
         if n_tracks < 3:
             raise InputError(f"{GOLD_TRACK_EMBEDDINGS.full_name} has {n_tracks} tracks for {day}: "
                              f"run `embed --date {day}` first")
-        points = cache(embeddings.withColumn("features", array_to_vector("vector")))
-        ks = [conf.k] if conf.k else list(range(conf.k_min, conf.k_max + 1))
-        model, k, silhouette = fit_best(points, conf.algorithm, ks, conf.max_iter, conf.seed, n_tracks)
+        points = cache(embeddings.withColumn("features", unit("vector")))
+        ks = [conf.k] if conf.k else sorted({*range(conf.k_min, conf.k_max + 1, conf.k_step), conf.k_max})
+        model, k, silhouette = fit_best(points, conf.algorithm, ks, conf.max_iter, conf.seed, n_tracks,
+                                        conf.k_criterion, conf.select_sample)
         assigned = model.transform(points).withColumn("distance", distance_to_centre(model.clusterCenters()))
         tracks_out = (assigned.join(cluster_labels(assigned, plays, conf.label_artists), "cluster", "left")
                       .withColumn("run_date", F.lit(day)).withColumn("algorithm", F.lit(conf.algorithm))

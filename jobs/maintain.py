@@ -3,7 +3,9 @@
 For every table of the warehouse: OPTIMIZE (compaction of the small files each night's commits
 leave; gold.recommendations also Z-ordered by user_id, the column its readers filter on within a
 run_date partition), then VACUUM with maintain.retain_hours (never below Delta's safety default of
-168 hours unless maintain.allow_short_retention says so explicitly). Then the project's own files:
+168 hours unless maintain.allow_short_retention says so explicitly; set as each table's
+delta.deletedFileRetentionDuration, which Delta 4.4 reads instead of a RETAIN clause), log-based
+(`LITE`) or listing the folders (maintain.vacuum_mode). Then the project's own files:
 scratch folders and LSTM checkpoints of run dates older than maintain.scratch_days before D, and
 superseded model folders (every run folder of a model and date but the one gold.models publishes)
 are removed (on a local or mounted warehouse; on a URI that is left to the storage's lifecycle rules).
@@ -44,7 +46,7 @@ def run(spark: SparkSession, cfg: Config, day: dt.date) -> dict:
         zorder = Z_ORDER.get(table.full_name)
         optimized = spark.sql(f"OPTIMIZE {ref}" + (f" ZORDER BY ({', '.join(zorder)})" if zorder else ""))
         metrics = optimized.select("metrics.numFilesAdded", "metrics.numFilesRemoved").first()
-        spark.sql(f"VACUUM {ref} RETAIN {float(retain)} HOURS")
+        vacuum(spark, cfg, table, retain, conf.vacuum_mode)
         tables[table.full_name] = {"files_added": int(metrics[0] or 0), "files_removed": int(metrics[1] or 0)}
     if not local:  # OPTIMIZE and VACUUM work on any Delta path; the file pruning here is for folders
         log.info("maintain %s: %s optimized and vacuumed; scratch and model folders on a URI are left to the "
@@ -56,6 +58,20 @@ def run(spark: SparkSession, cfg: Config, day: dt.date) -> dict:
     log.info("maintain %s: %d files / %d bytes -> %d files / %d bytes; removed %s", day, before["files"],
              before["bytes"], after["files"], after["bytes"], removed)
     return summary
+
+
+def vacuum(spark: SparkSession, cfg: Config, table, retain_hours: float, mode: str) -> None:
+    """VACUUM with a retention of `retain_hours`. Delta 4.4 ignores a RETAIN clause other than 0 hours
+    ("Vacuum with retention threshold other than 0 hours is ignored"): the retention is the table's
+    delta.deletedFileRetentionDuration, so it is set first when it differs. mode `lite` finds the
+    files to delete in the log (seconds); `full` lists the table's folder and also removes files no
+    commit ever referenced (left by a writer killed mid-write)."""
+    ref = delta_io.table_ref(cfg, table)
+    wanted = f"interval {retain_hours:g} hours"
+    properties = spark.sql(f"DESCRIBE DETAIL {ref}").select("properties").first()["properties"] or {}
+    if properties.get("delta.deletedFileRetentionDuration") != wanted:
+        spark.sql(f"ALTER TABLE {ref} SET TBLPROPERTIES ('delta.deletedFileRetentionDuration' = '{wanted}')")
+    spark.sql(f"VACUUM {ref}" + (" LITE" if mode == "lite" else ""))
 
 
 def footprint(root: str) -> dict:

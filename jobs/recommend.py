@@ -14,8 +14,9 @@ by the configuration the rank stage chose for D on its validation night (gold.mo
 `ranker`): the learned ranker, the linear blend (models.blend, recommend.weight_<source>) or the
 users' most played tracks; before any night could be validated, rank.default_config. Feedback (silver.feedback):
 tracks the user disliked are dropped for good, liked ones boosted, lately skipped ones damped. With
-recommend.exclude_played_days > 0 tracks played lately are dropped too; then a greedy MMR pass per
-user (models.diversify) picks K tracks with at most recommend.max_per_artist per artist.
+recommend.exclude_played_days > 0 tracks played lately are dropped too; then the greedy MMR pick
+(models.diversify, window functions) takes K tracks per user, with at most recommend.max_per_artist
+per artist when that is set.
 D's rows of gold.recommendations are replaced in one commit.
 """
 from __future__ import annotations
@@ -38,7 +39,7 @@ from models import ranker, serving, sources
 from models.als import top_scored
 from models.blend import apply_feedback, history_scores, source_scores
 from models.features import candidate_features
-from models.diversify import OUTPUT_SCHEMA, diversifier
+from models.diversify import diversify
 from udfs.dates import plays_within, utc_midnight
 
 log = logging.getLogger("setlist.recommend")
@@ -72,8 +73,7 @@ def run(spark: SparkSession, cfg: Config, day: dt.date) -> dict:
                                    "left_anti")
         blended = with_feedback(spark, cfg, day, blended, users)
         tracks = delta_io.read(spark, cfg, SILVER_TRACKS).select("track_idx", "track_id", "artist_name", "track_name")
-        picked = blended.join(tracks, "track_idx").groupBy("user_idx").applyInPandas(
-            diversifier(conf.k, conf.max_per_artist, conf.mmr_lambda), OUTPUT_SCHEMA)
+        picked = diversify(blended.join(tracks, "track_idx"), conf.k, conf.max_per_artist, conf.mmr_lambda)
         out = (picked.join(tracks, "track_idx").join(users.select("user_idx", "user_id"), "user_idx")
                .withColumn("run_date", F.lit(day)))
         delta_io.replace_date(out, cfg, GOLD_RECOMMENDATIONS, "run_date", day)

@@ -1,46 +1,36 @@
-"""Diversification: a greedy MMR pass over one user's candidates, with an artist cap. Pure pandas,
-applied per user with `groupBy("user_idx").applyInPandas(diversifier(...), OUTPUT_SCHEMA)`."""
+"""Diversification: the greedy MMR pick with an artist cap, as Spark window functions (no Python loop).
+
+The greedy pass picks, K times, the candidate maximising mmr_lambda x relevance
+− (1 − mmr_lambda) x [its artist is already in the list], relevance being the score over the user's
+best, with at most max_per_artist tracks per artist (relaxed only when the candidates cannot fill K
+otherwise). Because the penalty is the same for the second track of an artist as for the tenth, the
+greedy order has a closed form: an artist's best track is always picked before its others and is
+never penalised, every other track always is, so the greedy list is the candidates sorted by
+adjusted value = mmr_lambda x relevance − (1 − mmr_lambda) x [not its artist's best], those beyond
+the cap after all the others, ties by score and then track_idx. tests/test_diversify.py checks this
+against the greedy loop itself on random candidates.
+"""
 from __future__ import annotations
 
-import numpy as np
-import pandas as pd
-
-OUTPUT_SCHEMA = "user_idx int, track_idx int, score double, source string, rank int"
+from pyspark.sql import DataFrame, Window
+from pyspark.sql import functions as F
 
 
-def pick(frame: pd.DataFrame, k: int, max_per_artist: int, mmr_lambda: float) -> pd.DataFrame:
-    """Exactly k rows (when there are k candidates) of one user's candidates (user_idx, track_idx,
-    artist_name, score, source), ranked 1..k: each pick maximises mmr_lambda x relevance
-    − (1 − mmr_lambda) x [artist already picked], with at most max_per_artist per artist, the cap
-    relaxed only when the candidates cannot fill k otherwise. Relevance is the score over the best."""
-    frame = frame.sort_values(["score", "track_idx"], ascending=[False, True]).reset_index(drop=True)
-    top = frame["score"].iloc[0] if len(frame) else 1.0
-    relevance = (frame["score"] / (top if top > 0 else 1.0)).to_numpy()
-    artists = frame["artist_name"].fillna("").to_numpy()
-    chosen: list[int] = []
-    per_artist: dict[str, int] = {}
-    for cap in (max_per_artist, None):  # second pass only if the cap leaves the list short
-        while len(chosen) < k:
-            best, best_value = -1, -np.inf
-            for i in range(len(frame)):
-                if i in chosen or (cap is not None and per_artist.get(artists[i], 0) >= cap):
-                    continue
-                value = mmr_lambda * relevance[i] - (1 - mmr_lambda) * (1.0 if per_artist.get(artists[i]) else 0.0)
-                if value > best_value:
-                    best, best_value = i, value
-            if best < 0:
-                break
-            chosen.append(best)
-            per_artist[artists[best]] = per_artist.get(artists[best], 0) + 1
-        if len(chosen) >= k:
-            break
-    out = frame.iloc[chosen].copy()
-    out["rank"] = np.arange(1, len(out) + 1, dtype=np.int32)
-    return out[["user_idx", "track_idx", "score", "source", "rank"]]
-
-
-def diversifier(k: int, max_per_artist: int, mmr_lambda: float):
-    """`pick` with its settings bound, for applyInPandas."""
-    def apply(frame: pd.DataFrame) -> pd.DataFrame:
-        return pick(frame, k, max_per_artist, mmr_lambda)
-    return apply
+def diversify(candidates: DataFrame, k: int, max_per_artist: int, mmr_lambda: float) -> DataFrame:
+    """(user_idx, track_idx, score, source, rank) from candidates (user_idx, track_idx, artist_name,
+    score, source): exactly k rows per user where there are k candidates, ranked 1..k.
+    max_per_artist 0: no cap."""
+    user = Window.partitionBy("user_idx")
+    artist = Window.partitionBy("user_idx", "_artist").orderBy(F.desc("score"), "track_idx")
+    top = F.max("score").over(user)
+    relevance = F.col("score") / F.when(top > 0, top).otherwise(F.lit(1.0))
+    ranked = (candidates.withColumn("_artist", F.coalesce(F.col("artist_name"), F.lit("")))
+              .withColumn("_in_artist", F.row_number().over(artist)))
+    value = F.lit(mmr_lambda) * relevance - F.lit(1.0 - mmr_lambda) * (F.col("_in_artist") > 1).cast("double")
+    beyond_cap = (F.col("_in_artist") > max_per_artist) if max_per_artist > 0 else F.lit(False)
+    order = Window.partitionBy("user_idx").orderBy(beyond_cap.cast("int"), F.desc("_value"), F.desc("score"),
+                                                   "track_idx")
+    return (ranked.withColumn("_value", value)
+            .withColumn("rank", F.row_number().over(order))
+            .where(F.col("rank") <= k)
+            .select("user_idx", "track_idx", "score", "source", F.col("rank").cast("int").alias("rank")))

@@ -115,9 +115,14 @@ class EmbedConf:
 @dataclass(frozen=True)
 class ClusterConf:
     algorithm: str = key("kmeans", choices=("kmeans", "bisecting"), help="clustering algorithm, tracks and users")
-    k: int = key(0, ge=0, help="clusters of tracks; 0 chooses k in [k_min, k_max] by silhouette")
+    k: int = key(0, ge=0, help="clusters of tracks; 0 chooses k in [k_min, k_max] (k_criterion)")
+    k_criterion: str = key("elbow", choices=("elbow", "silhouette"),
+                           help="how k is chosen: the elbow of the clustering cost, or the best (cosine) silhouette")
+    select_sample: int = key(20000, ge=0, help="each k is tried on at most N sampled tracks (0: all); the chosen k "
+                                               "is fitted on all")
     k_min: int = key(4, gt=0, help="smallest k tried when `k` is 0")
-    k_max: int = key(12, gt=0, help="largest k tried when `k` is 0")
+    k_max: int = key(24, gt=0, help="largest k tried when `k` is 0")
+    k_step: int = key(2, gt=0, help="k tried from k_min to k_max in steps of N")
     max_iter: int = key(30, gt=0, help="iterations of (bisecting) k-means")
     seed: int = key(7, help="clustering seed")
     label_artists: int = key(3, gt=0, help="artists in a cluster's label")
@@ -215,8 +220,8 @@ class RecommendConf:
     history_days: int = key(90, ge=0, help="days of plays up to D behind the candidates (0: all)")
     min_history: int = key(5, ge=0, help="plays below which a user is cold start")
     exclude_played_days: int = key(0, ge=0, help="drop tracks played in the last N days (0: off)")
-    max_per_artist: int = key(3, gt=0, help="most tracks of one artist in a list (relaxed only to fill K)")
-    mmr_lambda: float = key(0.8, ge=0, le=1, help="MMR trade-off of score against repeating an artist (1: score only)")
+    max_per_artist: int = key(0, ge=0, help="most tracks of one artist in a list (relaxed only to fill K; 0: no cap)")
+    mmr_lambda: float = key(1.0, ge=0, le=1, help="MMR trade-off of score against repeating an artist (1: score only)")
     like_boost: float = key(0.5, ge=0, help="a liked track's score x (1 + like_boost)")
     skip_penalty: float = key(0.5, ge=0, le=1, help="a lately skipped track's score x (1 - skip_penalty)")
     skip_days: int = key(7, ge=0, help="a skip counts for N days")
@@ -249,6 +254,9 @@ class MaintainConf:
                                                 "(Delta's safety default: 168)")
     allow_short_retention: bool = key(False, help="allow retain_hours below 168 (readers older than that fail)")
     scratch_days: int = key(7, ge=0, help="scratch and checkpoints of run dates older than N days are removed")
+    vacuum_mode: str = key("lite", choices=("lite", "full"),
+                           help="VACUUM from the log (lite, seconds) or listing every folder (full: also files no "
+                                "commit referenced, left by killed writers)")
 
 
 @dataclass(frozen=True)
