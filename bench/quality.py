@@ -1,77 +1,225 @@
-"""Offline quality on generated data with planted structure: every source and baseline of
-`evaluate` on a temporal split (train on the days before the last, test on the last).
+"""Offline quality of the lists setlist serves, on a held-out day, per dataset.
 
-    .venv/bin/python bench/quality.py [--days 6] [--users 300] [--tune-blend] [--next-track]
-                                      [--workdir /tmp/setlist-bench-quality]
+    .venv/bin/python bench/quality.py --dataset lfm1b      [--workdir DIR] [--set key=value ...]
+    .venv/bin/python bench/quality.py --dataset generated  [--seed 7] [--days 12] [--users 300]
+    .venv/bin/python bench/quality.py --dataset movielens  [--buckets 30]
 
-Generates logs, ingests and cleans each day, then runs evaluate for the last day in one local
-session, and prints the metrics table with each source's NDCG@K as a ratio to global popularity's.
-With --tune-blend it first searches recommend's blend weights on the split of the day before the
-test window (the test day's plays unseen), prints that grid, and evaluates the test day with the
-weights it chose.
-With --next-track it also runs embed and train (the LSTM, conf's backend) for the last day and
-prints next-track hit rate and NDCG@K of the LSTM and its baselines on held-out sessions.
+Runs the pipeline as a user would: `backfill` of every day up to the last training day (models, the
+rank stage's choice and the lists for the last backfill.model_days days), so the lists of the last
+day are exactly what `nightly` would serve; the held-out day is never ingested before they are
+written. Then scores against what each user played on the held-out day (binary relevance, K =
+evaluate.k): the served lists; every configuration the rank stage could choose (ranker, linear
+blend, most played) and every single source over the same candidates; and an ablation: the ranker
+retrained on the same training nights without each group of features. Prints one table and writes
+it as JSON under the workdir.
+
+Datasets:
+- lfm1b: ../shared/data/lfm1b-dev (real LFM-1b sessions of 250 users, 28 days; held_out.json holds
+  the tracks of day 29, which is never ingested);
+- generated: `generate` with planted taste (seeded), days+1 days; the last is the held-out day,
+  ingested and cleaned only after the lists of the day before are written;
+- movielens: MovieLens-100K (from the recbole 1.2.1 wheel on PyPI, cached) as implicit feedback,
+  every rating one play, its 215 days compressed into `--buckets` days (+1 held out) so that a
+  backfill takes minutes; each movie is its own artist.
 """
 from __future__ import annotations
 
 import argparse
-import dataclasses
 import datetime as dt
+import json
+import os
 import shutil
+import subprocess
+import sys
+import time
+import zipfile
+from pathlib import Path
 
-from _common import session
+from _common import ROOT, session
 
-BLEND_GRID = {"als": [1.0, 2.0, 3.0], "item2vec": [0.0, 0.05, 0.1], "popularity": [0.25, 0.5, 1.0]}
+SHARED = ROOT.parent / "shared"
+LFM1B = SHARED / "data" / "lfm1b-dev"
+ML_CACHE = Path(os.environ.get("SETLIST_CACHE", Path.home() / ".cache" / "setlist")) / "data"
+ABLATIONS = {
+    "lstm": ("lstm_signal", "lstm_rank"),
+    "als": ("als_signal", "als_rank"),
+    "item2vec": ("item2vec_signal", "item2vec_rank"),
+    "segment": ("segment_signal", "segment_rank"),
+    "popularity": ("popularity_signal", "popularity_rank", "track_plays", "track_users", "track_plays_7d"),
+    "history": ("history_signal", "history_rank", "plays", "plays_1d", "plays_7d", "days_since_last",
+                "days_since_first", "active_days", "share", "in_last_session"),
+    "recency": ("plays_1d", "plays_7d", "days_since_last", "in_last_session", "user_days_since_last"),
+}
+
+
+def lfm1b(args) -> tuple[list[str], dt.date, dt.date]:
+    held = json.loads((LFM1B / "held_out.json").read_text())
+    last = dt.date.fromisoformat(held["last_train_date"])
+    return ([f"raw_path={LFM1B / 'raw'}", "ingest.formats=[lastfm-tsv]", "ingest.layout='{date}'"],
+            dt.date(2026, 10, 1), last)
+
+
+def generated(args) -> tuple[list[str], dt.date, dt.date]:
+    first = dt.date(2026, 1, 1)
+    last = first + dt.timedelta(days=args.days - 1)
+    return ([f"raw_path={args.workdir}/raw", f"generate.seed={args.seed}", f"generate.days={args.days + 1}",
+             f"generate.end_date={last + dt.timedelta(days=1)}", f"generate.users={args.users}",
+             f"generate.events={args.users * 25 * (args.days + 1)}", "generate.tracks=3000", "generate.artists=300"],
+            first, last)
+
+
+def movielens_file() -> Path:
+    """ml-100k.inter from the recbole 1.2.1 wheel (PyPI), downloaded once into the setlist cache."""
+    target = ML_CACHE / "ml-100k.inter"
+    if target.exists():
+        return target
+    ML_CACHE.mkdir(parents=True, exist_ok=True)
+    subprocess.run([sys.executable, "-m", "pip", "download", "--quiet", "--no-deps", "recbole==1.2.1", "-d",
+                    str(ML_CACHE)], check=True)
+    wheel = next(ML_CACHE.glob("recbole-1.2.1-*.whl"))
+    with zipfile.ZipFile(wheel) as z:
+        target.write_bytes(z.read("recbole/dataset_example/ml-100k/ml-100k.inter"))
+    return target
+
+
+def movielens(args) -> tuple[list[str], dt.date, dt.date]:
+    """MovieLens-100K as lastfm-tsv files, one folder per compressed day; the last is held out."""
+    lines = movielens_file().read_text().splitlines()[1:]
+    ratings = [(u, i, int(float(t))) for u, i, _, t in (line.split("\t") for line in lines)]
+    lo, hi = min(r[2] for r in ratings), max(r[2] for r in ratings)
+    span = (hi - lo + 1) / (args.buckets + 1)
+    first = dt.date(2026, 3, 1)
+    by_day: dict[dt.date, list[str]] = {}
+    for user, item, ts in sorted(ratings, key=lambda r: r[2]):
+        bucket = int((ts - lo) / span)
+        day = first + dt.timedelta(days=bucket)
+        second = int((ts - lo) - bucket * span) % 86400  # the clock within the day keeps the order
+        stamp = dt.datetime.combine(day, dt.time()) + dt.timedelta(seconds=second)
+        by_day.setdefault(day, []).append(
+            f"ml_user_{user}\t{stamp.strftime('%Y-%m-%dT%H:%M:%SZ')}\t\tmovie {item}\t\tmovie {item}\n")
+    raw = Path(args.workdir) / "raw"
+    for day, rows in by_day.items():
+        folder = raw / "lastfm-tsv" / f"date={day.isoformat()}"
+        folder.mkdir(parents=True, exist_ok=True)
+        (folder / "ratings.tsv").write_text("".join(rows))
+    return ([f"raw_path={raw}", "ingest.formats=[lastfm-tsv]"], first, first + dt.timedelta(days=args.buckets - 1))
+
+
+def held_out_truth(spark, cfg, args, test_day: dt.date):
+    """(user_idx, truth array<int>): what each user played on the held-out day."""
+    from pyspark.sql import functions as F
+
+    from jobs import clean, ingest
+    from jobs.core import delta_io
+    from jobs.core.tables import SILVER_PLAYS, SILVER_TRACKS, SILVER_USERS
+    if args.dataset == "lfm1b":
+        held = json.loads((LFM1B / "held_out.json").read_text())["next_day_tracks"]
+        rows = [(user, track) for user, tracks in held.items() for track in tracks]
+        pairs = spark.createDataFrame(rows, "user_id string, track_name string").distinct()
+        users = delta_io.read(spark, cfg, SILVER_USERS).select("user_id", "user_idx")
+        tracks = delta_io.read(spark, cfg, SILVER_TRACKS).select("track_name", "track_idx")
+        # a track never played before the held-out day cannot be recommended, but it counts in the truth
+        named = (pairs.join(users, "user_id").join(tracks, "track_name", "left")
+                 .withColumn("track_idx", F.coalesce("track_idx", -F.abs(F.xxhash64("track_name")).cast("int") - 1)))
+        return named.groupBy("user_idx").agg(F.array_sort(F.collect_set("track_idx")).alias("truth"))
+    ingest.run(spark, cfg, test_day)
+    clean.run(spark, cfg, test_day)
+    played = delta_io.read(spark, cfg, SILVER_PLAYS).where(F.col("play_date") == F.lit(test_day))
+    return played.groupBy("user_idx").agg(F.array_sort(F.collect_set("track_idx")).alias("truth"))
 
 
 def main() -> None:
     parser = argparse.ArgumentParser()
-    parser.add_argument("--days", type=int, default=6)
+    parser.add_argument("--dataset", choices=("lfm1b", "generated", "movielens"), required=True)
+    parser.add_argument("--workdir")
+    parser.add_argument("--seed", type=int, default=7)
+    parser.add_argument("--days", type=int, default=12)
     parser.add_argument("--users", type=int, default=300)
-    parser.add_argument("--events-per-user-day", type=int, default=25)
-    parser.add_argument("--workdir", default="/tmp/setlist-bench-quality")
-    parser.add_argument("--next-track", action="store_true")
-    parser.add_argument("--tune-blend", action="store_true")
+    parser.add_argument("--buckets", type=int, default=30)
+    parser.add_argument("--keep", action="store_true", help="reuse the workdir's warehouse (resume a backfill)")
     parser.add_argument("--set", action="append", default=[])
     args = parser.parse_args()
-    shutil.rmtree(args.workdir, ignore_errors=True)
-    end = dt.date(2026, 1, 1) + dt.timedelta(days=args.days - 1)
-    spark, cfg = session([
-        f"warehouse={args.workdir}/warehouse", f"raw_path={args.workdir}/raw", "log_level=WARNING",
-        "spark.master=local[2]", "spark.conf.spark.sql.shuffle.partitions=4",
-        f"generate.days={args.days}", f"generate.end_date={end}", f"generate.users={args.users}",
-        f"generate.events={args.users * args.events_per_user_day * args.days}", "generate.tracks=3000",
-        "generate.artists=300", *args.set,
-    ])
-    from jobs import clean, evaluate, generate, ingest
-    generate.run(spark, cfg)
-    for i in range(args.days):
-        day = dt.date(2026, 1, 1) + dt.timedelta(days=i)
-        ingest.run(spark, cfg, day)
-        clean.run(spark, cfg, day)
-    if args.tune_blend:
-        validation = end - dt.timedelta(days=cfg.evaluate.test_days)
-        best, points = evaluate.tune_blend(spark, cfg, validation, BLEND_GRID)
-        print(f"blend weights on the validation split of {validation} (history weight 1.0):")
-        for weights, ndcg in sorted(points, key=lambda p: -p[1]):
-            print("  " + " ".join(f"{s} {w:<5}" for s, w in weights.items()) + f" ndcg@{cfg.evaluate.k} {ndcg:.4f}")
-        print(f"chosen: {best}", flush=True)
-        cfg = dataclasses.replace(cfg, recommend=dataclasses.replace(
-            cfg.recommend, **{f"weight_{s}": w for s, w in best.items()}))
-    results = evaluate.run(spark, cfg, end)
-    base = results["popularity"]["ndcg"]
+    args.workdir = args.workdir or f"/tmp/setlist-bench-{args.dataset}" + (
+        f"-{args.seed}" if args.dataset == "generated" else "")
+    if not args.keep:
+        shutil.rmtree(args.workdir, ignore_errors=True)
+    overrides, first, last = {"lfm1b": lfm1b, "generated": generated, "movielens": movielens}[args.dataset](args)
+    spark, cfg = session([f"warehouse={args.workdir}/warehouse", "log_level=INFO", "spark.master=local[2]",
+                          "spark.conf.spark.sql.shuffle.partitions=4", "spark.conf.spark.driver.memory=6g",
+                          *overrides, *args.set])
+    from jobs import backfill, generate, rank
+    from jobs.core import delta_io
+    from jobs.core.tables import GOLD_CANDIDATES
+    from jobs.evaluate import all_lists
+    from models import ranker
+    from models.features import FEATURES
+    from models.scoring import score_lists
+    started = time.monotonic()
+    if args.dataset == "generated" and not args.keep:
+        generate.run(spark, cfg)
+    backfill.run(spark, cfg, first, last)
+    backfill_s = time.monotonic() - started
     k = cfg.evaluate.k
-    for name, values in results.items():
-        print(f"{name:<12} ndcg@{k} {values['ndcg']:.4f}  x{values['ndcg'] / base:.2f} of popularity")
-    if args.next_track:
-        from jobs import embed, train
-        embed.run(spark, cfg, end)
-        outcome = train.run(spark, cfg, end)
-        print(f"next track ({cfg.train.backend}, {cfg.train.world_size} ranks, {cfg.train.epochs} epochs):")
-        for name, values in outcome["metrics"].items():
-            print(f"{name:<12} hit_rate@{k} {values['hit_rate']:.4f} ndcg@{k} {values['ndcg']:.4f} "
-                  f"({values['users']} examples)")
+    truth = held_out_truth(spark, cfg, args, last + dt.timedelta(days=1)).cache()
+    from pyspark.sql import functions as F
+    candidates = delta_io.read(spark, cfg, GOLD_CANDIDATES).where(F.col("run_date") == F.lit(last)).cache()
+    results = {name: score_lists(lists, truth, k) for name, lists in all_lists(spark, cfg, last, candidates, k).items()}
+    data = rank.learning_data(spark, cfg, last)
+    ablation = {}
+    if data.train is not None:
+        train = data.train.cache()
+        params = ranker.RankerParams.of(cfg.rank)
+        variants = {"all features": FEATURES, "without the blend feature": tuple(f for f in FEATURES if f != "blend")}
+        for group, dropped in ABLATIONS.items():
+            variants[f"without {group}"] = tuple(f for f in FEATURES if f != "blend" and f not in dropped)
+        for name, features in variants.items():
+            model = ranker.fit(train, params, cfg.rank.workers, features)
+            valid = ranker.evaluate_configs(data.valid, data.valid_next, k, {"ranker": model})["ranker"]["ndcg"]
+            test = score_lists(ranker_lists(candidates, model, k), truth, k)
+            ablation[name] = {"validation_ndcg": round(valid, 4), "test_ndcg": round(test["ndcg"], 4),
+                              "test_recall": round(test["recall"], 4), "test_hit_rate": round(test["hit_rate"], 4)}
+    served_row = ranker_choice(spark, cfg, last)
+    report = {"dataset": args.dataset, "last_train_day": last.isoformat(), "k": k, "users": truth.count(),
+              "backfill_seconds": round(backfill_s), "rank_choice": served_row, "results": results,
+              "ablation": ablation, "overrides": args.set}
+    print_report(report)
+    Path(args.workdir, "quality.json").write_text(json.dumps(report, indent=1, default=str))
     spark.stop()
+
+
+def ranker_lists(candidates, model, k):
+    from models import ranker
+    from models.scoring import ranked_lists
+    return ranked_lists(ranker.score_config(candidates, "ranker", model), k)
+
+
+def ranker_choice(spark, cfg, day):
+    from jobs.core import records
+    row = records.latest_model(spark, cfg, "ranker", day)
+    if row is None:
+        return None
+    metrics = json.loads(row["metrics"])
+    return {"run_date": str(row["run_date"]), "served": metrics["served"], "why": metrics["why"],
+            "importance": metrics.get("importance")}
+
+
+def print_report(report: dict) -> None:
+    k, results = report["k"], report["results"]
+    base = results.get("most_played", {}).get("ndcg") or float("nan")
+    print(f"\n{report['dataset']}: the lists of {report['last_train_day']} against the held-out day "
+          f"({report['users']} users, K = {k}; backfill {report['backfill_seconds']} s)")
+    if report["rank_choice"]:
+        print(f"rank stage: {report['rank_choice']['why']}")
+    print(f"{'lists':<28}{'ndcg@' + str(k):>10}{'recall@' + str(k):>12}{'hit@' + str(k):>10}{'vs most_played':>16}")
+    for name, values in results.items():
+        print(f"{name:<28}{values['ndcg']:>10.4f}{values['recall']:>12.4f}{values['hit_rate']:>10.4f}"
+              f"{values['ndcg'] / base if base == base and base else float('nan'):>15.2f}x")
+    if report["ablation"]:
+        print(f"\nablation (the ranker retrained on the same nights):\n{'variant':<28}{'valid ndcg':>12}{'test ndcg':>11}"
+              f"{'test recall':>13}")
+        for name, values in report["ablation"].items():
+            print(f"{name:<28}{values['validation_ndcg']:>12.4f}{values['test_ndcg']:>11.4f}"
+                  f"{values['test_recall']:>13.4f}")
 
 
 if __name__ == "__main__":

@@ -4,9 +4,11 @@ For run date D: plays of the last als.history_days days become one (user, track)
 confidence from its play count (als.confidence: log or linear), optionally decayed by the age of
 the last play (als.recency_half_life_days). ALS runs with implicitPrefs, coldStartStrategy=drop and
 a checkpoint directory under the warehouse, so that many iterations cannot overflow the stack.
-Hyperparameters come from conf; with a grid (als.grid_*) every combination is trained on plays
-before the last als.validation_days days and ranked on them (a ranking metric, never RMSE); the
-best is retrained on all plays. The model is saved in a new folder <warehouse>/models/als/<D>/<run>,
+Hyperparameters (rank, regularisation, alpha, confidence transform) are chosen every night for the
+data at hand: the combinations of als.grid_* are trained on plays before the last
+als.validation_days days and ranked on them (a ranking metric, never RMSE), the last night's choice
+(or the configured values) first and the rest in a seeded random order, until als.tune_minutes are
+spent; the best is retrained on all plays. Before any validation window exists, the first is used. The model is saved in a new folder <warehouse>/models/als/<D>/<run>,
 its factors go to gold.als_user_factors / gold.als_item_factors, and a row with parameters,
 validation metrics and that folder to gold.models, last: the row publishes the model.
 """
@@ -14,6 +16,7 @@ from __future__ import annotations
 
 import dataclasses
 import datetime as dt
+import json
 import logging
 import math
 
@@ -25,9 +28,9 @@ from jobs.core.config import Config
 from jobs.core.errors import NotEnoughHistory
 from jobs.core.frames import CacheScope
 from jobs.core.paths import location, new_artifact
-from jobs.core.records import record_model
+from jobs.core.records import latest_model, record_model
 from jobs.core.tables import GOLD_ALS_ITEM_FACTORS, GOLD_ALS_USER_FACTORS, SILVER_PLAYS
-from models.als import AlsSettings, grid, validate
+from models.als import AlsParams, AlsSettings, grid, validate
 from udfs.dates import plays_within
 
 log = logging.getLogger("setlist.als")
@@ -37,24 +40,21 @@ def run(spark: SparkSession, cfg: Config, day: dt.date) -> dict:
     spark.sparkContext.setCheckpointDir(location(cfg, "checkpoints", "als"))
     settings = AlsSettings.of(conf)
     candidates = grid(conf.grid_ranks or [conf.rank], conf.grid_reg_params or [conf.reg_param],
-                      conf.grid_alphas or [conf.alpha])
+                      conf.grid_alphas or [conf.alpha], conf.grid_confidences or [conf.confidence],
+                      first=last_choice(spark, cfg, day), seed=conf.seed)
     with CacheScope() as cache:
         plays = cache(plays_within(delta_io.read(spark, cfg, SILVER_PLAYS), day, conf.history_days))
-        log.info("als %s: validating %d parameter set(s) on the last %d day(s)", day, len(candidates),
-                 conf.validation_days)
-        validated = validate(plays, day, conf.validation_days, candidates, settings, k, conf.grid_metric)
+        log.info("als %s: validating up to %d parameter set(s) on the last %d day(s) within %.1f minutes", day,
+                 len(candidates), conf.validation_days, conf.tune_minutes)
+        validated = validate(plays, day, conf.validation_days, candidates, settings, k, conf.grid_metric,
+                             conf.tune_minutes * 60.0)
         if validated is None:
-            if len(candidates) > 1:  # a grid cannot be decided without a validation window
-                raise NotEnoughHistory(f"als {day}: no plays to validate on: the {conf.validation_days} day(s) up "
-                                       f"to {day} or the days before are empty (als.validation_days, "
-                                       f"als.history_days)")
-            log.warning("als %s: no validation window yet (first days of data): training without "
-                        "validation metrics", day)
-            validated = candidates[0], {"users": 0}
-        best, metrics = validated
-        pairs = cache(settings.interactions(plays, day))
-        log.info("als %s: training rank=%d reg=%.4g alpha=%.4g on %d user-track pairs", day, best.rank,
-                 best.reg_param, best.alpha, pairs.count())
+            log.warning("als %s: no validation window yet (first days of data): training %s without validation",
+                        day, candidates[0])
+            validated = candidates[0], {"users": 0}, 0
+        best, metrics, tried = validated
+        pairs = cache(settings.interactions(plays, day, best.confidence))
+        log.info("als %s: training %s on %d user-track pairs", day, best, pairs.count())
         model = settings.fit(pairs, best)
     version = f"als-{day.isoformat()}"
     path = new_artifact(cfg, "als", day)  # published by its gold.models row below, once complete
@@ -62,9 +62,10 @@ def run(spark: SparkSession, cfg: Config, day: dt.date) -> dict:
     for frame, key, table in ((model.userFactors, "user_idx", GOLD_ALS_USER_FACTORS),
                               (model.itemFactors, "track_idx", GOLD_ALS_ITEM_FACTORS)):
         delta_io.replace_date(factors(frame, key, day, version), cfg, table, "run_date", day)
-    params = dataclasses.asdict(best) | {"max_iter": conf.max_iter, "confidence": conf.confidence,
+    params = dataclasses.asdict(best) | {"max_iter": conf.max_iter,
                                          "recency_half_life_days": conf.recency_half_life_days,
-                                         "history_days": conf.history_days, "grid_size": len(candidates)}
+                                         "history_days": conf.history_days, "grid_size": len(candidates),
+                                         "tried": tried, "plays_version": delta_io.version(spark, cfg, SILVER_PLAYS)}
     validation = {f"{name}@{k}": value for name, value in metrics.items() if name != "users"}
     validation["users"] = metrics["users"]
     record_model(spark, cfg, day, "als", version, "spark-mllib", spark.sparkContext.defaultParallelism, params,
@@ -72,6 +73,20 @@ def run(spark: SparkSession, cfg: Config, day: dt.date) -> dict:
     log.info("als %s: saved %s; validation %s", day, path,
              ", ".join(f"{k_}={v:.4f}" for k_, v in validation.items() if not math.isnan(v) and k_ != "users"))
     return {"version": version, "params": params, "validation": validation}
+
+def last_choice(spark: SparkSession, cfg: Config, day: dt.date) -> AlsParams:
+    """The parameters chosen on the last night before D (the search starts there), else conf's."""
+    conf = cfg.als
+    row = latest_model(spark, cfg, "als", day - dt.timedelta(days=1))
+    if row is not None:
+        chosen = json.loads(row["params"])
+        try:
+            return AlsParams(int(chosen["rank"]), float(chosen["reg_param"]), float(chosen["alpha"]),
+                             str(chosen.get("confidence", conf.confidence)))
+        except (KeyError, TypeError, ValueError):
+            pass
+    return AlsParams(conf.rank, conf.reg_param, conf.alpha, conf.confidence)
+
 
 def factors(frame: DataFrame, key: str, day: dt.date, version: str) -> DataFrame:
     """MLlib's (id, features) factors as rows of a factors table."""

@@ -18,7 +18,7 @@ from pyspark.sql import SparkSession
 from jobs import nightly
 from jobs.core.config import Config
 from jobs.core.errors import ConfigError
-from jobs.core.progress import Progress
+from models.progress import Progress
 
 log = logging.getLogger("setlist.backfill")
 

@@ -17,8 +17,9 @@ from __future__ import annotations
 
 import datetime as dt
 import logging
+from dataclasses import dataclass
 
-from pyspark.sql import SparkSession
+from pyspark.sql import DataFrame, SparkSession
 from pyspark.sql import functions as F
 
 from jobs.core import delta_io
@@ -36,17 +37,30 @@ log = logging.getLogger("setlist.rank")
 MODEL = "ranker"
 
 
-def run(spark: SparkSession, cfg: Config, day: dt.date) -> dict:
-    conf, k = cfg.rank, cfg.evaluate.k
+@dataclass
+class LearningData:
+    """What the rank stage of D learns from: the labelled candidates of the training nights, and the
+    validation night's candidates with what their users played the next day."""
+    train_nights: list[dt.date]
+    valid_night: dt.date
+    train: DataFrame | None          # labelled candidates (ranker.labelled) of the training nights
+    valid: DataFrame                 # candidates of the validation night
+    valid_next: DataFrame            # (user_idx, track_idx) played the day after the validation night
+    candidates_version: int
+
+
+def learning_data(spark: SparkSession, cfg: Config, day: dt.date) -> LearningData:
+    """The labelled nights in the last rank.train_days before D; NotEnoughHistory when none."""
+    conf = cfg.rank
     first = day - dt.timedelta(days=conf.train_days)
     if not delta_io.exists(spark, cfg, GOLD_CANDIDATES):
         raise NotEnoughHistory(f"rank {day}: no candidates of earlier nights in {GOLD_CANDIDATES.full_name} yet "
                                f"(recommend stores them every night)")
-    candidates_version = delta_io.version(spark, cfg, GOLD_CANDIDATES)
-    candidates = delta_io.read(spark, cfg, GOLD_CANDIDATES).where(F.col("run_date").between(F.lit(first),
-                                                                                          F.lit(day - dt.timedelta(1))))
+    version = delta_io.version(spark, cfg, GOLD_CANDIDATES)
+    candidates = delta_io.read(spark, cfg, GOLD_CANDIDATES).where(
+        F.col("run_date").between(F.lit(first), F.lit(day - dt.timedelta(days=1))))
     plays = delta_io.read(spark, cfg, SILVER_PLAYS).where(
-        F.col("play_date").between(F.lit(first + dt.timedelta(1)), F.lit(day)))
+        F.col("play_date").between(F.lit(first + dt.timedelta(days=1)), F.lit(day)))
     nights = sorted(r[0] for r in candidates.select("run_date").distinct().collect())
     played_on = {r[0] for r in plays.select("play_date").distinct().collect()}
     labelled_nights = [d for d in nights if d + dt.timedelta(days=1) in played_on]
@@ -54,34 +68,42 @@ def run(spark: SparkSession, cfg: Config, day: dt.date) -> dict:
         raise NotEnoughHistory(f"rank {day}: no night in the last {conf.train_days} (rank.train_days) has candidates "
                                f"and plays on the day after it yet")
     valid_night, train_nights = labelled_nights[-1], labelled_nights[:-1]
+    train = (ranker.labelled(candidates.where(F.col("run_date").isin(*train_nights)), next_day_labels(plays))
+             if train_nights else None)
+    return LearningData(train_nights, valid_night, train,
+                        candidates.where(F.col("run_date") == F.lit(valid_night)),
+                        plays.where(F.col("play_date") == F.lit(valid_night + dt.timedelta(days=1)))
+                        .select("user_idx", "track_idx"), version)
+
+
+def run(spark: SparkSession, cfg: Config, day: dt.date) -> dict:
+    conf, k = cfg.rank, cfg.evaluate.k
+    data = learning_data(spark, cfg, day)
     with CacheScope() as cache:
-        valid = cache(candidates.where(F.col("run_date") == F.lit(valid_night)))
-        valid_next = plays.where(F.col("play_date") == F.lit(valid_night + dt.timedelta(1))).select(
-            "user_idx", "track_idx")
+        valid = cache(data.valid)
         configs: dict[str, object] = {"most_played": None, "blend": None}
         model, examples, trained = None, 0, {}
-        if train_nights:
-            train = cache(ranker.labelled(candidates.where(F.col("run_date").isin(*train_nights)),
-                                          next_day_labels(plays)))
+        if data.train is not None:
+            train = cache(data.train)
             trained = train.agg(F.count("*").alias("examples"), F.sum("label").alias("positives"),
                                 F.countDistinct("qid").alias("queries")).first().asDict()
             examples = int(trained["examples"] or 0)
             if examples:
                 log.info("rank %s: training the ranker on %d nights (%s..%s): %d candidates, %d positives, %d queries",
-                         day, len(train_nights), train_nights[0], train_nights[-1], examples, trained["positives"],
-                         trained["queries"])
+                         day, len(data.train_nights), data.train_nights[0], data.train_nights[-1], examples,
+                         trained["positives"], trained["queries"])
                 model = ranker.fit(train, ranker.RankerParams.of(conf), conf.workers)
                 configs["ranker"] = model
-        validation = ranker.evaluate_configs(valid, valid_next, k, configs)
-    served, why = choose(validation, conf.min_gain, valid_night, k)
+        validation = ranker.evaluate_configs(valid, data.valid_next, k, configs)
+    served, why = choose(validation, conf.min_gain, data.valid_night, k)
     log.info("rank %s: %s", day, why)
     path = None
     if model is not None:
         path = new_artifact(cfg, MODEL, day)  # published by the gold.models row below
         model.write().save(path)
     params = ranker.params_dict(ranker.RankerParams.of(conf)) | {
-        "objective": "rank:ndcg", "train_nights": [d.isoformat() for d in train_nights],
-        "validation_night": valid_night.isoformat(), "candidates_version": candidates_version,
+        "objective": "rank:ndcg", "train_nights": [d.isoformat() for d in data.train_nights],
+        "validation_night": data.valid_night.isoformat(), "candidates_version": data.candidates_version,
         "features": list(ranker.FEATURES), "min_gain": conf.min_gain} | {f"train_{k_}": v for k_, v in trained.items()}
     metrics = {"served": served, "why": why,
                "validation": {name: {m: round(v, 4) for m, v in values.items()} for name, values in validation.items()},
@@ -89,8 +111,8 @@ def run(spark: SparkSession, cfg: Config, day: dt.date) -> dict:
     record_model(spark, cfg, day, MODEL, f"ranker-{day.isoformat()}", "xgboost-spark", conf.workers, params, metrics,
                  path or "")
     write_metrics(spark, cfg, day, "rank", k, {f"rank:{name}": values for name, values in validation.items()})
-    return {"served": served, "why": why, "note": f"serving {served}", "examples": examples, "validation_night": valid_night.isoformat(),
-            "validation": metrics["validation"]}
+    return {"served": served, "why": why, "note": f"serving {served}", "examples": examples,
+            "validation_night": data.valid_night.isoformat(), "validation": metrics["validation"]}
 
 
 def choose(validation: dict[str, dict[str, float]], min_gain: float, night: dt.date, k: int) -> tuple[str, str]:

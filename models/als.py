@@ -1,11 +1,14 @@
 """Implicit-feedback ALS (Spark MLlib) on play counts: interactions, fitting, blocked top-N scoring
-and a validated grid search. No session handling; the als stage and evaluate call these."""
+and a validated search of its hyperparameters within a time budget. No session handling; the als
+stage calls these."""
 from __future__ import annotations
 
 import dataclasses
 import datetime as dt
 import itertools
 import logging
+import random
+import time
 
 from pyspark.ml.recommendation import ALS, ALSModel
 from pyspark.sql import DataFrame
@@ -21,12 +24,12 @@ class AlsParams:
     rank: int
     reg_param: float
     alpha: float
+    confidence: str = "log"         # "log": 1 + log1p(plays); "linear": plays
 
 
 @dataclasses.dataclass(frozen=True)
 class AlsSettings:
-    """How plays become confidences and how ALS is fitted (everything but the searched parameters)."""
-    confidence: str                 # "log": 1 + log1p(plays); "linear": plays
+    """How ALS is fitted, besides the searched parameters (AlsParams)."""
     recency_half_life_days: float   # confidence halves every N days of the last play's age (0: off)
     max_iter: int
     checkpoint_interval: int
@@ -37,11 +40,11 @@ class AlsSettings:
         """From a config section with these attributes (the als section)."""
         return cls(*(getattr(conf, f.name) for f in dataclasses.fields(cls)))
 
-    def interactions(self, plays: DataFrame, day: dt.date) -> DataFrame:
+    def interactions(self, plays: DataFrame, day: dt.date, confidence: str = "log") -> DataFrame:
         """(user_idx, track_idx, plays, confidence) for every pair with at least one play."""
         pairs = plays.groupBy("user_idx", "track_idx").agg(F.count("*").alias("plays"),
                                                            F.max("play_date").alias("last"))
-        base = F.log1p(F.col("plays")) + 1.0 if self.confidence == "log" else F.col("plays").cast("double")
+        base = F.log1p(F.col("plays")) + 1.0 if confidence == "log" else F.col("plays").cast("double")
         if self.recency_half_life_days > 0:
             age = F.datediff(F.lit(day), F.col("last"))
             base = base * F.pow(F.lit(0.5), age / F.lit(self.recency_half_life_days))
@@ -67,28 +70,44 @@ def top_n(model: ALSModel, users: DataFrame, n: int) -> DataFrame:
     return ranked_lists(top_scored(model, users, n), n)
 
 
-def grid(ranks: list[int], reg_params: list[float], alphas: list[float]) -> list[AlsParams]:
-    return [AlsParams(r, g, a) for r, g, a in itertools.product(ranks, reg_params, alphas)]
+def grid(ranks: list[int], reg_params: list[float], alphas: list[float], confidences: list[str],
+         first: AlsParams | None = None, seed: int = 7) -> list[AlsParams]:
+    """Every combination, `first` (the configured or last chosen parameters) leading and the rest in
+    a seeded random order, so that a search cut short by its time budget still samples the space."""
+    rest = [AlsParams(r, g, a, c) for r, g, a, c in itertools.product(ranks, reg_params, alphas, confidences)]
+    random.Random(seed).shuffle(rest)
+    return ([first] if first else []) + [p for p in rest if p != first]
 
 
 def validate(plays: DataFrame, day: dt.date, validation_days: int, candidates: list[AlsParams],
-             settings: AlsSettings, k: int, metric: str) -> tuple[AlsParams, dict] | None:
-    """Train each candidate on plays before the validation window (the last validation_days days up
-    to day) and rank it on the window; the best by `metric`@k with its metrics. None when the window
-    or the days before it have no plays."""
+             settings: AlsSettings, k: int, metric: str, budget_s: float = float("inf")
+             ) -> tuple[AlsParams, dict, int] | None:
+    """Train candidates on plays before the validation window (the last validation_days days up to
+    day) and rank them on the window, in order, until the time budget is spent (the first is always
+    tried); (the best by `metric`@k, its metrics, candidates tried). None when the window or the days
+    before it have no plays."""
     train, held_out = temporal_split(plays, day, validation_days)
     truth = truth_of(held_out, train).persist()
-    pairs = settings.interactions(train, day - dt.timedelta(days=validation_days)).persist()
+    before = day - dt.timedelta(days=validation_days)
+    pairs = {}
     try:
-        if truth.isEmpty() or pairs.isEmpty():
+        if truth.isEmpty() or train.isEmpty():
             return None
-        best, best_metrics = None, None
+        best, best_metrics, tried, started = None, None, 0, time.monotonic()
         for p in candidates:
-            metrics = score_lists(top_n(settings.fit(pairs, p), truth, k), truth, k)
+            if tried and time.monotonic() - started > budget_s:
+                log.info("als %s: time budget of %.0f s spent after %d of %d parameter sets", day, budget_s, tried,
+                         len(candidates))
+                break
+            if p.confidence not in pairs:
+                pairs[p.confidence] = settings.interactions(train, before, p.confidence).persist()
+            metrics = score_lists(top_n(settings.fit(pairs[p.confidence], p), truth, k), truth, k)
+            tried += 1
             log.info("als %s: validation %s -> %s@%d %.4f", day, p, metric, k, metrics[metric])
             if best is None or metrics[metric] > best_metrics[metric]:
                 best, best_metrics = p, metrics
-        return best, best_metrics
+        return best, best_metrics, tried
     finally:
         truth.unpersist()
-        pairs.unpersist()
+        for frame in pairs.values():
+            frame.unpersist()

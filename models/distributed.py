@@ -18,6 +18,7 @@ import io
 import logging
 import os
 import re
+import sys
 import threading
 import time
 from dataclasses import asdict, dataclass, field
@@ -26,6 +27,7 @@ import numpy as np
 import torch
 
 from models import feed, storage
+from models.progress import Progress
 from models.lstm import LstmParams, NextTrackLSTM, NextTrackObjective, Vocabulary
 
 CHECKPOINT = re.compile(r"^epoch-(\d{4})\.pt$")
@@ -194,6 +196,21 @@ def vocabulary_of(spec: TrainSpec) -> Vocabulary:
     return Vocabulary(spec.vocabulary) if spec.vocabulary is not None else Vocabulary.identity(spec.lstm.vocab)
 
 
+def _progress(rank: int, epochs: int):
+    """Rank 0's epoch progress (examples per second, time left) on its stderr, which Spark shows
+    with the executor's log; the other ranks stay quiet."""
+    if rank != 0:
+        return None
+    logger = logging.getLogger("setlist.train.rank0")
+    if not logger.handlers:
+        handler = logging.StreamHandler(sys.stderr)
+        handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
+        logger.addHandler(handler)
+        logger.setLevel(logging.INFO)
+        logger.propagate = False
+    return Progress(logger, "train", total=epochs, unit="epochs")
+
+
 def _train(spec: TrainSpec, ctx) -> dict:
     device = torch.device(f"cuda:{ctx.local_rank}" if torch.cuda.is_available() else "cpu")
     torch.manual_seed(spec.seed)
@@ -216,6 +233,7 @@ def _train(spec: TrainSpec, ctx) -> dict:
     windows, targets = feed.to_tokens(windows, targets, vocabulary)
     generator = torch.Generator(device=device).manual_seed(spec.seed + ctx.rank)
     epoch_seconds = []
+    progress = _progress(ctx.rank, spec.epochs - start_epoch)
     for epoch in range(start_epoch + 1, spec.epochs + 1):
         started = time.perf_counter()
         wrapped.train()
@@ -230,6 +248,9 @@ def _train(spec: TrainSpec, ctx) -> dict:
             total += float(loss.detach())
         history.append(ctx.mean(total / spec.steps_per_epoch))
         epoch_seconds.append(time.perf_counter() - started)
+        if progress is not None:
+            progress.step(rows=spec.steps_per_epoch * spec.batch_size * ctx.size,
+                          what=f"epoch {epoch} of {spec.epochs}, loss {history[-1]:.4f}")
         if ctx.rank == 0:
             save_checkpoint(spec.checkpoint_dir, epoch, model, optimizer, history)
     digests = ctx.gather(parameter_digest(model))

@@ -62,8 +62,9 @@ def score_config(candidates: DataFrame, config: str, model=None) -> DataFrame:
         scored = model.transform(candidates).withColumn("score", F.lit(1.0) / (F.lit(1.0) + F.exp(-F.col("prediction"))))
     elif config == "blend":
         scored = candidates.withColumn("score", F.col("blend"))
-    elif config == "most_played":
-        scored = candidates.withColumn("score", most_played_score())
+    elif config == "most_played":  # the user's own tracks come from their history
+        scored = (candidates.withColumn("score", most_played_score())
+                  .withColumn("source", F.when(F.col("plays") > 0, F.lit("history")).otherwise(F.col("source"))))
     elif config in SOURCES:
         scored = candidates.withColumn("score", source_score(config)).where(F.col("score").isNotNull())
     else:

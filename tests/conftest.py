@@ -79,6 +79,7 @@ def nights(spark, base_cfg, tmp_path_factory):
         "embed.vector_size=16", "cluster.k=4", "cluster.segments=3", "als.rank=8", "als.max_iter=5",
         "train.embed_dim=16", "train.hidden=16", "train.epochs=1", "train.window=5", "train.sequence_files=2",
         "train.eval_examples=500", "train.backend=torch-distributor", "train.timeout_minutes=4",
+        "als.tune_minutes=0", "rank.n_estimators=30", "rank.max_depth=4", "rank.workers=1",
         f"recommend.k={NIGHTLY_K}", "recommend.max_per_artist=2", "recommend.min_history=40",
         "recommend.candidates_per_source=60",
     ])
@@ -99,6 +100,7 @@ def modelled(spark, base_cfg, tmp_path_factory):
                         artists=60, genres=4),
         "embed.vector_size=16", "embed.epochs=5", "cluster.k_min=3", "cluster.k_max=5", "cluster.segments=4",
         "als.rank=8", "als.max_iter=6", "als.grid_ranks=[4, 8]", "als.grid_reg_params=[0.05]",
+        "als.grid_alphas=[10.0]", "als.grid_confidences=[log]",
     ])
     generate.run(spark, cfg)
     for day in NIGHTS:

@@ -2,6 +2,8 @@
 failed stage, forced reruns, the report, and what consumers read."""
 from __future__ import annotations
 
+import json
+
 import pytest
 from pyspark.sql import functions as F
 
@@ -25,21 +27,32 @@ def test_stage_runs_are_recorded_with_cadence_and_waiting_models(spark, nights):
     for day in NIGHTS[:2]:
         assert {s for (d, s) in runs if d == day} == set(stages)
     assert runs[(NIGHTS[0], "train")] == "waiting_for_history"   # one day of data: nothing to validate on
+    assert runs[(NIGHTS[0], "rank")] == "waiting_for_history"    # no earlier night's candidates to learn from
     assert runs[(NIGHTS[0], "evaluate")] == "waiting_for_history"
     assert runs[(NIGHTS[0], "recommend")] == "succeeded"
     assert runs[(NIGHTS[1], "train")] == "succeeded"
+    assert runs[(NIGHTS[1], "rank")] == "succeeded"              # one labelled night: blend or most played
+    rank_row = delta_io.read(spark, cfg, GOLD_RUNS).where((F.col("stage") == "rank")
+                                                          & (F.col("run_date") == F.lit(NIGHTS[1]))).first()
+    recorded = json.loads(rank_row["rows"])
+    assert recorded["served"] in ("most_played", "blend") and "no ranker yet" in recorded["why"]
+    assert recorded["timing"]["seconds"] > 0
+    clean_row = delta_io.read(spark, cfg, GOLD_RUNS).where((F.col("stage") == "clean")
+                                                           & (F.col("run_date") == F.lit(NIGHTS[1]))).first()
+    timing = json.loads(clean_row["rows"])["timing"]  # per-stage duration and rows/s in gold.runs
+    assert timing["rows_in"] > 0 and timing["rows_per_s"] == pytest.approx(timing["rows_in"] / timing["seconds"],
+                                                                          rel=0.01)
 
 
 def test_a_failed_stage_fails_the_run_and_a_rerun_resumes_there(spark, nights, monkeypatch):
     cfg, _ = nights
     day = NIGHTS[2]
 
-    def crashing(k, cap, lam):
-        def pick(frame):
-            raise RuntimeError("executor killed during recommend")
-        return pick
+    def crashing(frame, k, cap, lam):  # fails on the executors, while the lists are computed
+        return frame.select("user_idx", "track_idx", "score", "source",
+                            F.raise_error(F.lit("executor killed during recommend")).cast("int").alias("rank"))
     with monkeypatch.context() as patch:
-        patch.setattr(recommend, "diversifier", crashing)
+        patch.setattr(recommend, "diversify", crashing)
         with pytest.raises(Exception, match="executor killed during recommend"):
             nightly.run(spark, cfg, day)
     runs = {r["stage"]: r["status"] for r in delta_io.read(spark, cfg, GOLD_RUNS).where(

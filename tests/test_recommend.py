@@ -1,5 +1,5 @@
-"""recommend: exactly K per user, artist cap, cold start, exclusions, atomic reruns, feedback, and the
-blend's signals and weight search (models.blend), on the nightly warehouse after its third night."""
+"""recommend: exactly K per user, artist cap, cold start, exclusions, atomic reruns, feedback, the
+stored candidates, and the blend's signals (models.blend), on the nightly warehouse after its third night."""
 from __future__ import annotations
 
 import json
@@ -11,7 +11,7 @@ from pyspark.sql import functions as F
 
 from conftest import NIGHTLY_K as K
 from conftest import NIGHTS
-from jobs import evaluate, ingest, nightly, recommend
+from jobs import ingest, nightly, recommend
 from jobs.core import delta_io
 from jobs.core.config import with_overrides
 from jobs.core.rawfiles import raw_dir
@@ -135,19 +135,6 @@ def test_blend_sums_weighted_signals_log_plays_and_shares_of_each_sources_best(s
     assert sorted(blended, key=lambda u_t: -blended[u_t][0])[:3] == [(1, 10), (1, 13), (1, 11)]
     cold = spark.createDataFrame([(2,)], "user_idx int")
     assert {r["user_idx"] for r in blend(parts, weights, cold).collect()} == {1}  # cold: no warm sources
-
-
-def test_blend_weights_are_searched_on_a_validation_split(spark, three_nights):
-    cfg, _ = three_nights
-    grid = {"history": [0.0, 1.0], "als": [0.0, 1.0]}
-    best, points = evaluate.tune_blend(spark, cfg, NIGHTS[1], grid)
-    assert [w for w, _ in points] == [{"history": h, "als": a} for h in (0.0, 1.0) for a in (0.0, 1.0)]
-    scores = {(w["history"], w["als"]): s for w, s in points}
-    assert best == max(points, key=lambda p: p[1])[0] and all(0.0 <= s <= 1.0 for s in scores.values())
-    # replays dominate the next day of generated listening: the user's history must count
-    assert scores[(1.0, 0.0)] > scores[(0.0, 0.0)] and best["history"] == 1.0
-    with pytest.raises(ValueError, match="albums"):
-        evaluate.tune_blend(spark, cfg, NIGHTS[1], {"albums": [1.0]})
 
 
 def test_consumers_follow_only_what_changed_through_the_change_feed(spark, three_nights):

@@ -141,28 +141,69 @@ def test_train_lstm_with_horovod_end_to_end(spark, modelled):
     assert delta_io.read(spark, cfg, GOLD_METRICS).where(~F.col("model").startswith("next_track:")).count() > 0
 
 
-def test_lstm_scores_on_executors_match_the_model_and_clip_unknown_tracks(spark):
+def test_lstm_scores_on_executors_match_the_model_through_its_vocabulary(spark):
     import torch
 
-    from models.lstm import LstmParams, NextTrackLSTM, top_k
-    from models.serving import next_track_scores
+    from models.lstm import LstmParams, NextTrackLSTM, Vocabulary
+    from models.serving import next_track_scores, saved_model
     torch.manual_seed(0)
-    net = NextTrackLSTM(LstmParams(vocab=30, embed_dim=8, hidden=8, layers=1, dropout=0.0)).eval()
+    vocabulary = Vocabulary([3, 4, 5, 7, 8, 9, 12, 20, 31, 40])  # tokens 1..10, 11 shared, 0 padding
+    net = NextTrackLSTM(LstmParams(vocab=vocabulary.size, embed_dim=8, hidden=8, layers=1, dropout=0.0)).eval()
     windows = spark.createDataFrame([(1, [0, 3, 4, 5]), (2, [7, 8, 9, 99])], "user_idx int, x array<int>")
-    scored = next_track_scores(spark, {"params": net.params.__dict__, "state": net.state_dict()}, windows,
-                               "user_idx", 5).collect()
+    scored = next_track_scores(spark, saved_model(net, 4, vocabulary), windows, "user_idx", 5).collect()
     by_user = {u: sorted(((r["score"], r["track_idx"]) for r in scored if r["user_idx"] == u), reverse=True)
                for u in (1, 2)}
-    # track 99 is beyond the model's vocabulary: read as padding, as the model would see it
-    local = top_k(net, torch.tensor([[0, 3, 4, 5], [7, 8, 9, 0]]), 5).tolist()
+    # track 99 is not in the vocabulary: read as the shared token, as the model saw rare tracks in training
+    tokens = torch.tensor([[0, 1, 2, 3], [4, 5, 6, vocabulary.shared]])
+    assert vocabulary.tokens(np.array([[0, 3, 4, 5], [7, 8, 9, 99]])).tolist() == tokens.tolist()
     with torch.no_grad():
-        logits = net(torch.tensor([[0, 3, 4, 5]]))[0]
-    logits[0] = float("-inf")  # the padding index is never a next track
-    probabilities = torch.softmax(logits, dim=0)
+        probabilities = torch.softmax(net(tokens), dim=1)
+    probabilities[:, 0] = -1.0  # padding and the shared token are never a next track
+    probabilities[:, vocabulary.shared] = -1.0
     for row, u in enumerate((1, 2)):
-        assert [t for _, t in by_user[u]] == local[row] and 0 not in local[row]
-        assert all(0.0 < s < 1.0 for s, _ in by_user[u])
-    assert [s for s, _ in by_user[1]] == pytest.approx([float(probabilities[t]) for t in local[0]], rel=1e-5)
+        values, best = torch.topk(probabilities[row], 5)
+        assert [t for _, t in by_user[u]] == vocabulary.track_of(best.numpy()).tolist()
+        assert [s for s, _ in by_user[u]] == pytest.approx(values.tolist(), rel=1e-5)
+        assert all(t in vocabulary.tracks for _, t in by_user[u])
+
+
+def test_a_long_tail_catalogue_gets_a_capped_vocabulary_and_the_sampled_softmax(spark, base_cfg, tmp_path):
+    """150,000 tracks of which 1,000 are played more than once: the vocabulary keeps those 1,000 (the
+    rest share one token), examples whose target is rare are dropped, and `loss: auto` samples the
+    softmax above train.sampled_above tokens; one training step runs on the capped model."""
+    import torch
+
+    from jobs.core.tables import SILVER_PLAYS
+    from models.lstm import NextTrackLSTM, NextTrackObjective
+    cfg = with_overrides(base_cfg, [f"warehouse={tmp_path / 'wh'}", "train.validation_days=1", "train.min_plays=2"])
+    day = dt.date(2026, 1, 10)
+    head = spark.range(1, 1001).select(F.col("id").cast("int").alias("track_idx")).crossJoin(spark.range(3))
+    tail = spark.range(1001, 150001).select(F.col("id").cast("int").alias("track_idx"), F.lit(0).alias("id"))
+    plays = (head.unionByName(tail).withColumn("user_idx", (F.col("track_idx") % 50 + 1).cast("int"))
+             .withColumn("play_date", F.lit(day - dt.timedelta(days=2)))
+             .withColumn("ts", F.col("play_date").cast("timestamp"))
+             .select(F.concat(F.lit("u"), "user_idx").alias("user_id"), "user_idx",
+                     F.concat(F.lit("t"), "track_idx").alias("track_id"), "track_idx", "ts", "play_date",
+                     F.lit(1).alias("session_position"), F.lit(day).alias("ingest_date")))
+    for column in SILVER_PLAYS.columns:
+        if column not in plays.columns:
+            plays = plays.withColumn(column, F.lit(None))
+    delta_io.replace_date(plays, cfg, SILVER_PLAYS, "ingest_date", day)
+    vocabulary = train.training_vocabulary(spark, cfg, day)
+    assert len(vocabulary.tracks) == 1000 and vocabulary.size == 1002 and vocabulary.shared == 1001
+    assert train.resolved_loss(cfg.train, vocabulary.size) == "full"  # below the default 20,000
+    small = with_overrides(cfg, ["train.sampled_above=500"]).train
+    assert train.resolved_loss(small, vocabulary.size) == "sampled"
+    assert train.resolved_loss(with_overrides(cfg, ["train.loss=full", "train.sampled_above=500"]).train,
+                               vocabulary.size) == "full"
+    windows = np.array([[0, 5, 6, 149000], [7, 8, 120000, 9], [1, 2, 3, 4]])
+    x, y = feed.to_tokens(windows, np.array([10, 140000, 999]), vocabulary)
+    assert x.tolist() == [[0, 5, 6, 1001], [1, 2, 3, 4]] and y.tolist() == [10, 999]  # the rare target is dropped
+    model = NextTrackLSTM(LstmParams(vocabulary.size, 8, 8, 1, 0.0))
+    assert model.out.weight.shape[0] == 1002  # not 150,001 rows
+    loss = NextTrackObjective(model, "sampled", 50)(torch.as_tensor(x), torch.as_tensor(y))
+    loss.backward()
+    assert torch.isfinite(loss) and model.out.weight.grad is not None
 
 
 def test_a_crafted_model_file_cannot_run_code_when_loaded(tmp_path):
@@ -215,8 +256,9 @@ def test_train_reruns_on_changed_input_start_fresh_and_publish_a_new_model(spark
     assert second["ranks"][0]["resumed_from"] == 0
     row = delta_io.read(spark, cfg, GOLD_MODELS).where("model = 'lstm'").collect()
     assert len(row) == 1 and row[0]["path"] != path_of[1]
-    vocab = delta_io.read(spark, cfg, SILVER_TRACKS).count() + 1
-    assert json.loads(row[0]["params"])["vocab"] == vocab
+    params = json.loads(row[0]["params"])
+    assert params["vocab"] == params["tracks"] + 2 <= delta_io.read(spark, cfg, SILVER_TRACKS).count() + 2
+    assert params["loss"] == "full"  # auto: a small vocabulary
     assert Path(path_of[1], "model.pt").exists() and Path(row[0]["path"], "model.pt").exists()
     third = train.run(spark, cfg, day)  # the same input again: its checkpoint is reused
     assert third["ranks"][0]["resumed_from"] == 1

@@ -142,9 +142,12 @@ class AlsConf:
     checkpoint_interval: int = key(5, gt=0, help="checkpoint every N iterations (stack depth)")
     history_days: int = key(90, ge=0, help="days of plays up to D that train ALS (0: all)")
     seed: int = key(7, help="ALS seed")
-    grid_ranks: list[int] = key([], gt=0, help="grid search over ranks (with any grid list non-empty)")
-    grid_reg_params: list[float] = key([], ge=0, help="grid search over regularisation")
-    grid_alphas: list[float] = key([], gt=0, help="grid search over alpha")
+    grid_ranks: list[int] = key([16, 32, 64], gt=0, help="ranks searched on the validation window (empty: `rank`)")
+    grid_reg_params: list[float] = key([0.01, 0.1, 1.0], ge=0, help="regularisations searched (empty: `reg_param`)")
+    grid_alphas: list[float] = key([1.0, 10.0, 40.0], gt=0, help="alphas searched (empty: `alpha`)")
+    grid_confidences: list[str] = key(["log", "linear"], choices=("log", "linear"),
+                                      help="confidence transforms searched (empty: `confidence`)")
+    tune_minutes: float = key(3.0, ge=0, help="time budget of the nightly search (the first set is always tried)")
     validation_days: int = key(1, gt=0, help="the grid's validation window: the last N days up to D")
     grid_metric: str = key("ndcg", choices=("ndcg", "recall", "map", "hit_rate"),
                            help="the grid's metric at `evaluate.k` (never RMSE)")

@@ -1,5 +1,6 @@
 """Progress of long loops (backfill days, training epochs, bench steps): done / total, rows per
-second and an estimate of the time left, logged after every step.
+second and an estimate of the time left, logged after every step. (In models/ so that the training
+ranks can use it too: models never import jobs.)
 
     progress = Progress(log, "backfill", total=len(dates), unit="dates")
     for day in dates:

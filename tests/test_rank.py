@@ -1,0 +1,112 @@
+"""rank: the learned ranker against the linear blend where the right weights are known, and the
+fallback to the users' most played tracks when the ranker is planted to be bad; on real Spark,
+real Delta tables (gold.candidates, silver.plays) and XGBoost's Spark ranker."""
+from __future__ import annotations
+
+import datetime as dt
+import json
+import math
+import random
+
+import pytest
+from pyspark.sql import functions as F
+
+from jobs import nightly, rank, recommend
+from jobs.core import delta_io
+from jobs.core.config import with_overrides
+from jobs.core.tables import GOLD_CANDIDATES, GOLD_MODELS, GOLD_RUNS, SILVER_PLAYS
+from models import ranker
+from models.features import FEATURES
+
+NIGHTS = [dt.date(2026, 2, 1) + dt.timedelta(days=i) for i in range(4)]  # candidates of 3 nights, plays after each
+USERS, CANDIDATES, PLAYED = 40, 30, 5
+
+
+def plant(spark, cfg, truth: str, seed: int = 3) -> None:
+    """Candidates of NIGHTS[:3] with random source signals and play counts, and, the day after each
+    night, plays of every user's PLAYED best candidates by a known rule: `als` (3 x ALS + item2vec:
+    the blend's default weights, which favour the user's history, are wrong here) or `history` (the
+    most played first: what most_played serves)."""
+    rng = random.Random(seed)
+    candidates, plays = [], []
+    for night in NIGHTS[:3]:
+        for user in range(1, USERS + 1):
+            rows = []
+            for track in range(1, CANDIDATES + 1):
+                row = {f: None for f in FEATURES}
+                als, i2v, played = rng.random(), rng.random(), rng.choice([0, 0, 1, 2, 3, 5, 8])
+                row |= {"als_signal": als, "item2vec_signal": i2v, "plays": float(played),
+                        "history_signal": math.log(played) if played else None,
+                        "days_since_last": float(rng.randint(0, 20)) if played else None}
+                row["blend"] = 1.0 * (row["history_signal"] or 0.0) + 2.0 * als + 0.05 * i2v  # conf's defaults
+                row |= {"run_date": night, "user_idx": user, "track_idx": track, "source": "als"}
+                rows.append(row)
+            key = (lambda r: 3 * r["als_signal"] + r["item2vec_signal"]) if truth == "als" else \
+                (lambda r: r["plays"] + 0.01 * r["als_signal"])
+            for r in sorted(rows, key=key, reverse=True)[:PLAYED]:
+                day = night + dt.timedelta(days=1)
+                plays.append({"user_id": f"u{user}", "user_idx": user, "track_id": f"t{r['track_idx']}",
+                              "track_idx": r["track_idx"], "ts": dt.datetime.combine(day, dt.time(12)),
+                              "play_date": day, "session_id": user, "session_position": 1,
+                              "ingest_date": NIGHTS[3]})
+            candidates += rows
+    frame = spark.createDataFrame(candidates, GOLD_CANDIDATES.schema)
+    for night in NIGHTS[:3]:
+        delta_io.replace_date(frame.where(F.col("run_date") == F.lit(night)), cfg, GOLD_CANDIDATES, "run_date", night)
+    played = spark.createDataFrame([p | {k: None for k in SILVER_PLAYS.columns if k not in p} for p in plays],
+                                   SILVER_PLAYS.schema)
+    delta_io.replace_date(played, cfg, SILVER_PLAYS, "ingest_date", NIGHTS[3])
+
+
+@pytest.fixture
+def rank_cfg(cfg):
+    return with_overrides(cfg, ["rank.train_days=3", "rank.n_estimators=60", "rank.max_depth=4", "rank.workers=1"])
+
+
+def test_the_ranker_learns_the_weights_the_blend_gets_wrong(spark, rank_cfg):
+    cfg = rank_cfg
+    plant(spark, cfg, "als")
+    day = NIGHTS[3]  # learns from the first two nights, validates on the third
+    result = rank.run(spark, cfg, day)
+    validation = result["validation"]
+    assert result["validation_night"] == NIGHTS[2].isoformat() and result["examples"] == 2 * USERS * CANDIDATES
+    # the known rule orders each user's candidates perfectly; the blend's weights do not
+    assert validation["ranker"]["ndcg"] > 0.8
+    assert validation["ranker"]["ndcg"] > validation["blend"]["ndcg"] + 0.2
+    assert validation["ranker"]["ndcg"] > validation["most_played"]["ndcg"] + 0.2
+    assert result["served"] == "ranker"
+    row = delta_io.read(spark, cfg, GOLD_MODELS).where("model = 'ranker'").first()
+    params, metrics = json.loads(row["params"]), json.loads(row["metrics"])
+    assert params["train_nights"] == [d.isoformat() for d in NIGHTS[:2]] and params["features"] == list(FEATURES)
+    assert params["candidates_version"] >= 0 and metrics["served"] == "ranker"
+    assert set(list(metrics["importance"])[:2]) == {"als_signal", "item2vec_signal"}  # what the rule uses
+    assert recommend.served_config(spark, cfg, day)[0] == "ranker"
+    scored = ranker.score_config(delta_io.read(spark, cfg, GOLD_CANDIDATES), "ranker", ranker.load(row["path"]))
+    assert scored.where((F.col("score") <= 0) | (F.col("score") >= 1)).count() == 0  # a sigmoid: positive
+
+
+def test_a_ranker_planted_to_be_bad_is_not_served_and_the_run_says_why(spark, rank_cfg, monkeypatch):
+    cfg = rank_cfg
+    plant(spark, cfg, "history")
+    fit = ranker.fit
+
+    def inverted(frame, params, workers, features=FEATURES):  # learns the opposite of what users did
+        return fit(frame.withColumn("label", F.lit(1) - F.col("label")), params, workers, features)
+    monkeypatch.setattr(ranker, "fit", inverted)
+    outcome = nightly.run_stages(spark, cfg, NIGHTS[3], ("rank",))
+    assert outcome["rank"].endswith("serving most_played")
+    runs = delta_io.read(spark, cfg, GOLD_RUNS).where(F.col("stage") == "rank").first()
+    recorded = json.loads(runs["rows"])
+    assert runs["status"] == "succeeded" and recorded["served"] == "most_played"
+    assert "the ranker does not beat most_played" in recorded["why"]
+    v = recorded["validation"]
+    assert v["ranker"]["ndcg"] < 0.3 < 0.9 < v["most_played"]["ndcg"]  # ties in plays break by recency here
+    assert recommend.served_config(spark, cfg, NIGHTS[3])[0] == "most_played"
+
+
+def test_without_a_labelled_night_the_stage_waits_and_recommend_serves_the_default(spark, rank_cfg):
+    cfg = rank_cfg
+    from jobs.core.errors import NotEnoughHistory
+    with pytest.raises(NotEnoughHistory, match="no candidates"):
+        rank.run(spark, cfg, NIGHTS[0])
+    assert recommend.served_config(spark, cfg, NIGHTS[0])[:2] == ("most_played", None)
