@@ -8,9 +8,10 @@ track and second), within the night and against plays cleaned on every other nig
 both directions: a play belongs to the night that cleaned it first); give new users and tracks the
 next stable integer ids (MERGE, never renumbering; the warehouse lease keeps this one writer at a
 time); cut sessions (udfs.sessions), continuing a session from the night before when the gap allows.
-D's partitions of silver.plays and silver.quarantine are replaced in one commit each; then the rows
-committed for D are counted back and must reconcile exactly with bronze, bronze = plays +
-quarantined + duplicates (duplicates counted on their own); only then does the summary row go to
+Records of users erased by forget-user (silver.erasures) are dropped and counted. D's partitions of
+silver.plays and silver.quarantine are replaced in one commit each; then the rows committed for D
+are counted back and must reconcile exactly with bronze, bronze = plays + quarantined + duplicates
++ erased (duplicates counted on their own); only then does the summary row go to
 silver.clean_runs, as the marker that D is cleaned. Cleaning D again, or after a crash at any
 point, gives the same tables.
 """
@@ -24,6 +25,7 @@ from pyspark.sql import functions as F
 
 from jobs.core import delta_io
 from jobs.core.config import Config
+from jobs.core.erasure import split_erased
 from jobs.core.errors import InputError
 from jobs.core.frames import CacheScope
 from jobs.core.records import now
@@ -31,7 +33,7 @@ from jobs.core.tables import (BRONZE_LISTENS, SILVER_CLEAN_RUNS, SILVER_PLAYS, S
                               SILVER_USERS)
 from udfs.identity import track_id
 from udfs.ids import new_ids
-from udfs.parse import parse_records
+from udfs.parse import logged_user, parse_records
 from udfs.quality import quarantine_reason
 from udfs.sessions import last_play_per_user, sessionize
 from udfs.text import normalize_name
@@ -45,11 +47,15 @@ DUPLICATE_KEY = ("user_id", "track_id", "ts")
 def run(spark: SparkSession, cfg: Config, day: dt.date) -> dict:
     all_versions = delta_io.read(spark, cfg, BRONZE_LISTENS).where(F.col("ingest_date") == F.lit(day))
     with CacheScope() as cache:
-        classified = cache(classify(current_versions(all_versions), day, cfg.clean.ts_floor))
-        bronze_rows = classified.count()
+        current = cache(classify(current_versions(all_versions), day, cfg.clean.ts_floor))
+        bronze_rows = current.count()
         if bronze_rows == 0:
             raise InputError(f"no rows in {BRONZE_LISTENS.full_name} for {day}: run `ingest --date {day}` first")
         replaced = all_versions.count() - bronze_rows
+        classified, erased_rows = split_erased(
+            spark, cfg, current.withColumn("_user", logged_user(F.col("raw"), F.col("format"))), "_user")
+        classified = classified.drop("_user")
+        erased = 0 if erased_rows is None else erased_rows.count()
         log.info("clean %s: %d bronze rows (%d older versions of re-delivered lines replaced)", day, bronze_rows,
                  replaced)
         quarantine = classified.where(F.col("reason").isNotNull())
@@ -75,16 +81,16 @@ def run(spark: SparkSession, cfg: Config, day: dt.date) -> dict:
         delta_io.replace_partition(quarantine, cfg, SILVER_QUARANTINE, ingest_date=day, stage="clean")
 
     play_count, quarantined = committed_counts(spark, cfg, day)
-    if bronze_rows != play_count + quarantined + duplicates:
+    if bronze_rows != play_count + quarantined + duplicates + erased:
         raise RuntimeError(f"clean {day}: counts do not reconcile: bronze {bronze_rows} != plays {play_count} "
-                           f"+ quarantined {quarantined} + duplicates {duplicates} (as committed); "
+                           f"+ quarantined {quarantined} + duplicates {duplicates} + erased {erased} (as committed); "
                            f"{SILVER_CLEAN_RUNS.full_name} is not marked, so the date is not cleaned")
     new_users = first_seen_on(spark, cfg, SILVER_USERS, day)
     new_tracks = first_seen_on(spark, cfg, SILVER_TRACKS, day)
     summary = {
         "ingest_date": day, "bronze_rows": bronze_rows, "plays": play_count, "quarantined": quarantined,
         "duplicates": duplicates, "new_users": new_users, "new_tracks": new_tracks,
-        "quarantine_reasons": reasons, "replaced": replaced,
+        "quarantine_reasons": reasons, "replaced": replaced, "erased": erased,
     }
     run_row = spark.createDataFrame([summary | {"finished_at": now()}], SILVER_CLEAN_RUNS.schema)
     delta_io.replace_date(run_row, cfg, SILVER_CLEAN_RUNS, "ingest_date", day)

@@ -24,13 +24,14 @@ from pyspark.sql import functions as F
 
 from jobs.core import delta_io
 from jobs.core.config import Config
+from jobs.core.erasure import split_erased
 from jobs.core.errors import ConfigError, InputError
 from jobs.core.frames import CacheScope
 from jobs.core.rawfiles import Discovery, discover, has_feedback_folder, path_exists, raw_dir, read_lines
 from jobs.core.tables import BRONZE_LISTENS, SILVER_FEEDBACK, SILVER_QUARANTINE
 from udfs.formats import FEEDBACK_JSONL, LISTEN_FORMATS
 from udfs.identity import track_id
-from udfs.parse import parse_feedback
+from udfs.parse import logged_user, parse_feedback
 from udfs.quality import FEEDBACK_REASONS, quarantine_reason
 from udfs.text import normalize_name
 
@@ -89,9 +90,14 @@ def ingest_listens(spark: SparkSession, cfg: Config, day: dt.date, fmt: str) -> 
     found = discovered(spark, cfg, day, fmt)
     counts = {"files": len(found.files), "skipped": found.skipped}
     if not found.files:
-        return {"read": 0, "inserted": 0, "already_ingested": 0} | counts
+        return {"read": 0, "inserted": 0, "already_ingested": 0, "erased": 0} | counts
     table = delta_io.ensure(spark, cfg, BRONZE_LISTENS)
-    rows = delta_io.conform(read_lines(spark, found.files, fmt, day), BRONZE_LISTENS)
+    lines = delta_io.conform(read_lines(spark, found.files, fmt, day), BRONZE_LISTENS)
+    # a user erased by forget-user never comes back, not even from re-delivered old raw files
+    rows, erased = split_erased(spark, cfg, lines.withColumn("_user", logged_user(F.col("raw"), F.col("format"))),
+                                "_user")
+    rows = rows.drop("_user")
+    erased_lines = 0 if erased is None else erased.count()
     before = _version(table)
     (table.alias("t")
      .merge(rows.alias("s"),
@@ -105,9 +111,12 @@ def ingest_listens(spark: SparkSession, cfg: Config, day: dt.date, fmt: str) -> 
         inserted, read = int(metrics["numTargetRowsInserted"]), int(metrics["numSourceRows"])
     else:  # Delta commits nothing when a MERGE inserts nothing: every line was there already
         inserted, read = 0, rows.count()
-    log.info("ingest %s %s: %d lines read, %d new or changed rows in %s, %d already ingested",
-             day, fmt, read, inserted, BRONZE_LISTENS.full_name, read - inserted)
-    return {"read": read, "inserted": inserted, "already_ingested": read - inserted} | counts
+    read += erased_lines
+    log.info("ingest %s %s: %d lines read, %d new or changed rows in %s, %d already ingested, %d of erased users "
+             "dropped", day, fmt, read, inserted, BRONZE_LISTENS.full_name, read - inserted - erased_lines,
+             erased_lines)
+    return {"read": read, "inserted": inserted, "already_ingested": read - inserted - erased_lines,
+            "erased": erased_lines} | counts
 
 
 def feedback_events(lines: DataFrame, day: dt.date, ts_floor: dt.date, unicode_form: str) -> DataFrame:
@@ -126,7 +135,9 @@ def ingest_feedback(spark: SparkSession, cfg: Config, day: dt.date) -> dict:
         return {"feedback": 0, "quarantined": 0, "files": 0, "skipped": found.skipped}
     lines = read_lines(spark, found.files, FEEDBACK_JSONL, day)
     with CacheScope() as cache:
-        parsed = cache(feedback_events(lines, day, cfg.clean.ts_floor, cfg.clean.unicode_form))
+        lines, _ = split_erased(spark, cfg, lines.withColumn("_user", logged_user(F.col("raw"), F.col("format"))),
+                                "_user")
+        parsed = cache(feedback_events(lines.drop("_user"), day, cfg.clean.ts_floor, cfg.clean.unicode_form))
         good, bad = parsed.where(F.col("reason").isNull()), parsed.where(F.col("reason").isNotNull())
         counts = {"feedback": good.count(), "quarantined": bad.count(), "files": len(found.files),
                   "skipped": found.skipped}

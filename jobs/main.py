@@ -37,8 +37,8 @@ def _date(text: str) -> dt.date:
 
 def _jobs() -> dict[str, Callable]:
     # Imported lazily: a config error must not wait for pyspark/delta imports.
-    from jobs import (als, backfill, clean, cluster, embed, evaluate, generate, ingest, maintain, nightly, rank,
-                      recommend, show, train)
+    from jobs import (als, backfill, clean, cluster, embed, evaluate, forget, generate, ingest, maintain, nightly,
+                      rank, recommend, show, train)
     return {
         "generate": lambda spark, cfg, a: generate.run(spark, cfg, a.date),
         "ingest": lambda spark, cfg, a: ingest.run(spark, cfg, _need_date(a), a.format),
@@ -55,19 +55,26 @@ def _jobs() -> dict[str, Callable]:
         "tables": lambda spark, cfg, a: show.tables(spark, cfg),
         "preview": lambda spark, cfg, a: show.preview(spark, cfg, a.date),
         "maintain": lambda spark, cfg, a: maintain.run(spark, cfg, a.date or dt.date.today()),
+        "forget-user": lambda spark, cfg, a: forget.run(spark, cfg, _need_users(a)),
     }
 
 
 # Jobs that write the warehouse hold its single-writer lease while they run (jobs.core.lease).
 READ_ONLY_JOBS = ("generate", "tables", "preview")
 JOB_NAMES = ("generate", "ingest", "clean", "embed", "cluster", "als", "train", "rank", "recommend", "evaluate", "nightly",
-             "backfill", "maintain", "tables", "preview")
+             "backfill", "maintain", "forget-user", "tables", "preview")
 
 
 def _need_date(args) -> dt.date:
     if args.date is None:
         raise ConfigError(f"{args.job}: --date YYYY-MM-DD is required")
     return args.date
+
+
+def _need_users(args) -> list[str]:
+    if not args.user:
+        raise ConfigError(f"{args.job}: --user ID is required (repeat it for several users)")
+    return args.user
 
 
 def _need_range(args) -> tuple[dt.date, dt.date]:
@@ -88,6 +95,8 @@ def build_parser() -> argparse.ArgumentParser:
                         help="train: distributed backend (default: conf train.backend)")
     parser.add_argument("--from", dest="first", type=_date, help="backfill: first date YYYY-MM-DD")
     parser.add_argument("--to", dest="last", type=_date, help="backfill: last date YYYY-MM-DD")
+    parser.add_argument("--user", action="append", default=[], metavar="ID",
+                        help="forget-user: a user id as logged (repeatable)")
     parser.add_argument("--force", action="store_true",
                         help="nightly, backfill: rerun stages already committed for the date(s)")
     parser.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",

@@ -1,9 +1,10 @@
 """maintain: table upkeep with Delta's own commands, and retention of the project's own files.
 
 For every table of the warehouse: OPTIMIZE (compaction of the small files each night's commits
-leave; gold.recommendations also Z-ordered by user_id, the column its readers filter on within a
-run_date partition), then VACUUM with maintain.retain_hours (never below Delta's safety default of
-168 hours unless maintain.allow_short_retention says so explicitly; set as each table's
+leave; no Z-ordering: the column readers filter on within a date, user_id, is personal and has no
+file statistics, which a Z-order needs, so that no user id reaches the transaction log), then
+VACUUM with maintain.retain_hours (never below Delta's safety default of 168 hours unless
+maintain.allow_short_retention says so explicitly; set as each table's
 delta.deletedFileRetentionDuration, which Delta 4.4 reads instead of a RETAIN clause), log-based
 (`LITE`) or listing the folders (maintain.vacuum_mode). Then the project's own files:
 scratch folders and LSTM checkpoints of run dates older than maintain.scratch_days before D, and
@@ -23,11 +24,10 @@ from pyspark.sql import SparkSession
 from jobs.core import delta_io
 from jobs.core.config import Config
 from jobs.core.paths import location
-from jobs.core.tables import ALL_TABLES, GOLD_MODELS, GOLD_RECOMMENDATIONS
+from jobs.core.tables import ALL_TABLES, GOLD_MODELS
 
 log = logging.getLogger("setlist.maintain")
 
-Z_ORDER = {GOLD_RECOMMENDATIONS.full_name: ("user_id",)}
 DELTA_MIN_RETENTION_HOURS = 168
 
 
@@ -43,10 +43,9 @@ def run(spark: SparkSession, cfg: Config, day: dt.date) -> dict:
         if not delta_io.exists(spark, cfg, table):
             continue
         ref = delta_io.table_ref(cfg, table)
-        zorder = Z_ORDER.get(table.full_name)
-        optimized = spark.sql(f"OPTIMIZE {ref}" + (f" ZORDER BY ({', '.join(zorder)})" if zorder else ""))
+        optimized = spark.sql(f"OPTIMIZE {ref}")
         metrics = optimized.select("metrics.numFilesAdded", "metrics.numFilesRemoved").first()
-        vacuum(spark, cfg, table, retain, conf.vacuum_mode)
+        delta_io.vacuum(spark, cfg, table, retain, conf.vacuum_mode)
         tables[table.full_name] = {"files_added": int(metrics[0] or 0), "files_removed": int(metrics[1] or 0)}
     if not local:  # OPTIMIZE and VACUUM work on any Delta path; the file pruning here is for folders
         log.info("maintain %s: %s optimized and vacuumed; scratch and model folders on a URI are left to the "
@@ -58,20 +57,6 @@ def run(spark: SparkSession, cfg: Config, day: dt.date) -> dict:
     log.info("maintain %s: %d files / %d bytes -> %d files / %d bytes; removed %s", day, before["files"],
              before["bytes"], after["files"], after["bytes"], removed)
     return summary
-
-
-def vacuum(spark: SparkSession, cfg: Config, table, retain_hours: float, mode: str) -> None:
-    """VACUUM with a retention of `retain_hours`. Delta 4.4 ignores a RETAIN clause other than 0 hours
-    ("Vacuum with retention threshold other than 0 hours is ignored"): the retention is the table's
-    delta.deletedFileRetentionDuration, so it is set first when it differs. mode `lite` finds the
-    files to delete in the log (seconds); `full` lists the table's folder and also removes files no
-    commit ever referenced (left by a writer killed mid-write)."""
-    ref = delta_io.table_ref(cfg, table)
-    wanted = f"interval {retain_hours:g} hours"
-    properties = spark.sql(f"DESCRIBE DETAIL {ref}").select("properties").first()["properties"] or {}
-    if properties.get("delta.deletedFileRetentionDuration") != wanted:
-        spark.sql(f"ALTER TABLE {ref} SET TBLPROPERTIES ('delta.deletedFileRetentionDuration' = '{wanted}')")
-    spark.sql(f"VACUUM {ref}" + (" LITE" if mode == "lite" else ""))
 
 
 def footprint(root: str) -> dict:

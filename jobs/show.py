@@ -34,11 +34,15 @@ def preview(spark: SparkSession, cfg: Config, day: dt.date | None, users: int = 
     recs = delta_io.read(spark, cfg, GOLD_RECOMMENDATIONS)
     day = day or recs.agg(F.max("run_date")).first()[0]
     recs = recs.where(F.col("run_date") == F.lit(day))
-    chosen = [r[0] for r in recs.select("user_id").distinct().orderBy("user_id").limit(users).collect()]
+    # the first users by a join, not a filter on their ids: no user id becomes a literal of a query
+    # (and so of the Spark event log, which forget-user would then have to delete)
+    first = recs.select("user_id").distinct().orderBy("user_id").limit(users)
+    rows = recs.join(first, "user_id").where(F.col("rank") <= top).orderBy("user_id", "rank").collect()
+    chosen = sorted({r["user_id"] for r in rows})
     lines = [f"recommendations of {day} ({recs.select('user_id').distinct().count()} users), first {users} users:"]
     for user in chosen:
         lines.append(f"  {user}")
-        for r in recs.where((F.col("user_id") == user) & (F.col("rank") <= top)).orderBy("rank").collect():
+        for r in (r for r in rows if r["user_id"] == user):
             lines.append(f"    {r['rank']:>2}. {r['artist_name']} - {r['track_name']}  [{r['source']}, {r['score']:.3f}]")
     print("\n".join(lines), flush=True)
     return {"date": str(day), "users": chosen}

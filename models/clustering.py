@@ -7,7 +7,9 @@ k-means on raw vectors splits tracks by play frequency rather than by taste; on 
 the direction (the contexts a track is played in) counts. Why the elbow: on a long-tail catalogue
 the silhouette falls with every k and always picks the smallest (measured: k=4 of 4..12 on the
 real dev set); the elbow (Satopää et al., "Kneedle", 2011) picks the k after which more clusters
-stop paying, the point of the normalised cost curve farthest below the chord between its ends."""
+stop paying, the point of the normalised cost curve farthest below the chord between its ends.
+On unit vectors squared Euclidean distance is 2 - 2 cos, so the k-means cost that scikit-learn
+minimises on the sample is the cosine cost of Spark's fit."""
 from __future__ import annotations
 
 import datetime as dt
@@ -55,27 +57,39 @@ def silhouette(model, points: DataFrame) -> float:
 def fit_best(points: DataFrame, algorithm: str, ks: list[int], max_iter: int, seed: int, n_points: int,
              criterion: str = "elbow", sample: int = 0):
     """(model, k, silhouette) for the k of `ks` (capped below the number of points) that `criterion`
-    picks (elbow of the cost, or the best silhouette), each k tried on at most `sample` points (0:
-    all); the chosen k is then fitted on every point."""
+    picks: the elbow of the cost, or the best cosine silhouette. Choosing k is a small problem: each
+    k is tried on a sample of at most `sample` points (0: all) with scikit-learn on the driver (one
+    Spark k-means costs a job per iteration, seconds each for a handful of points), and only the
+    chosen k is fitted by Spark on every point."""
     candidates = sorted({min(k, max(n_points - 1, 2)) for k in ks})
-    trial = points.sample(fraction=min(1.0, sample / n_points), seed=seed) if 0 < sample < n_points else points
-    trial = trial.cache()
-    try:
-        costs, scores = [], []
-        for k in candidates:
-            model = estimator(algorithm, k, max_iter, seed).fit(trial)
-            costs.append(float(model.summary.trainingCost))
-            scores.append(silhouette(model, trial) if criterion == "silhouette" else float("nan"))
-            log.info("cluster: %s k=%d cost %.2f%s", algorithm, k, costs[-1],
-                     f" silhouette {scores[-1]:.4f}" if criterion == "silhouette" else "")
-    finally:
-        trial.unpersist()
-    if criterion == "silhouette":
-        k = candidates[max(range(len(candidates)), key=lambda i: scores[i])]
+    if len(candidates) > 1:
+        k = choose_k(points, candidates, max_iter, seed, n_points, criterion, sample)
     else:
-        k = elbow(candidates, costs)
+        k = candidates[0]
     model = estimator(algorithm, k, max_iter, seed).fit(points)
     return model, k, silhouette(model, points)
+
+
+def choose_k(points: DataFrame, ks: list[int], max_iter: int, seed: int, n_points: int, criterion: str,
+             sample: int) -> int:
+    import numpy as np
+    from sklearn.cluster import KMeans as LocalKMeans
+    from sklearn.metrics import silhouette_score
+    drawn = points.sample(fraction=min(1.0, sample / n_points), seed=seed) if 0 < sample < n_points else points
+    matrix = np.stack(drawn.select(vector_to_array("features").alias("v")).toPandas()["v"].to_numpy())
+    costs, scores = [], []
+    for k in ks:
+        fitted = LocalKMeans(n_clusters=min(k, len(matrix)), n_init=1, max_iter=max_iter, random_state=seed).fit(matrix)
+        costs.append(float(fitted.inertia_))
+        if criterion == "silhouette":
+            scores.append(float(silhouette_score(matrix, fitted.labels_, metric="cosine", sample_size=min(len(matrix),
+                                                                                                      5000),
+                                                 random_state=seed)))
+        log.info("cluster: k=%d cost %.2f on %d sampled points%s", k, costs[-1], len(matrix),
+                 f", silhouette {scores[-1]:.4f}" if scores else "")
+    if criterion == "silhouette":
+        return ks[max(range(len(ks)), key=lambda i: scores[i])]
+    return elbow(ks, costs)
 
 
 def distance_to_centre(centres: list) -> Column:

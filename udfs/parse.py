@@ -60,6 +60,16 @@ def user(col: Column) -> Column:
     return F.regexp_replace(F.regexp_replace(col, r"(?U)\s+", " "), r"^ | $", "")
 
 
+def logged_user(raw: Column, fmt: Column) -> Column:
+    """Who logged a raw line, read leniently: the first tab-separated field of a TSV line whatever its
+    column count, the user_name of a JSON line even when the line is malformed or truncated. For
+    erasure (udfs.erasure): a user's broken lines are theirs too."""
+    tsv = F.split(raw, "\t", 2).getItem(0)
+    quoted = F.regexp_extract(raw, r'"user_name"\s*:\s*"((?:[^"\\]|\\.)*)"', 1)
+    json = F.coalesce(F.get_json_object(raw, "$.user_name"), F.when(quoted != "", quoted))
+    return user(F.when(fmt == LASTFM_TSV, tsv).otherwise(json))
+
+
 def json_object(raw: Column) -> Column:
     """True when the line is one JSON object (not an array, a scalar or a broken text)."""
     return F.try_parse_json(raw).isNotNull() & F.ltrim(raw).startswith("{")

@@ -263,6 +263,12 @@ class MaintainConf:
 
 
 @dataclass(frozen=True)
+class ErasureConf:
+    salt: str = key("", help="salt of the user hashes in silver.erasures (e.g. `${SETLIST_ERASURE_SALT}`); empty: a "
+                             "random salt kept at `<warehouse>/_erasure/salt`, created with the first erasure")
+
+
+@dataclass(frozen=True)
 class LeaseConf:
     enabled: bool = key(True, help="one writing job at a time per warehouse (jobs.core.lease); needs a local "
                                    "or shared POSIX warehouse")
@@ -298,6 +304,7 @@ class Config:
     backfill: BackfillConf = section(BackfillConf)
     catalog: CatalogConf = section(CatalogConf)
     lease: LeaseConf = section(LeaseConf)
+    erasure: ErasureConf = section(ErasureConf)
     maintain: MaintainConf = section(MaintainConf)
     # Where the config came from, for messages; not a key of the file.
     source: str = field(default="<defaults>", compare=False, metadata={"internal": True})

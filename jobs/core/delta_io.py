@@ -52,6 +52,7 @@ def version(spark: SparkSession, cfg: Config, table: Table) -> int:
 
 
 _ENSURED: set[str] = set()
+STATS_COLUMNS = "delta.dataSkippingStatsColumns"
 
 
 def table_ref(cfg: Config, table: Table) -> str:
@@ -68,6 +69,8 @@ def ensure(spark: SparkSession, cfg: Config, table: Table) -> DeltaTable:
         builder = builder.partitionedBy(*table.partition_by)
     if table.change_feed:
         builder = builder.property("delta.enableChangeDataFeed", "true")
+    if table.personal:
+        builder = builder.property(STATS_COLUMNS, ",".join(table.stats_columns))
     delta = builder.execute()
     if path not in _ENSURED:
         _add_missing_constraints(spark, cfg, table, delta)
@@ -78,8 +81,14 @@ def ensure(spark: SparkSession, cfg: Config, table: Table) -> DeltaTable:
 def _add_missing_constraints(spark: SparkSession, cfg: Config, table: Table, delta: DeltaTable) -> None:
     detail = delta.detail().select("properties").first()["properties"] or {}
     ref = table_ref(cfg, table)
+    existing = {f.name for f in delta.toDF().schema.fields}
+    added = [f for f in table.schema.fields if f.name not in existing]
+    if added:  # a column declared after the table was created (older setlist): added, null in old rows
+        spark.sql(f"ALTER TABLE {ref} ADD COLUMNS ({', '.join(f'`{f.name}` {f.dataType.simpleString()}' for f in added)})")
     if table.change_feed and detail.get("delta.enableChangeDataFeed") != "true":
         spark.sql(f"ALTER TABLE {ref} SET TBLPROPERTIES ('delta.enableChangeDataFeed' = 'true')")
+    if table.personal and detail.get(STATS_COLUMNS) != ",".join(table.stats_columns):
+        spark.sql(f"ALTER TABLE {ref} SET TBLPROPERTIES ('{STATS_COLUMNS}' = '{','.join(table.stats_columns)}')")
     # A table created before its NOT NULL columns were declared keeps nullable columns (Delta cannot
     # tighten them in place): the same rule is added as a CHECK constraint instead.
     nullable = {f.name: f.nullable for f in delta.toDF().schema.fields}
@@ -164,3 +173,17 @@ def register(spark: SparkSession, cfg: Config, tables: tuple[Table, ...]) -> lis
             spark.sql(f"CREATE TABLE IF NOT EXISTS {name} USING DELTA LOCATION {sql_literal(table.path(cfg))}")
             names.append(f"{database}.{table.name}")
     return names
+
+
+def vacuum(spark: SparkSession, cfg: Config, table: Table, retain_hours: float, mode: str) -> None:
+    """VACUUM with a retention of `retain_hours`. Delta 4.4 ignores a RETAIN clause other than 0 hours
+    ("Vacuum with retention threshold other than 0 hours is ignored"): the retention is the table's
+    delta.deletedFileRetentionDuration, so it is set first when it differs. mode `lite` finds the
+    files to delete in the log (seconds); `full` lists the table's folder and also removes files no
+    commit ever referenced (left by a writer killed mid-write)."""
+    ref = table_ref(cfg, table)
+    wanted = f"interval {retain_hours:g} hours"
+    properties = spark.sql(f"DESCRIBE DETAIL {ref}").select("properties").first()["properties"] or {}
+    if properties.get("delta.deletedFileRetentionDuration") != wanted:
+        spark.sql(f"ALTER TABLE {ref} SET TBLPROPERTIES ('delta.deletedFileRetentionDuration' = '{wanted}')")
+    spark.sql(f"VACUUM {ref}" + (" LITE" if mode == "lite" else ""))

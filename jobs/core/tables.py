@@ -30,6 +30,10 @@ class Table:
     not_null: tuple[str, ...] = ()  # contract columns: a write with a null there fails
     checks: tuple[tuple[str, str], ...] = ()  # (name, SQL condition): Delta CHECK constraints
     change_feed: bool = False  # Delta change data feed, for consumers that follow changes
+    # Columns that name a person (the raw user id, raw lines holding it): kept out of Delta's per-file
+    # statistics, so that no user id ever reaches the transaction log (forget-user can then purge
+    # every copy by rewriting data files and vacuuming).
+    personal: tuple[str, ...] = ()
 
     @property
     def full_name(self) -> str:
@@ -41,6 +45,13 @@ class Table:
 
     def path(self, cfg: Config) -> str:
         return join_path(cfg.warehouse, self.layer, self.name)
+
+    @property
+    def stats_columns(self) -> list[str]:
+        """The columns Delta keeps per-file statistics on: all but the personal ones (and the partition
+        columns, tracked per file anyway, and arrays and maps, which have no statistics)."""
+        return [f.name for f in self.schema.fields if f.name not in self.personal and f.name not in self.partition_by
+                and not isinstance(f.dataType, (T.ArrayType, T.MapType))]
 
     @property
     def declared_schema(self) -> T.StructType:
@@ -71,6 +82,7 @@ BRONZE_LISTENS = Table(
         ("ingest_time", TS),     # when this version of the line was ingested
     ),
     partition_by=("ingest_date",),
+    personal=("raw", "raw_base64"),
     doc="Raw records, one per input line and content, with lineage. Append-only: a file ingested twice adds "
         "nothing; a re-delivered file's new and changed lines are added beside the versions they replace "
         "(the newest ingest_time of a (file, line) is the one clean reads).",
@@ -86,6 +98,7 @@ SILVER_PLAYS = Table(
     ),
     partition_by=("ingest_date",),
     doc="Clean plays: deduplicated, names normalised, sessionised, with stable integer ids.",
+    personal=("user_id",),
     not_null=("user_id", "user_idx", "track_id", "track_idx", "ts", "play_date", "ingest_date"),
     checks=(("user_idx_positive", "user_idx > 0"), ("track_idx_positive", "track_idx > 0"),
             ("session_position_positive", "session_position >= 1")),
@@ -95,6 +108,7 @@ SILVER_USERS = Table(
     "silver", "users",
     _schema(("user_id", S), ("user_idx", I), ("first_seen_date", D)),
     doc="Stable user ids: a user_idx once given never changes.",
+    personal=("user_id",),
     not_null=("user_id", "user_idx"),
     checks=(("user_idx_positive", "user_idx > 0"),),
 )
@@ -118,6 +132,7 @@ SILVER_QUARANTINE = Table(
     ),
     partition_by=("ingest_date", "stage"),
     doc="Every record refused, with the reason: listens by clean, feedback by ingest.",
+    personal=("raw", "raw_base64"),
     writers=("ingest", "clean"),
     not_null=("ingest_date", "reason", "stage"),
     checks=(("reason_known", f"reason IN ({_sql_list(LISTEN_REASONS + FEEDBACK_REASONS)})"),),
@@ -129,6 +144,7 @@ SILVER_FEEDBACK = Table(
             ("ingest_date", D)),
     partition_by=("ingest_date",),
     doc="Explicit reactions: like, dislike, skip; the track by the same identity rule as plays.",
+    personal=("user_id",),
     not_null=("user_id", "track_id", "event", "ts"),
     checks=(("event_known", f"event IN ({_sql_list(FEEDBACK_EVENTS)})"),),
 )
@@ -138,7 +154,7 @@ SILVER_CLEAN_RUNS = Table(
     _schema(
         ("ingest_date", D), ("bronze_rows", L), ("plays", L), ("quarantined", L), ("duplicates", L),
         ("new_users", L), ("new_tracks", L),
-        ("quarantine_reasons", T.MapType(S, L)), ("finished_at", TS), ("replaced", L),
+        ("quarantine_reasons", T.MapType(S, L)), ("finished_at", TS), ("replaced", L), ("erased", L),
     ),
     doc="One row per cleaned date: bronze_rows (current versions of the date's lines) = plays + quarantined "
         "+ duplicates, with plays and quarantined counted in the committed tables; replaced: older versions "
@@ -169,6 +185,7 @@ GOLD_USER_SEGMENTS = Table(
             ("taste", VEC), ("plays", L)),
     partition_by=("run_date",),
     doc="Each user's taste vector (recency- and play-weighted mean of embeddings) and its segment.",
+    personal=("user_id",),
     change_feed=True,
 )
 
@@ -214,6 +231,7 @@ GOLD_RECOMMENDATIONS = Table(
             ("score", DBL), ("source", S)),
     partition_by=("run_date",),
     doc="Contract: the top-K tracks of every user for a run date; a rerun replaces the date atomically.",
+    personal=("user_id",),
     not_null=("run_date", "user_id", "rank", "track_id", "score", "source"),
     checks=(("rank_positive", "rank >= 1"), ("score_finite", "score >= -1.0E308 AND score <= 1.0E308"),
             ("source_known", f"source IN ({_sql_list(SOURCES)})")),
@@ -229,6 +247,14 @@ GOLD_CANDIDATES = Table(
     not_null=("run_date", "user_idx", "track_idx"),
 )
 
+SILVER_ERASURES = Table(
+    "silver", "erasures",
+    _schema(("user_hash", S), ("erased_at", TS)),
+    doc="Append-only record of right-to-erasure requests: a salted SHA-256 of the user id (never the id) and "
+        "when; ingest and clean drop every record of a listed user, so re-ingested raw files cannot bring one back.",
+    not_null=("user_hash", "erased_at"),
+)
+
 GOLD_RUNS = Table(
     "gold", "runs",
     _schema(("run_date", D), ("stage", S), ("status", S), ("started_at", TS), ("finished_at", TS),
@@ -241,4 +267,4 @@ GOLD_RUNS = Table(
 ALL_TABLES = (BRONZE_LISTENS, SILVER_PLAYS, SILVER_USERS, SILVER_TRACKS, SILVER_QUARANTINE, SILVER_CLEAN_RUNS,
               SILVER_FEEDBACK, GOLD_RECOMMENDATIONS, GOLD_RUNS, GOLD_SEQUENCES, GOLD_TRACK_EMBEDDINGS,
               GOLD_TRACK_CLUSTERS, GOLD_USER_SEGMENTS, GOLD_ALS_USER_FACTORS, GOLD_ALS_ITEM_FACTORS, GOLD_MODELS,
-              GOLD_METRICS, GOLD_CANDIDATES)
+              GOLD_METRICS, GOLD_CANDIDATES, SILVER_ERASURES)
