@@ -28,7 +28,7 @@ from jobs.core.config import Config
 from jobs.core.errors import NotEnoughHistory
 from jobs.core.frames import CacheScope
 from jobs.core.paths import location, new_artifact
-from jobs.core.records import latest_model, record_model
+from jobs.core.records import input_versions, latest_model, record_model
 from jobs.core.tables import GOLD_ALS_ITEM_FACTORS, GOLD_ALS_USER_FACTORS, SILVER_PLAYS
 from models.als import AlsParams, AlsSettings, grid, validate
 from udfs.dates import plays_within
@@ -65,11 +65,11 @@ def run(spark: SparkSession, cfg: Config, day: dt.date) -> dict:
     params = dataclasses.asdict(best) | {"max_iter": conf.max_iter,
                                          "recency_half_life_days": conf.recency_half_life_days,
                                          "history_days": conf.history_days, "grid_size": len(candidates),
-                                         "tried": tried, "plays_version": delta_io.version(spark, cfg, SILVER_PLAYS)}
+                                         "tried": tried}
     validation = {f"{name}@{k}": value for name, value in metrics.items() if name != "users"}
     validation["users"] = metrics["users"]
     record_model(spark, cfg, day, "als", version, "spark-mllib", spark.sparkContext.defaultParallelism, params,
-                 validation, path)
+                 validation, path, input_versions(spark, cfg, SILVER_PLAYS))
     log.info("als %s: saved %s; validation %s", day, path,
              ", ".join(f"{k_}={v:.4f}" for k_, v in validation.items() if not math.isnan(v) and k_ != "users"))
     return {"version": version, "params": params, "validation": validation}

@@ -8,7 +8,11 @@ track and second), within the night and against plays cleaned on every other nig
 both directions: a play belongs to the night that cleaned it first); give new users and tracks the
 next stable integer ids (MERGE, never renumbering; the warehouse lease keeps this one writer at a
 time); cut sessions (udfs.sessions), continuing a session from the night before when the gap allows.
-Records of users erased by forget-user (silver.erasures) are dropped and counted. D's partitions of
+The day's data quality is measured as the rows flow (Spark's Observation API on the first pass:
+quarantine rate by reason, share without a recording id; then new users and tracks) and checked
+against alerts.* and the trailing days (models.alerts): past a warn threshold the run logs and
+records it, past a fail threshold the stage stops before anything of the day is written (exit code
+6). Records of users erased by forget-user (silver.erasures) are dropped and counted. D's partitions of
 silver.plays and silver.quarantine are replaced in one commit each; then the rows committed for D
 are counted back and must reconcile exactly with bronze, bronze = plays + quarantined + duplicates
 + erased (duplicates counted on their own); only then does the summary row go to
@@ -18,15 +22,16 @@ point, gives the same tables.
 from __future__ import annotations
 
 import datetime as dt
+import json
 import logging
 
-from pyspark.sql import DataFrame, SparkSession, Window
+from pyspark.sql import DataFrame, Observation, SparkSession, Window
 from pyspark.sql import functions as F
 
 from jobs.core import delta_io
 from jobs.core.config import Config
 from jobs.core.erasure import split_erased
-from jobs.core.errors import InputError
+from jobs.core.errors import DataQualityFailed, InputError
 from jobs.core.frames import CacheScope
 from jobs.core.records import now
 from jobs.core.tables import (BRONZE_LISTENS, SILVER_CLEAN_RUNS, SILVER_PLAYS, SILVER_QUARANTINE, SILVER_TRACKS,
@@ -34,7 +39,9 @@ from jobs.core.tables import (BRONZE_LISTENS, SILVER_CLEAN_RUNS, SILVER_PLAYS, S
 from udfs.identity import track_id
 from udfs.ids import new_ids
 from udfs.parse import logged_user, parse_records
-from udfs.quality import quarantine_reason
+from models import alerts as alert_rules
+from models.alerts import Alert
+from udfs.quality import LISTEN_REASONS, quarantine_reason
 from udfs.sessions import last_play_per_user, sessionize
 from udfs.text import normalize_name
 
@@ -47,10 +54,13 @@ DUPLICATE_KEY = ("user_id", "track_id", "ts")
 def run(spark: SparkSession, cfg: Config, day: dt.date) -> dict:
     all_versions = delta_io.read(spark, cfg, BRONZE_LISTENS).where(F.col("ingest_date") == F.lit(day))
     with CacheScope() as cache:
-        current = cache(classify(current_versions(all_versions), day, cfg.clean.ts_floor))
+        observed = Observation("clean")  # the day's measures, taken during the first pass over its rows
+        current = cache(classify(current_versions(all_versions), day, cfg.clean.ts_floor).observe(
+            observed, *quality_measures()))
         bronze_rows = current.count()
         if bronze_rows == 0:
             raise InputError(f"no rows in {BRONZE_LISTENS.full_name} for {day}: run `ingest --date {day}` first")
+        seen = observed.get
         replaced = all_versions.count() - bronze_rows
         classified, erased_rows = split_erased(
             spark, cfg, current.withColumn("_user", logged_user(F.col("raw"), F.col("format"))), "_user")
@@ -59,7 +69,8 @@ def run(spark: SparkSession, cfg: Config, day: dt.date) -> dict:
         log.info("clean %s: %d bronze rows (%d older versions of re-delivered lines replaced)", day, bronze_rows,
                  replaced)
         quarantine = classified.where(F.col("reason").isNotNull())
-        reasons = {r["reason"]: r["count"] for r in quarantine.groupBy("reason").count().collect()}
+        reasons = ({r: int(seen[r]) for r in LISTEN_REASONS if seen[r]} if not erased else
+                   {r["reason"]: r["count"] for r in quarantine.groupBy("reason").count().collect()})
 
         good = cache(to_plays(classified.where(F.col("reason").isNull()), cfg.clean.unicode_form))
         span = good.agg(F.min("play_date").alias("lo"), F.max("play_date").alias("hi"),
@@ -67,6 +78,7 @@ def run(spark: SparkSession, cfg: Config, day: dt.date) -> dict:
         others = other_nights_plays(spark, cfg, day, span)
         duplicates = count_duplicates(good, span["n"], others)
         plays = cache(drop_duplicates(good, others))
+        alerts, measured = check_quality(spark, cfg, day, seen, plays)
 
         merge_new_ids(spark, cfg, SILVER_USERS, plays.select("user_id").distinct()
                       .withColumn("first_seen_date", F.lit(day)), "user_id", "user_idx", cache)
@@ -91,13 +103,52 @@ def run(spark: SparkSession, cfg: Config, day: dt.date) -> dict:
         "ingest_date": day, "bronze_rows": bronze_rows, "plays": play_count, "quarantined": quarantined,
         "duplicates": duplicates, "new_users": new_users, "new_tracks": new_tracks,
         "quarantine_reasons": reasons, "replaced": replaced, "erased": erased,
+        "missing_mbid_share": measured["missing_recording_id_share"],
+        "alerts": json.dumps([a.line() for a in alerts]) if alerts else None,
     }
     run_row = spark.createDataFrame([summary | {"finished_at": now()}], SILVER_CLEAN_RUNS.schema)
     delta_io.replace_date(run_row, cfg, SILVER_CLEAN_RUNS, "ingest_date", day)
     log.info("clean %s: bronze %d = plays %d + quarantined %d + duplicates %d; %d new users, %d new tracks; "
              "quarantine reasons %s", day, bronze_rows, play_count, quarantined, duplicates, new_users,
              new_tracks, dict(sorted(reasons.items())) or "none")
-    return summary
+    return summary | {"quality": {k: round(v, 4) for k, v in measured.items()},
+                      **({"note": "alerts: " + "; ".join(a.line() for a in alerts)} if alerts else {})}
+
+
+def quality_measures() -> list:
+    """What Observation measures on the first pass: rows, quarantined rows by reason, good records
+    and those of them without a recording id."""
+    good = F.col("reason").isNull()
+    return [F.count(F.lit(1)).alias("rows"), F.sum(good.cast("long")).alias("good"),
+            F.sum((good & F.col("recording_mbid").isNull()).cast("long")).alias("good_without_mbid"),
+            *[F.sum((F.col("reason") == r).cast("long")).alias(r) for r in LISTEN_REASONS]]
+
+
+def check_quality(spark: SparkSession, cfg: Config, day: dt.date, seen: dict, plays: DataFrame
+                  ) -> tuple[list[Alert], dict[str, float]]:
+    """The day's data-quality measures against alerts.* (models.alerts); DataQualityFailed (exit code
+    6) past a fail threshold, before anything of the day is written; warnings are logged."""
+    conf = cfg.alerts
+    new_users = plays.select("user_id").distinct().join(
+        delta_io.read_or_empty(spark, cfg, SILVER_USERS).select("user_id"), "user_id", "left_anti").count()
+    new_tracks = plays.select("track_id").distinct().join(
+        delta_io.read_or_empty(spark, cfg, SILVER_TRACKS).select("track_id"), "track_id", "left_anti").count()
+    history = []
+    if delta_io.exists(spark, cfg, SILVER_CLEAN_RUNS):
+        history = [r.asDict() for r in delta_io.read(spark, cfg, SILVER_CLEAN_RUNS).where(
+            F.col("ingest_date").between(F.lit(day - dt.timedelta(days=conf.trailing_days)),
+                                         F.lit(day - dt.timedelta(days=1)))).collect()]
+    rows, good = int(seen["rows"] or 0), int(seen["good"] or 0)
+    measured = alert_rules.measures(rows, rows - good, good, int(seen["good_without_mbid"] or 0), new_users,
+                                    new_tracks, history, conf.min_history)
+    alerts = alert_rules.evaluate(measured, conf.thresholds())
+    failed = [a for a in alerts if a.level == "fail"]
+    if failed:
+        raise DataQualityFailed(f"clean {day}: data quality past a fail threshold: "
+                                f"{'; '.join(a.line() for a in failed)} (alerts.*); the date is not cleaned")
+    for alert in alerts:
+        log.warning("clean %s: data quality: %s", day, alert.line())
+    return alerts, measured
 
 
 def current_versions(bronze: DataFrame) -> DataFrame:

@@ -21,6 +21,7 @@ from jobs.core import delta_io
 from jobs.core.config import Config
 from jobs.core.errors import InputError
 from jobs.core.frames import CacheScope
+from jobs.core.records import input_versions, record_model
 from jobs.core.tables import GOLD_TRACK_CLUSTERS, GOLD_TRACK_EMBEDDINGS, GOLD_USER_SEGMENTS, SILVER_PLAYS
 from models.clustering import cluster_labels, distance_to_centre, estimator, fit_best, taste_vectors, unit
 from udfs.dates import plays_within
@@ -62,4 +63,11 @@ def run(spark: SparkSession, cfg: Config, day: dt.date) -> dict:
     summary = {"tracks": n_tracks, "k": k, "silhouette": round(silhouette, 4), "users": n_users,
                "segments": segments_k}
     log.info("cluster %s: %s", day, summary)
+    record_model(spark, cfg, day, "kmeans", f"{conf.algorithm}-{day.isoformat()}", conf.algorithm,
+                 spark.sparkContext.defaultParallelism,
+                 {"k": k, "k_criterion": conf.k_criterion if not conf.k else "fixed", "k_range": [conf.k_min, conf.k_max],
+                  "segments": segments_k, "distance": "cosine", "max_iter": conf.max_iter, "seed": conf.seed,
+                  "recency_half_life_days": conf.recency_half_life_days},
+                 summary, GOLD_TRACK_CLUSTERS.path(cfg),
+                 input_versions(spark, cfg, GOLD_TRACK_EMBEDDINGS, SILVER_PLAYS))
     return summary

@@ -8,6 +8,7 @@ out and counted. D's partition of the output is replaced, so a rerun replaces ra
 """
 from __future__ import annotations
 
+import dataclasses
 import datetime as dt
 import logging
 
@@ -19,6 +20,7 @@ from jobs.core.config import Config
 from jobs.core.errors import InputError
 from jobs.core.frames import CacheScope
 from jobs.core.paths import location
+from jobs.core.records import input_versions, record_model
 from jobs.core.tables import GOLD_TRACK_EMBEDDINGS, SILVER_PLAYS, SILVER_TRACKS
 from models.embeddings import Word2VecParams, train_word2vec
 from udfs.dates import plays_within
@@ -47,4 +49,8 @@ def run(spark: SparkSession, cfg: Config, day: dt.date) -> dict:
         delta_io.replace_date(out, cfg, GOLD_TRACK_EMBEDDINGS, "run_date", day)
     embedded = delta_io.read(spark, cfg, GOLD_TRACK_EMBEDDINGS).where(F.col("run_date") == F.lit(day)).count()
     log.info("embed %s: %d tracks embedded (%s) into %s", day, embedded, version, GOLD_TRACK_EMBEDDINGS.full_name)
+    record_model(spark, cfg, day, "word2vec", version, conf.engine, spark.sparkContext.defaultParallelism,
+                 dataclasses.asdict(Word2VecParams.of(conf)) | {"history_days": conf.history_days},
+                 {"tracks": totals["tracks"], "embedded": embedded, "rare_left_out": totals["rare"]},
+                 GOLD_TRACK_EMBEDDINGS.path(cfg), input_versions(spark, cfg, SILVER_PLAYS))
     return {"tracks": totals["tracks"], "embedded": embedded, "rare_left_out": totals["rare"], "version": version}

@@ -30,10 +30,10 @@ from jobs.core.frames import CacheScope
 from jobs.core.paths import location
 from jobs.core.records import write_metrics
 from jobs.core.tables import (GOLD_CANDIDATES, GOLD_METRICS, GOLD_RECOMMENDATIONS, GOLD_TRACK_CLUSTERS,
-                              GOLD_TRACK_EMBEDDINGS, SILVER_PLAYS, SILVER_TRACKS, SILVER_USERS)
+                              GOLD_TRACK_EMBEDDINGS, SILVER_CLEAN_RUNS, SILVER_PLAYS, SILVER_TRACKS, SILVER_USERS)
 from models import ranker, report, storage
 from models.blend import SOURCES
-from models.scoring import beyond_accuracy, ranked_lists, score_lists, truth_of
+from models.scoring import beyond_accuracy, catalogue_of, ranked_lists, score_lists, truth_of
 from udfs.metrics import RANKING_METRICS
 
 log = logging.getLogger("setlist.evaluate")
@@ -55,14 +55,14 @@ def run(spark: SparkSession, cfg: Config, day: dt.date) -> dict:
         if not n_truth:
             raise NotEnoughHistory(f"evaluate {day}: no user with candidates on {night} played in ({night}, {day}] "
                                    f"(evaluate.test_days={cfg.evaluate.test_days})")
-        before = cache(plays.where(F.col("play_date") <= F.lit(night)))
-        tracks = delta_io.read(spark, cfg, SILVER_TRACKS)
-        embeddings = latest_embeddings(spark, cfg, night)
+        before = plays.where(F.col("play_date") <= F.lit(night))
+        catalogue = catalogue_of(before, delta_io.read(spark, cfg, SILVER_TRACKS), latest_embeddings(spark, cfg, night))
+        cache(catalogue.info)
         log.info("evaluate %s: the lists of %s against the plays of %d test users", day, night, n_truth)
         results: dict[str, dict[str, float]] = {}
         for name, lists in all_lists(spark, cfg, night, candidates, k).items():
             lists = cache(lists)
-            results[name] = score_lists(lists, truth, k) | beyond_accuracy(lists, before, tracks, embeddings, k)
+            results[name] = score_lists(lists, truth, k) | beyond_accuracy(lists, catalogue, k)
             cache.release(lists)
             log.info("evaluate %s: %s ndcg@%d %.4f recall@%d %.4f", day, name, k, results[name]["ndcg"], k,
                      results[name]["recall"])
@@ -155,10 +155,25 @@ def write_report(spark: SparkSession, cfg: Config, day: dt.date, night: dt.date,
     recommended = None
     if delta_io.exists(spark, cfg, GOLD_RECOMMENDATIONS):
         recommended = delta_io.read(spark, cfg, GOLD_RECOMMENDATIONS).where(F.col("run_date") == F.lit(day))
-    page = report.render(day, night, results, k, note, delta_io.read(spark, cfg, GOLD_METRICS),
+    page = report.render(day, night, results, k, note, day_quality(spark, cfg, day),
+                         delta_io.read(spark, cfg, GOLD_METRICS),
                          delta_io.read(spark, cfg, SILVER_PLAYS).where(F.col("play_date") <= F.lit(day)),
                          recommended, embeddings, emb_date)
     return storage.write_bytes(location(cfg, "reports", f"evaluate-{day.isoformat()}.html"), page.encode("utf-8"))
+
+
+def day_quality(spark: SparkSession, cfg: Config, day: dt.date) -> tuple[dict, list[str]]:
+    """(measures, alert lines) of D's clean (silver.clean_runs), for the report."""
+    if not delta_io.exists(spark, cfg, SILVER_CLEAN_RUNS):
+        return {}, []
+    row = delta_io.read(spark, cfg, SILVER_CLEAN_RUNS).where(F.col("ingest_date") == F.lit(day)).first()
+    if row is None:
+        return {}, []
+    measures = {"bronze rows": row["bronze_rows"], "plays": row["plays"], "quarantined": row["quarantined"],
+                "duplicates": row["duplicates"], "new users": row["new_users"], "new tracks": row["new_tracks"],
+                "share without a recording id": row["missing_mbid_share"]}
+    measures |= {f"quarantined: {reason}": n for reason, n in sorted((row["quarantine_reasons"] or {}).items())}
+    return measures, json.loads(row["alerts"]) if row["alerts"] else []
 
 
 def format_table(results: dict, k: int) -> str:

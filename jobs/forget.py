@@ -9,7 +9,8 @@ the warehouse, and stays out.
    a literal of a query, a Delta commit or a Spark event log) from every table that holds them:
    bronze.listens and silver.quarantine (raw lines of every format, malformed ones included: the
    user read leniently, udfs.parse.logged_user),
-   silver.plays, silver.feedback, gold.user_segments, gold.recommendations (by user id),
+   silver.plays, silver.feedback, gold.user_segments, gold.recommendations and their staged copy (by
+   user id),
    gold.sequences, gold.candidates, gold.als_user_factors (by user_idx), silver.users last;
 3. rewrites the userFactors of every saved ALS model without them, removes ALS checkpoints, and
    removes Spark event logs, reports and scratch files that name them;
@@ -37,14 +38,14 @@ from jobs.core.errors import ConfigError
 from jobs.core.paths import location
 from jobs.core.records import now
 from jobs.core.tables import (BRONZE_LISTENS, GOLD_ALS_USER_FACTORS, GOLD_CANDIDATES, GOLD_MODELS, GOLD_RECOMMENDATIONS,
-                              GOLD_SEQUENCES, GOLD_USER_SEGMENTS, SILVER_ERASURES, SILVER_FEEDBACK, SILVER_PLAYS,
-                              SILVER_QUARANTINE, SILVER_USERS, Table)
+                              GOLD_SEQUENCES, GOLD_STAGED_RECOMMENDATIONS, GOLD_USER_SEGMENTS, SILVER_ERASURES,
+                              SILVER_FEEDBACK, SILVER_PLAYS, SILVER_QUARANTINE, SILVER_USERS, Table)
 from udfs.erasure import user_hash, user_hash_of
 from udfs.parse import logged_user
 
 log = logging.getLogger("setlist.forget")
 
-BY_USER_ID = (SILVER_PLAYS, SILVER_FEEDBACK, GOLD_USER_SEGMENTS, GOLD_RECOMMENDATIONS)
+BY_USER_ID = (SILVER_PLAYS, SILVER_FEEDBACK, GOLD_USER_SEGMENTS, GOLD_RECOMMENDATIONS, GOLD_STAGED_RECOMMENDATIONS)
 BY_USER_IDX = (GOLD_SEQUENCES, GOLD_CANDIDATES, GOLD_ALS_USER_FACTORS)
 RAW_LINE_KEYS = {BRONZE_LISTENS.full_name: ("ingest_date", "format", "source_file", "line_number", "raw"),
                  SILVER_QUARANTINE.full_name: ("ingest_date", "stage", "format", "source_file", "line_number", "raw")}

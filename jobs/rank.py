@@ -27,7 +27,7 @@ from jobs.core.config import Config
 from jobs.core.errors import NotEnoughHistory
 from jobs.core.frames import CacheScope
 from jobs.core.paths import new_artifact
-from jobs.core.records import record_model, write_metrics
+from jobs.core.records import input_versions, record_model, write_metrics
 from jobs.core.tables import GOLD_CANDIDATES, SILVER_PLAYS
 from models import ranker
 from models.features import next_day_labels
@@ -109,7 +109,8 @@ def run(spark: SparkSession, cfg: Config, day: dt.date) -> dict:
                "validation": {name: {m: round(v, 4) for m, v in values.items()} for name, values in validation.items()},
                "importance": ranker.importance(model) if model is not None else {}}
     record_model(spark, cfg, day, MODEL, f"ranker-{day.isoformat()}", "xgboost-spark", conf.workers, params, metrics,
-                 path or "")
+                 path or "", {GOLD_CANDIDATES.full_name: data.candidates_version}
+                 | input_versions(spark, cfg, SILVER_PLAYS))
     write_metrics(spark, cfg, day, "rank", k, {f"rank:{name}": values for name, values in validation.items()})
     return {"served": served, "why": why, "note": f"serving {served}", "examples": examples,
             "validation_night": data.valid_night.isoformat(), "validation": metrics["validation"]}

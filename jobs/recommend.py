@@ -16,8 +16,11 @@ users' most played tracks; before any night could be validated, rank.default_con
 tracks the user disliked are dropped for good, liked ones boosted, lately skipped ones damped. With
 recommend.exclude_played_days > 0 tracks played lately are dropped too; then the greedy MMR pick
 (models.diversify, window functions) takes K tracks per user, with at most recommend.max_per_artist
-per artist when that is set.
-D's rows of gold.recommendations are replaced in one commit.
+per artist when that is set. The lists are staged in gold.staged_recommendations and pass the
+publish gate (models.gate: a list for every user, exactly K where the candidates allow, no duplicate,
+no disliked track, finite scores, no collapse against the previous night) before they replace D's
+rows of gold.recommendations in one commit; a refused night fails with exit code 5 and consumers
+keep the previous night's lists.
 """
 from __future__ import annotations
 
@@ -30,12 +33,13 @@ from pyspark.sql import DataFrame, SparkSession
 from pyspark.sql import functions as F
 
 from jobs.core import delta_io, records
+from jobs.core.records import input_versions, record_model
 from jobs.core.config import Config
-from jobs.core.errors import InputError
+from jobs.core.errors import InputError, PublishRefused
 from jobs.core.frames import CacheScope
-from jobs.core.tables import (GOLD_CANDIDATES, GOLD_RECOMMENDATIONS, GOLD_TRACK_EMBEDDINGS, GOLD_USER_SEGMENTS,
-                              SILVER_FEEDBACK, SILVER_PLAYS, SILVER_TRACKS, SILVER_USERS)
-from models import ranker, serving, sources
+from jobs.core.tables import (GOLD_CANDIDATES, GOLD_RECOMMENDATIONS, GOLD_STAGED_RECOMMENDATIONS, GOLD_TRACK_EMBEDDINGS,
+                              GOLD_USER_SEGMENTS, SILVER_FEEDBACK, SILVER_PLAYS, SILVER_TRACKS, SILVER_USERS)
+from models import gate, ranker, serving, sources
 from models.als import top_scored
 from models.blend import apply_feedback, history_scores, source_scores
 from models.features import candidate_features
@@ -76,14 +80,24 @@ def run(spark: SparkSession, cfg: Config, day: dt.date) -> dict:
         picked = diversify(blended.join(tracks, "track_idx"), conf.k, conf.max_per_artist, conf.mmr_lambda)
         out = (picked.join(tracks, "track_idx").join(users.select("user_idx", "user_id"), "user_idx")
                .withColumn("run_date", F.lit(day)))
-        delta_io.replace_date(out, cfg, GOLD_RECOMMENDATIONS, "run_date", day)
+        delta_io.replace_date(out, cfg, GOLD_STAGED_RECOMMENDATIONS, "run_date", day)
+        available = (blended.groupBy("user_idx").agg(F.count("*").alias("candidates"))
+                     .join(users.select("user_idx", "user_id"), "user_idx").drop("user_idx"))
+        gate = publish(spark, cfg, day, users.select("user_id"), available)
     written = delta_io.read(spark, cfg, GOLD_RECOMMENDATIONS).where(F.col("run_date") == F.lit(day))
     stats = written.groupBy("user_id").count().agg(F.count("*").alias("users"), F.min("count").alias("min_k"),
                                                    F.sum("count").alias("rows")).first()
     by_source = {r["source"]: r["count"] for r in written.groupBy("source").count().collect()}
     summary = {"users": stats["users"], "rows": stats["rows"], "min_per_user": stats["min_k"], "sources": by_source,
-               "models": used, "served": config, "chosen_by": chosen}
+               "models": used, "served": config, "chosen_by": chosen, "gate": gate}
     log.info("recommend %s: %s", day, summary)
+    # the lineage of D's lists: which models, configuration and data versions made them
+    record_model(spark, cfg, day, "recommendations", f"recommendations-{day.isoformat()}", config, 0,
+                 {"served": config, "chosen_by": chosen, "models": used, "k": conf.k, "weights": conf.weights(),
+                  "history_days": conf.history_days, "candidates_per_source": conf.candidates_per_source},
+                 {k: v for k, v in summary.items() if k in ("users", "rows", "sources", "gate")},
+                 GOLD_RECOMMENDATIONS.path(cfg),
+                 input_versions(spark, cfg, SILVER_PLAYS, GOLD_CANDIDATES, GOLD_RECOMMENDATIONS))
     return summary
 
 
@@ -118,6 +132,35 @@ def candidates(spark: SparkSession, cfg: Config, day: dt.date, plays: DataFrame,
     parts.append(source_scores(sources.popular(plays, everyone, n), n, "popularity"))
     used["popularity"] = f"plays up to {day}"
     return parts, used
+
+
+def publish(spark: SparkSession, cfg: Config, day: dt.date, expected_users: DataFrame, available: DataFrame) -> dict:
+    """The publish gate (models.gate) on D's staged lists; when every check passes they replace D's
+    rows of gold.recommendations in one commit, else PublishRefused (exit code 5): the previous
+    nights' lists stay what consumers see and D's staged rows stay for inspection."""
+    staged = delta_io.read(spark, cfg, GOLD_STAGED_RECOMMENDATIONS).where(F.col("run_date") == F.lit(day))
+    previous = None
+    if delta_io.exists(spark, cfg, GOLD_RECOMMENDATIONS):
+        published = delta_io.read(spark, cfg, GOLD_RECOMMENDATIONS)
+        before = published.where(F.col("run_date") < F.lit(day)).agg(F.max("run_date")).first()[0]
+        if before is not None:
+            previous = published.where(F.col("run_date") == F.lit(before))
+    dislikes = None
+    if delta_io.exists(spark, cfg, SILVER_FEEDBACK):
+        dislikes = (delta_io.read(spark, cfg, SILVER_FEEDBACK)
+                    .where((F.col("event") == "dislike") & (F.col("ts") < utc_midnight(day + dt.timedelta(days=1))))
+                    .select("user_id", "track_id").distinct())
+    conf = cfg.publish
+    drift, measured = gate.collapsed(staged, previous, conf.max_changed_share, conf.max_source_shift)
+    checks = (gate.missing_users(staged, expected_users), gate.wrong_sizes(staged, available, cfg.recommend.k),
+              gate.duplicates(staged), gate.bad_scores(staged), gate.disliked(staged, dislikes), drift)
+    problems = [problem for problem in checks if problem]
+    if problems:
+        raise PublishRefused(f"recommend {day}: the lists were not published: {'; '.join(problems)}; consumers keep "
+                             f"the previous night's, and D's rows stay in {GOLD_STAGED_RECOMMENDATIONS.full_name}")
+    delta_io.replace_date(staged, cfg, GOLD_RECOMMENDATIONS, "run_date", day)
+    log.info("recommend %s: the publish gate passed (%s); the lists are published", day, measured or "first night")
+    return {"passed": True} | measured
 
 
 def served_config(spark: SparkSession, cfg: Config, day: dt.date) -> tuple[str, object, str]:

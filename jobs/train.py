@@ -33,7 +33,7 @@ from jobs.core.config import Config, TrainConf
 from jobs.core.errors import NotEnoughHistory
 from jobs.core.frames import CacheScope
 from jobs.core.paths import location, new_artifact
-from jobs.core.records import record_model, write_metrics
+from jobs.core.records import input_versions, record_model, write_metrics
 from jobs.core.tables import GOLD_SEQUENCES, GOLD_TRACK_EMBEDDINGS, SILVER_PLAYS
 from models import feed, sources
 from models.distributed import TrainSpec, latest_checkpoint, load_checkpoint, run_backend
@@ -87,7 +87,8 @@ def run(spark: SparkSession, cfg: Config, day: dt.date, backend: str | None = No
                                                      "min_plays")} | {"loss": loss, "tracks": len(vocabulary.tracks)}
     record_model(spark, cfg, day, "lstm", f"lstm-{day.isoformat()}", rank0["backend"], rank0["world_size"],
                  params | {"vocab": vocab, "input_key": input_key},
-                 summary | {"loss_by_epoch": rank0["loss_by_epoch"], "export": checks}, store)
+                 summary | {"loss_by_epoch": rank0["loss_by_epoch"], "export": checks}, store,
+                 input_versions(spark, cfg, SILVER_PLAYS, GOLD_SEQUENCES, GOLD_TRACK_EMBEDDINGS))
     log.info("train %s: next-track %s", day, summary)
     return {"ranks": results, "metrics": metrics, "export": checks, "summary": summary,
             "examples": counts["train"] + counts["valid"]}

@@ -90,8 +90,19 @@ def _long_tail(plays: DataFrame, recommended: DataFrame | None) -> tuple[str, st
     return _png(fig), text
 
 
-def render(day: dt.date, night: dt.date, results: dict, k: int, note: str, metrics: DataFrame, plays: DataFrame,
-           recommended: DataFrame | None, embeddings: DataFrame | None, emb_date: dt.date | None) -> str:
+def _quality(quality: tuple[dict, list[str]]) -> str:
+    measures, alerts = quality
+    if not measures:
+        return "<p>No clean summary for this date.</p>"
+    rows = "".join(f"<tr><td>{html.escape(str(name))}</td><td>{value if not isinstance(value, float) else f'{value:.3f}'}"
+                   f"</td></tr>" for name, value in measures.items())
+    flagged = "".join(f'<li style="color:crimson">{html.escape(a)}</li>' for a in alerts)
+    return f"<table>{rows}</table>" + (f"<ul>{flagged}</ul>" if alerts else "<p>No data-quality alert.</p>")
+
+
+def render(day: dt.date, night: dt.date, results: dict, k: int, note: str, quality: tuple[dict, list[str]],
+           metrics: DataFrame, plays: DataFrame, recommended: DataFrame | None, embeddings: DataFrame | None,
+           emb_date: dt.date | None) -> str:
     """The report page of `day`: results ({configuration or source: {metric: value}}) of the lists of
     `night`, the served lists against the users' most played (note; a regression is shown in red),
     gold.metrics over past nights, the plays up to day, the day's recommendations and the latest
@@ -106,6 +117,7 @@ td,th{{border:1px solid #ccc;padding:3px 8px;text-align:right}}</style></head><b
 <h1>setlist evaluation, {day}</h1>
 <h2>The lists of {night}: served, every configuration and every source (K = {k})</h2>{_metrics_table(results)}
 {served_html}
+<h2>Data quality of {day}</h2>{_quality(quality)}
 <h2>Over past nights</h2>{_history_plot(metrics, k)}
 <h2>Track embeddings</h2>{_embedding_map(embeddings, emb_date)}
 <h2>Popularity long tail</h2><p>{html.escape(tail_text)}</p>{tail_plot}

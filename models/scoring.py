@@ -5,11 +5,13 @@ from __future__ import annotations
 
 import datetime as dt
 
+from dataclasses import dataclass
+
 from pyspark.sql import DataFrame
 from pyspark.sql import functions as F
 
 from models.sources import track_popularity
-from udfs.metrics import METRIC_COLUMNS, novelty
+from udfs.metrics import METRIC_COLUMNS
 
 
 def temporal_split(plays: DataFrame, day: dt.date, test_days: int) -> tuple[DataFrame, DataFrame]:
@@ -46,32 +48,45 @@ def score_lists(recs: DataFrame, truth: DataFrame, k: int, key: str = "user_idx"
     return {name: float(row[name] or 0.0) for name in METRIC_COLUMNS} | {"users": int(row["users"])}
 
 
-def beyond_accuracy(lists: DataFrame, train: DataFrame, tracks: DataFrame, embeddings: DataFrame, k: int
-                    ) -> dict[str, float]:
-    """Coverage, artist diversity, embedding diversity and novelty of ranked lists (user_idx, recs)."""
-    catalogue = train.select("track_idx").distinct().count()
+@dataclass(frozen=True)
+class Catalogue:
+    """What beyond-accuracy metrics need of the catalogue, computed once for every list scored."""
+    size: int                 # distinct tracks played in the training plays
+    info: DataFrame           # (track_idx, info): self-information -log2 p(track) under training popularity
+    artists: DataFrame        # (track_idx, artist_name)
+    vectors: DataFrame        # (track_idx, vector): embeddings (may be empty)
+
+
+def catalogue_of(train: DataFrame, tracks: DataFrame, embeddings: DataFrame) -> Catalogue:
     popularity = track_popularity(train)
-    total = train.count()
-    info = popularity.select("track_idx", (-F.log2(F.col("plays") / F.lit(total))).alias("info"))
-    info_map = info.agg(F.map_from_entries(F.collect_list(F.struct("track_idx", "info"))).alias("m"))
-    top = lists.select("user_idx", F.slice("recs", 1, k).alias("recs"))
-    exploded = top.select("user_idx", F.posexplode("recs").alias("pos", "track_idx"))
-    covered = exploded.select("track_idx").distinct().count()
-    artists = (exploded.join(tracks.select("track_idx", "artist_name"), "track_idx")
-               .groupBy("user_idx").agg((F.countDistinct("artist_name") / F.count("*")).alias("d")))
-    vectors = exploded.join(embeddings.select("track_idx", "vector"), "track_idx")
+    totals = popularity.agg(F.count("*").alias("size"), F.sum("plays").alias("plays")).first()
+    info = popularity.select("track_idx", (-F.log2(F.col("plays") / F.lit(totals["plays"] or 1))).alias("info"))
+    return Catalogue(int(totals["size"] or 0), info, tracks.select("track_idx", "artist_name"),
+                     embeddings.select("track_idx", "vector"))
+
+
+def beyond_accuracy(lists: DataFrame, catalogue: Catalogue, k: int) -> dict[str, float]:
+    """Coverage, artist diversity, embedding diversity and novelty of ranked lists (user_idx, recs):
+    novelty is the mean self-information of a list's tracks (0 for a track never played in training)."""
+    exploded = lists.select("user_idx", F.posexplode(F.slice("recs", 1, k)).alias("pos", "track_idx"))
+    per_user = (exploded.join(catalogue.info, "track_idx", "left").join(catalogue.artists, "track_idx", "left")
+                .groupBy("user_idx")
+                .agg((F.countDistinct("artist_name") / F.count("*")).alias("d"),
+                     F.avg(F.coalesce(F.col("info"), F.lit(0.0))).alias("n")))
+    means = per_user.agg(F.avg("d").alias("d"), F.avg("n").alias("n")).first()
+    covered = exploded.agg(F.countDistinct("track_idx")).first()[0]
+    vectors = exploded.join(catalogue.vectors, "track_idx")
     a, b = vectors.alias("a"), vectors.alias("b")
     pairs = a.join(b, (F.col("a.user_idx") == F.col("b.user_idx")) & (F.col("a.pos") < F.col("b.pos")))
     dot = F.aggregate(F.zip_with("a.vector", "b.vector", lambda x, y: x * y), F.lit(0.0), lambda s, v: s + v)
     norm_a = F.sqrt(F.aggregate(F.transform("a.vector", lambda x: x * x), F.lit(0.0), lambda s, v: s + v))
     norm_b = F.sqrt(F.aggregate(F.transform("b.vector", lambda x: x * x), F.lit(0.0), lambda s, v: s + v))
-    distance = pairs.select(F.col("a.user_idx").alias("user_idx"),
-                            (1.0 - dot / F.greatest(norm_a * norm_b, F.lit(1e-12))).alias("dist"))
-    per_user_distance = distance.groupBy("user_idx").agg(F.avg("dist").alias("d"))
-    novel = top.crossJoin(info_map).select(novelty(F.col("recs"), F.col("m"), k).alias("n"))
+    distance = (pairs.select(F.col("a.user_idx").alias("user_idx"),
+                             (1.0 - dot / F.greatest(norm_a * norm_b, F.lit(1e-12))).alias("dist"))
+                .groupBy("user_idx").agg(F.avg("dist").alias("d")).agg(F.avg("d")).first()[0])
     return {
-        "coverage": covered / catalogue if catalogue else 0.0,
-        "diversity_artists": float(artists.agg(F.avg("d")).first()[0] or 0.0),
-        "diversity_embedding": float(per_user_distance.agg(F.avg("d")).first()[0] or 0.0),
-        "novelty": float(novel.agg(F.avg("n")).first()[0] or 0.0),
+        "coverage": covered / catalogue.size if catalogue.size else 0.0,
+        "diversity_artists": float(means["d"] or 0.0),
+        "diversity_embedding": float(distance or 0.0),
+        "novelty": float(means["n"] or 0.0),
     }

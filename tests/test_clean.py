@@ -286,3 +286,48 @@ def test_real_lastfm_sample_ingests_and_cleans_with_exact_counts(spark, cfg):
     assert first["track_id"].startswith("name:")  # this row has no recording id
     japanese = plays.where(F.col("line_number") == 2).first()
     assert japanese["artist_name"] == "坂本龍一" and japanese["artist_mbid"] == "a7f7df4a-77d8-4f12-8acd-5c60c93f4de8"
+
+
+def test_data_quality_alerts_warn_and_record_or_fail_before_anything_is_written(spark, cfg):
+    """A day with 10% malformed lines is cleaned with a recorded warning; a day with 60% fails the
+    stage (exit code 6) before anything of the day is written; the nightly summary and gold.runs say so."""
+    from jobs import nightly
+    from jobs.core.errors import DataQualityFailed
+    from jobs.core.tables import GOLD_RUNS
+    cfg = with_overrides(cfg, ["ingest.formats=[lastfm-tsv]"])
+
+    def day_file(day, bad_share):
+        folder = pathlib.Path(raw_dir(cfg, "lastfm-tsv", day))
+        folder.mkdir(parents=True, exist_ok=True)
+        lines = []
+        for i in range(100):
+            stamp = f"{day}T10:{i // 60:02d}:{i % 60:02d}Z"
+            line = tsv(f"user_{i % 7}", stamp, "", f"Artist {i % 5}", "", f"Track {i}")
+            lines.append(line.rsplit("\t", 1)[0] if i < bad_share * 100 else line)  # a column short: malformed
+        (folder / "plays.tsv").write_text("\n".join(lines) + "\n")
+
+    day_file(D1, 0.10)
+    outcome = nightly.run_stages(spark, cfg, D1, ("ingest", "clean"))
+    assert "alerts: quarantine_rate 0.1 >= warn threshold 0.05" in outcome["clean"]
+    recorded = json.loads(delta_io.read(spark, cfg, GOLD_RUNS).where("stage = 'clean'").first()["rows"])
+    assert recorded["quality"]["quarantine_rate"] == pytest.approx(0.10)
+    run_row = delta_io.read(spark, cfg, SILVER_CLEAN_RUNS).first()
+    assert json.loads(run_row["alerts"]) == ["quarantine_rate 0.1 >= warn threshold 0.05"]
+    assert run_row["missing_mbid_share"] == pytest.approx(1.0) and run_row["plays"] == 90
+
+    day_file(D2, 0.60)
+    with pytest.raises(DataQualityFailed, match="quarantine_rate 0.6 >= fail threshold 0.5"):
+        nightly.run_stages(spark, cfg, D2, ("ingest", "clean"))
+    assert DataQualityFailed.exit_code == 6
+    assert delta_io.read(spark, cfg, SILVER_PLAYS).where(F.col("ingest_date") == F.lit(D2)).count() == 0
+    assert delta_io.read(spark, cfg, SILVER_CLEAN_RUNS).where(F.col("ingest_date") == F.lit(D2)).count() == 0
+    failed = delta_io.read(spark, cfg, GOLD_RUNS).where((F.col("stage") == "clean")
+                                                        & (F.col("run_date") == F.lit(D2))).first()
+    assert failed["status"] == "failed" and "quarantine_rate" in failed["error"]
+    from models.alerts import evaluate, measures
+    history = [{"bronze_rows": 1000, "new_users": 2, "new_tracks": 20, "missing_mbid_share": 0.3}] * 3
+    day = measures(100, 0, 100, 90, 40, 20, history, min_history=3)
+    assert day["volume_drop"] == pytest.approx(0.9) and day["new_users_ratio"] == pytest.approx(40 / 3)
+    assert day["missing_recording_id_rise"] == pytest.approx(0.6)
+    levels = {a.measure: a.level for a in evaluate(day, cfg.alerts.thresholds())}
+    assert levels == {"volume_drop": "warn", "new_users_ratio": "warn", "missing_recording_id_rise": "fail"}

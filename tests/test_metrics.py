@@ -9,7 +9,7 @@ from pyspark.ml.evaluation import RankingEvaluator
 from pyspark.sql import functions as F
 
 from models.scoring import ranked_lists, score_lists, temporal_split, truth_of
-from udfs.metrics import METRIC_COLUMNS, novelty
+from udfs.metrics import METRIC_COLUMNS
 
 
 def metrics_of(spark, recs, truth, k):
@@ -61,10 +61,20 @@ def test_users_without_a_list_score_zero_and_lists_rank_by_score(spark):
     assert got["hit_rate"] == 0.5 and got["users"] == 2
 
 
-def test_novelty_is_mean_self_information(spark):
-    df = spark.createDataFrame([([1, 2],)], "recs array<int>").crossJoin(
-        spark.createDataFrame([({1: 1.0, 2: 3.0},)], "m map<int,double>"))
-    assert df.select(novelty(F.col("recs"), F.col("m"), 10)).first()[0] == pytest.approx(2.0)
+def test_beyond_accuracy_coverage_diversity_and_novelty_by_hand(spark):
+    from models.scoring import beyond_accuracy, catalogue_of
+    # training plays: track 1 three times, track 2 once (p = 3/4 and 1/4), track 3 never
+    train = spark.createDataFrame([(1, 1), (2, 1), (3, 1), (1, 2)], "user_idx int, track_idx int")
+    tracks = spark.createDataFrame([(1, "A"), (2, "A"), (3, "B")], "track_idx int, artist_name string")
+    vectors = spark.createDataFrame([(1, [1.0, 0.0]), (2, [0.0, 1.0]), (3, [1.0, 0.0])],
+                                    "track_idx int, vector array<float>")
+    lists = spark.createDataFrame([(1, [1, 2]), (2, [1, 3])], "user_idx int, recs array<int>")
+    got = beyond_accuracy(lists, catalogue_of(train, tracks, vectors), 10)
+    info_1, info_2 = -math.log2(0.75), -math.log2(0.25)
+    assert got["novelty"] == pytest.approx(((info_1 + info_2) / 2 + (info_1 + 0.0) / 2) / 2)
+    assert got["coverage"] == pytest.approx(3 / 2)  # three tracks recommended, two in the catalogue of plays
+    assert got["diversity_artists"] == pytest.approx((0.5 + 1.0) / 2)
+    assert got["diversity_embedding"] == pytest.approx((1.0 + 0.0) / 2)  # orthogonal pair, identical pair
 
 
 def test_temporal_split_and_truth(spark):

@@ -130,3 +130,33 @@ def test_a_forced_nightly_reruns_every_stage_and_reproduces_the_date(spark, nigh
     assert {s: r["status"] for s, r in runs.items()} == {s: r["status"] for s, r in earlier.items()}
     assert delta_io.read(spark, cfg, SILVER_PLAYS).where(F.col("play_date") == F.lit(day)).count() == plays_before
     assert recs_of(spark, cfg, day) == before
+
+
+def test_every_model_and_the_lists_are_tracked_with_their_parameters_and_input_versions(spark, nights):
+    """Which data and parameters produced the lists of D? gold.models alone, and MLflow alone, answer."""
+    from mlflow.tracking import MlflowClient
+
+    from jobs.core.tables import GOLD_MODELS
+    from jobs.core.tracking import tracking_uri
+    cfg, _ = nights
+    day = NIGHTS[1]
+    rows = {r["model"]: r for r in delta_io.read(spark, cfg, GOLD_MODELS).where(F.col("run_date") == F.lit(day))
+            .collect()}
+    assert {"word2vec", "kmeans", "als", "lstm", "ranker", "recommendations"} <= set(rows)
+    lists = json.loads(rows["recommendations"]["params"])
+    assert lists["served"] in ("most_played", "blend", "ranker") and "als" in lists["models"]
+    assert lists["inputs"]["silver.plays"] >= 0 and lists["inputs"]["gold.candidates"] >= 0
+    for model in ("als", "lstm", "word2vec", "kmeans"):
+        params = json.loads(rows[model]["params"])
+        assert params["inputs"]["silver.plays"] >= 0 and params["tracking_run"], model
+    client = MlflowClient(tracking_uri=tracking_uri(cfg))
+    experiment = client.get_experiment_by_name(cfg.tracking.experiment)
+    runs = client.search_runs([experiment.experiment_id], f"tags.run_date = '{day}'")
+    tracked = {r.data.tags["model"]: r for r in runs}
+    assert set(tracked) >= {"word2vec", "kmeans", "als", "lstm", "ranker", "recommendations"}
+    als = tracked["als"]
+    assert als.info.run_id == json.loads(rows["als"]["params"])["tracking_run"]
+    assert int(als.data.tags["input.silver.plays"]) == json.loads(rows["als"]["params"])["inputs"]["silver.plays"]
+    assert als.data.params["rank"] == str(json.loads(rows["als"]["params"])["rank"])
+    assert "ndcg_at_10" in als.data.metrics
+    assert client.list_artifacts(als.info.run_id, "model")  # the saved model's files

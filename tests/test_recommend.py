@@ -113,6 +113,35 @@ def test_feedback_drops_dislikes_boosts_likes_and_damps_skips(spark, three_night
         (F.col("ingest_date") == F.lit(day)) & (F.col("format") != "feedback-jsonl")).count() > 0
 
 
+def test_the_publish_gate_keeps_a_bad_night_from_consumers_and_keeps_it_for_inspection(spark, three_nights,
+                                                                                         monkeypatch):
+    from jobs.core.errors import PublishRefused
+    from jobs.core.tables import GOLD_STAGED_RECOMMENDATIONS
+    cfg, _ = three_nights
+    day = NIGHTS[2]
+    published = recs_of(spark, cfg, day)
+    strict = with_overrides(cfg, ["publish.max_changed_share=0.5"])
+    # a bad night: every list is the same few popular tracks (a served configuration gone wrong)
+    monkeypatch.setattr(recommend, "served_config", lambda spark_, cfg_, day_: ("popularity", None, "planted"))
+    with pytest.raises(PublishRefused, match="changed completely since the previous night.*source mix moved"):
+        recommend.run(spark, strict, day)
+    assert PublishRefused.exit_code == 5
+    assert recs_of(spark, cfg, day) == published  # consumers still see what was published before
+    staged = delta_io.read(spark, cfg, GOLD_STAGED_RECOMMENDATIONS).where(F.col("run_date") == F.lit(day))
+    assert {r[0] for r in staged.select("source").distinct().collect()} == {"popularity"}  # kept for inspection
+    # a bug that writes a rank twice
+    monkeypatch.undo()
+    real = recommend.diversify
+    monkeypatch.setattr(recommend, "diversify", lambda frame, k, cap, lam: real(frame, k, cap, lam).withColumn(
+        "rank", F.when(F.col("rank") == 2, F.lit(1)).otherwise(F.col("rank"))))
+    with pytest.raises(PublishRefused, match=r"duplicate \(user, rank\)"):
+        recommend.run(spark, cfg, day)
+    assert recs_of(spark, cfg, day) == published
+    monkeypatch.undo()
+    summary = recommend.run(spark, cfg, day)  # a good night passes and is published
+    assert summary["gate"]["passed"] and summary["gate"]["changed_share"] <= cfg.publish.max_changed_share
+
+
 def test_blend_sums_weighted_signals_log_plays_and_shares_of_each_sources_best(spark):
     plays = spark.createDataFrame([(1, 10, i) for i in range(40)] + [(1, 11, i) for i in range(3)]
                                   + [(1, 12, 0), (2, 10, 0)], "user_idx int, track_idx int, ts int")

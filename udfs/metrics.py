@@ -68,9 +68,3 @@ METRIC_COLUMNS = {
     "map": average_precision_at,
     "hit_rate": hit_at,
 }
-
-
-def novelty(recs: Column, self_information: Column, k: int) -> Column:
-    """Mean self-information -log2 p(track) of the top-K, given a map column track -> information."""
-    info = F.transform(_top(recs, k), lambda x: F.coalesce(F.element_at(self_information, x), F.lit(0.0)))
-    return F.aggregate(info, F.lit(0.0), lambda acc, v: acc + v) / F.greatest(F.size(info), F.lit(1))

@@ -100,6 +100,25 @@ class CleanConf:
 
 
 @dataclass(frozen=True)
+class AlertsConf:
+    trailing_days: int = key(7, gt=0, help="a day's volume and new keys are compared with the median of this many "
+                                          "cleaned days before it")
+    min_history: int = key(3, gt=0, help="cleaned days needed before the comparisons with the past are made")
+    quarantine_rate: list[float] = key([0.05, 0.5], ge=0, help="[warn, fail]: share of the day's raw records quarantined")
+    volume_drop: list[float] = key([0.6, 0.95], ge=0, help="[warn, fail]: 1 - the day's rows / the trailing median")
+    volume_rise: list[float] = key([4.0, 50.0], ge=0, help="[warn, fail]: the day's rows / the trailing median")
+    new_users_ratio: list[float] = key([10.0, 200.0], ge=0, help="[warn, fail]: new users / (trailing median + 1)")
+    new_tracks_ratio: list[float] = key([10.0, 200.0], ge=0, help="[warn, fail]: new tracks / (trailing median + 1)")
+    missing_recording_id_rise: list[float] = key([0.2, 0.6], ge=0,
+                                                 help="[warn, fail]: rise of the share of plays without a recording "
+                                                      "id over the trailing median")
+
+    def thresholds(self) -> dict[str, list[float]]:
+        return {f.name: getattr(self, f.name) for f in dataclasses.fields(self) if isinstance(getattr(self, f.name),
+                                                                                              list)}
+
+
+@dataclass(frozen=True)
 class EmbedConf:
     engine: str = key("gensim", choices=("gensim", "spark"), help="Word2Vec implementation")
     vector_size: int = key(32, gt=0, help="Word2Vec vector size")
@@ -236,6 +255,14 @@ class RecommendConf:
 
 
 @dataclass(frozen=True)
+class PublishConf:
+    max_changed_share: float = key(0.95, ge=0, le=1, help="the gate refuses a night where more users than this "
+                                                           "share got a list with nothing in common with the previous")
+    max_source_shift: float = key(0.8, ge=0, le=1, help="the gate refuses a night whose source mix moved more than "
+                                                        "this (total variation distance) from the previous night's")
+
+
+@dataclass(frozen=True)
 class NightlyConf:
     embed_every_days: int = key(1, gt=0, help="retrain embeddings every N days (reuse the latest in between)")
     cluster_every_days: int = key(1, gt=0, help="recluster every N days")
@@ -269,6 +296,14 @@ class ErasureConf:
 
 
 @dataclass(frozen=True)
+class TrackingConf:
+    enabled: bool = key(True, help="log every trained model to MLflow (besides its gold.models row)")
+    uri: str = key("", help="MLflow tracking URI (a team server); empty: `sqlite:///<warehouse>/_mlflow/mlflow.db` "
+                            "(a local warehouse only)")
+    experiment: str = key("setlist", help="MLflow experiment of the runs")
+
+
+@dataclass(frozen=True)
 class LeaseConf:
     enabled: bool = key(True, help="one writing job at a time per warehouse (jobs.core.lease); needs a local "
                                    "or shared POSIX warehouse")
@@ -293,6 +328,7 @@ class Config:
     generate: GenerateConf = section(GenerateConf)
     ingest: IngestConf = section(IngestConf)
     clean: CleanConf = section(CleanConf)
+    alerts: AlertsConf = section(AlertsConf)
     embed: EmbedConf = section(EmbedConf)
     cluster: ClusterConf = section(ClusterConf)
     als: AlsConf = section(AlsConf)
@@ -300,11 +336,13 @@ class Config:
     train: TrainConf = section(TrainConf)
     rank: RankConf = section(RankConf)
     recommend: RecommendConf = section(RecommendConf)
+    publish: PublishConf = section(PublishConf)
     nightly: NightlyConf = section(NightlyConf)
     backfill: BackfillConf = section(BackfillConf)
     catalog: CatalogConf = section(CatalogConf)
     lease: LeaseConf = section(LeaseConf)
     erasure: ErasureConf = section(ErasureConf)
+    tracking: TrackingConf = section(TrackingConf)
     maintain: MaintainConf = section(MaintainConf)
     # Where the config came from, for messages; not a key of the file.
     source: str = field(default="<defaults>", compare=False, metadata={"internal": True})
@@ -458,6 +496,9 @@ def _check_relations(cfg: Config) -> None:
     if cfg.maintain.retain_hours < 168 and not cfg.maintain.allow_short_retention:
         raise ConfigError(f"{src}: maintain.retain_hours: {cfg.maintain.retain_hours} is below Delta's safety "
                           f"default of 168 hours: set maintain.allow_short_retention: true to allow it")
+    for name, bounds in cfg.alerts.thresholds().items():
+        if len(bounds) != 2 or bounds[0] > bounds[1]:
+            raise ConfigError(f"{src}: alerts.{name}: expected [warn, fail] with warn <= fail, got {bounds}")
     layout = cfg.ingest.layout
     if "{date}" not in layout:
         raise ConfigError(f"{src}: ingest.layout: {layout!r} must contain {{date}}")

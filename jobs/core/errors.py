@@ -2,7 +2,9 @@
 
 0 success; 1 unexpected failure (trace in the log); 2 bad configuration or command line;
 3 input missing or unusable (no raw files for the date, a table an upstream stage should have written);
-4 the warehouse is busy: another run holds its lease (retry later).
+4 the warehouse is busy: another run holds its lease (retry later); 5 the publish gate refused the
+night's lists (yesterday's stay visible; the staged rows are kept for inspection); 6 the data quality
+of the day is past a fail threshold (the date is not cleaned).
 """
 
 
@@ -28,3 +30,13 @@ class NotEnoughHistory(InputError):
 class WarehouseBusy(SetlistError):
     """Another run holds the warehouse's single-writer lease (jobs.core.lease) past lease.wait_minutes."""
     exit_code = 4
+
+
+class PublishRefused(SetlistError):
+    """The night's lists failed a publish check: consumers keep seeing the previous night's."""
+    exit_code = 5
+
+
+class DataQualityFailed(SetlistError):
+    """A data-quality measure of the day is past its fail threshold (alerts.*)."""
+    exit_code = 6

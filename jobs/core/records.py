@@ -9,7 +9,7 @@ import logging
 from pyspark.sql import SparkSession
 from pyspark.sql import functions as F
 
-from jobs.core import delta_io
+from jobs.core import delta_io, tracking
 from jobs.core.config import Config
 from jobs.core.tables import GOLD_METRICS, GOLD_MODELS, GOLD_RUNS
 
@@ -33,10 +33,16 @@ def record_run(spark: SparkSession, cfg: Config, day: dt.date, stage: str, statu
 
 
 def record_model(spark: SparkSession, cfg: Config, day: dt.date, model: str, version: str, backend: str,
-                 world_size: int, params: dict, metrics: dict, path: str) -> None:
-    """Upsert the gold.models row of (model, run_date)."""
+                 world_size: int, params: dict, metrics: dict, path: str, inputs: dict[str, int] | None = None) -> None:
+    """Log the model to MLflow (jobs.core.tracking) and upsert its gold.models row of (model,
+    run_date), the row that publishes it. `inputs`: the Delta version of every table it read; with
+    the parameters, they answer "which data and settings made this model" from either place."""
+    inputs = inputs or {}
+    run_id = tracking.log_model(cfg, day, model, version, params, metrics, path, inputs)
+    params = params | {"inputs": inputs} | ({"tracking_run": run_id} if run_id else {})
     row = {"run_date": day, "model": model, "version": version, "backend": backend, "world_size": world_size,
-           "params": json.dumps(params), "metrics": json.dumps(metrics), "path": path, "created_at": now()}
+           "params": _json(params, limit=None), "metrics": _json(metrics, limit=None), "path": path,
+           "created_at": now()}
     delta_io.upsert(spark, cfg, GOLD_MODELS, [row], ("model", "run_date"))
 
 
@@ -59,7 +65,13 @@ def write_metrics(spark: SparkSession, cfg: Config, day: dt.date, stage: str, k:
                                run_date=day, stage=stage)
 
 
-def _json(value) -> str:
+def _json(value, limit: int | None = 4000) -> str:
     def default(obj):
         return obj.isoformat() if isinstance(obj, (dt.date, dt.datetime)) else str(obj)
-    return json.dumps(value, default=default, sort_keys=True)[:4000]
+    text = json.dumps(value, default=default, sort_keys=True)
+    return text if limit is None else text[:limit]
+
+
+def input_versions(spark: SparkSession, cfg: Config, *tables) -> dict[str, int]:
+    """{table: current Delta version} of the tables a model reads, for its lineage."""
+    return {t.full_name: delta_io.version(spark, cfg, t) for t in tables if delta_io.exists(spark, cfg, t)}

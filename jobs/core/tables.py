@@ -155,6 +155,7 @@ SILVER_CLEAN_RUNS = Table(
         ("ingest_date", D), ("bronze_rows", L), ("plays", L), ("quarantined", L), ("duplicates", L),
         ("new_users", L), ("new_tracks", L),
         ("quarantine_reasons", T.MapType(S, L)), ("finished_at", TS), ("replaced", L), ("erased", L),
+        ("missing_mbid_share", DBL), ("alerts", S),
     ),
     doc="One row per cleaned date: bronze_rows (current versions of the date's lines) = plays + quarantined "
         "+ duplicates, with plays and quarantined counted in the committed tables; replaced: older versions "
@@ -247,6 +248,15 @@ GOLD_CANDIDATES = Table(
     not_null=("run_date", "user_idx", "track_idx"),
 )
 
+GOLD_STAGED_RECOMMENDATIONS = Table(
+    "gold", "staged_recommendations",
+    GOLD_RECOMMENDATIONS.schema,
+    partition_by=("run_date",),
+    doc="A night's lists as recommend computed them, before the publish gate: copied into "
+        "gold.recommendations when every check passes, kept here for inspection when one fails.",
+    personal=("user_id",),
+)
+
 SILVER_ERASURES = Table(
     "silver", "erasures",
     _schema(("user_hash", S), ("erased_at", TS)),
@@ -267,4 +277,4 @@ GOLD_RUNS = Table(
 ALL_TABLES = (BRONZE_LISTENS, SILVER_PLAYS, SILVER_USERS, SILVER_TRACKS, SILVER_QUARANTINE, SILVER_CLEAN_RUNS,
               SILVER_FEEDBACK, GOLD_RECOMMENDATIONS, GOLD_RUNS, GOLD_SEQUENCES, GOLD_TRACK_EMBEDDINGS,
               GOLD_TRACK_CLUSTERS, GOLD_USER_SEGMENTS, GOLD_ALS_USER_FACTORS, GOLD_ALS_ITEM_FACTORS, GOLD_MODELS,
-              GOLD_METRICS, GOLD_CANDIDATES, SILVER_ERASURES)
+              GOLD_METRICS, GOLD_CANDIDATES, GOLD_STAGED_RECOMMENDATIONS, SILVER_ERASURES)
