@@ -54,14 +54,14 @@ DUPLICATE_KEY = ("user_id", "track_id", "ts")
 def run(spark: SparkSession, cfg: Config, day: dt.date) -> dict:
     all_versions = delta_io.read(spark, cfg, BRONZE_LISTENS).where(F.col("ingest_date") == F.lit(day))
     with CacheScope() as cache:
-        observed = Observation("clean")  # the day's measures, taken during the first pass over its rows
-        current = cache(classify(current_versions(all_versions), day, cfg.clean.ts_floor).observe(
+        observed, versions = Observation("clean"), Observation("versions")  # measured during the first pass
+        current = cache(classify(current_versions(all_versions, versions), day, cfg.clean.ts_floor).observe(
             observed, *quality_measures()))
         bronze_rows = current.count()
         if bronze_rows == 0:
             raise InputError(f"no rows in {BRONZE_LISTENS.full_name} for {day}: run `ingest --date {day}` first")
         seen = observed.get
-        replaced = all_versions.count() - bronze_rows
+        replaced = int(versions.get["replaced"] or 0)
         classified, erased_rows = split_erased(
             spark, cfg, current.withColumn("_user", logged_user(F.col("raw"), F.col("format"))), "_user")
         classified = classified.drop("_user")
@@ -78,11 +78,14 @@ def run(spark: SparkSession, cfg: Config, day: dt.date) -> dict:
         others = other_nights_plays(spark, cfg, day, span)
         duplicates = count_duplicates(good, span["n"], others)
         plays = cache(drop_duplicates(good, others))
-        alerts, measured = check_quality(spark, cfg, day, seen, plays)
+        fresh_users = fresh_ids(spark, cfg, SILVER_USERS, plays.select("user_id").distinct()
+                                .withColumn("first_seen_date", F.lit(day)), "user_id", "user_idx", cache)
+        fresh_tracks = fresh_ids(spark, cfg, SILVER_TRACKS, first_seen_tracks(plays, day), "track_id", "track_idx",
+                                 cache)
+        alerts, measured = check_quality(spark, cfg, day, seen, fresh_users.count(), fresh_tracks.count())
 
-        merge_new_ids(spark, cfg, SILVER_USERS, plays.select("user_id").distinct()
-                      .withColumn("first_seen_date", F.lit(day)), "user_id", "user_idx", cache)
-        merge_new_ids(spark, cfg, SILVER_TRACKS, first_seen_tracks(plays, day), "track_id", "track_idx", cache)
+        insert_ids(spark, cfg, SILVER_USERS, fresh_users, "user_id")
+        insert_ids(spark, cfg, SILVER_TRACKS, fresh_tracks, "track_id")
         users = delta_io.read(spark, cfg, SILVER_USERS).select("user_id", "user_idx")
         tracks = delta_io.read(spark, cfg, SILVER_TRACKS).select("track_id", "track_idx")
         previous = delta_io.read_or_empty(spark, cfg, SILVER_PLAYS).where(
@@ -124,15 +127,11 @@ def quality_measures() -> list:
             *[F.sum((F.col("reason") == r).cast("long")).alias(r) for r in LISTEN_REASONS]]
 
 
-def check_quality(spark: SparkSession, cfg: Config, day: dt.date, seen: dict, plays: DataFrame
+def check_quality(spark: SparkSession, cfg: Config, day: dt.date, seen: dict, new_users: int, new_tracks: int
                   ) -> tuple[list[Alert], dict[str, float]]:
     """The day's data-quality measures against alerts.* (models.alerts); DataQualityFailed (exit code
     6) past a fail threshold, before anything of the day is written; warnings are logged."""
     conf = cfg.alerts
-    new_users = plays.select("user_id").distinct().join(
-        delta_io.read_or_empty(spark, cfg, SILVER_USERS).select("user_id"), "user_id", "left_anti").count()
-    new_tracks = plays.select("track_id").distinct().join(
-        delta_io.read_or_empty(spark, cfg, SILVER_TRACKS).select("track_id"), "track_id", "left_anti").count()
     history = []
     if delta_io.exists(spark, cfg, SILVER_CLEAN_RUNS):
         history = [r.asDict() for r in delta_io.read(spark, cfg, SILVER_CLEAN_RUNS).where(
@@ -151,10 +150,14 @@ def check_quality(spark: SparkSession, cfg: Config, day: dt.date, seen: dict, pl
     return alerts, measured
 
 
-def current_versions(bronze: DataFrame) -> DataFrame:
-    """The newest ingested version of each (format, file, line) of the date's bronze rows."""
+def current_versions(bronze: DataFrame, versions: Observation | None = None) -> DataFrame:
+    """The newest ingested version of each (format, file, line) of the date's bronze rows; `versions`
+    observes how many older ones were `replaced`."""
     newest = Window.partitionBy("format", "source_file", "line_number").orderBy(F.desc("ingest_time"), F.desc("raw"))
-    return bronze.withColumn("_v", F.row_number().over(newest)).where("_v = 1").drop("_v")
+    ranked = bronze.withColumn("_v", F.row_number().over(newest))
+    if versions is not None:
+        ranked = ranked.observe(versions, F.sum((F.col("_v") > 1).cast("long")).alias("replaced"))
+    return ranked.where("_v = 1").drop("_v")
 
 
 def classify(bronze: DataFrame, day: dt.date, ts_floor: dt.date) -> DataFrame:
@@ -163,10 +166,17 @@ def classify(bronze: DataFrame, day: dt.date, ts_floor: dt.date) -> DataFrame:
 
 
 def to_plays(good: DataFrame, unicode_form: str) -> DataFrame:
-    """Good records as plays: normalised names, track identity, UTC play date."""
-    return (good
-            .withColumn("artist_name", normalize_name(F.col("artist_name"), unicode_form))
-            .withColumn("track_name", normalize_name(F.col("track_name"), unicode_form))
+    """Good records as plays: normalised names, track identity, UTC play date. Names are normalised
+    once per distinct (artist, track) pair and joined back: the Unicode normal form is a Python UDF,
+    and a day has far fewer distinct names than plays."""
+    names = good.select("artist_name", "track_name").distinct()
+    normalised = names.select(F.col("artist_name").alias("_artist"), F.col("track_name").alias("_track"),
+                              normalize_name(F.col("artist_name"), unicode_form).alias("_artist_name"),
+                              normalize_name(F.col("track_name"), unicode_form).alias("_track_name"))
+    same = good["artist_name"].eqNullSafe(normalised["_artist"]) & good["track_name"].eqNullSafe(normalised["_track"])
+    return (good.join(normalised, same)
+            .withColumn("artist_name", F.col("_artist_name")).withColumn("track_name", F.col("_track_name"))
+            .drop("_artist", "_track", "_artist_name", "_track_name")
             .withColumn("track_id", track_id(F.col("recording_mbid"), F.col("artist_name"), F.col("track_name")))
             .withColumn("play_date", F.to_date("ts")))
 
@@ -219,10 +229,15 @@ def first_seen_tracks(plays: DataFrame, day: dt.date) -> DataFrame:
             .withColumn("first_seen_date", F.lit(day)))
 
 
-def merge_new_ids(spark: SparkSession, cfg: Config, table, keys: DataFrame, key: str, idx: str,
-                  cache: CacheScope) -> None:
-    """Give keys not yet in `table` the next ids and insert them (MERGE, insert only)."""
+def fresh_ids(spark: SparkSession, cfg: Config, table, keys: DataFrame, key: str, idx: str,
+              cache: CacheScope) -> DataFrame:
+    """The keys not yet in `table`, numbered after its largest id (udfs.ids), cached."""
+    delta_io.ensure(spark, cfg, table)
+    return cache(new_ids(keys, delta_io.read(spark, cfg, table), key, idx, cache))
+
+
+def insert_ids(spark: SparkSession, cfg: Config, table, fresh: DataFrame, key: str) -> None:
+    """Insert the numbered new keys (MERGE, insert only: a key already there keeps its id)."""
     target = delta_io.ensure(spark, cfg, table)
-    fresh = cache(new_ids(keys, delta_io.read(spark, cfg, table), key, idx))
     (target.alias("t").merge(delta_io.conform(fresh, table).alias("s"), f"t.{key} = s.{key}")
      .whenNotMatchedInsertAll().execute())

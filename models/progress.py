@@ -34,11 +34,11 @@ class Progress:
     def elapsed(self) -> float:
         return self.clock() - self.started
 
-    def left(self) -> float | None:
+    def left(self, elapsed: float | None = None) -> float | None:
         """Seconds left at the mean pace so far (None before the first step)."""
         if self.done == 0:
             return None
-        return self.elapsed / self.done * (self.total - self.done)
+        return (self.elapsed if elapsed is None else elapsed) / self.done * (self.total - self.done)
 
     def line(self, what: str = "") -> str:
         elapsed = self.elapsed
@@ -48,7 +48,7 @@ class Progress:
         if self.rows:
             parts.append(f"{self.rows:,} rows, {self.rows / elapsed if elapsed > 0 else 0:,.0f} rows/s")
         parts.append(f"{duration(elapsed)} elapsed")
-        left = self.left()
+        left = self.left(elapsed)
         if left is not None and self.done < self.total:
             parts.append(f"about {duration(left)} left")
         return ", ".join(parts)

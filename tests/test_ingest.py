@@ -8,6 +8,7 @@ from pyspark.sql import functions as F
 
 from jobs import ingest
 from jobs.core import delta_io
+from jobs.core.config import with_overrides
 from jobs.core.errors import InputError
 from jobs.core.rawfiles import raw_dir
 from jobs.core.tables import BRONZE_LISTENS
@@ -35,7 +36,8 @@ def test_line_numbers_are_exact_across_file_splits_and_reingest_adds_nothing(spa
         first = ingest.run(spark, cfg, DAY, "lastfm-tsv")
     finally:
         spark.conf.set("spark.sql.files.maxPartitionBytes", previous)
-    assert first == {"lastfm-tsv": {"read": 3001, "inserted": 3001, "already_ingested": 0, "files": 2, "skipped": []}}
+    assert first == {"lastfm-tsv": {"read": 3001, "inserted": 3001, "already_ingested": 0, "erased": 0, "files": 2,
+                                    "skipped": []}}
     rows = delta_io.read(spark, cfg, BRONZE_LISTENS)
     a = rows.where(F.col("source_file").endswith("/a.tsv"))
     mismatched = a.where(F.col("raw") != F.concat(F.lit("user_"), (F.col("line_number") % 7).cast("string"),
@@ -48,7 +50,8 @@ def test_line_numbers_are_exact_across_file_splits_and_reingest_adds_nothing(spa
     assert [tuple(r) for r in b.collect()] == [(1, "only line", "lastfm-tsv", DAY)]
 
     again = ingest.run(spark, cfg, DAY, "lastfm-tsv")
-    assert again == {"lastfm-tsv": {"read": 3001, "inserted": 0, "already_ingested": 3001, "files": 2, "skipped": []}}
+    assert again == {"lastfm-tsv": {"read": 3001, "inserted": 0, "already_ingested": 3001, "erased": 0, "files": 2,
+                                    "skipped": []}}
     assert delta_io.read(spark, cfg, BRONZE_LISTENS).count() == 3001
 
 
@@ -67,7 +70,7 @@ def test_a_new_file_for_the_same_day_is_added_beside_the_old_ones(spark, cfg):
     ingest.run(spark, cfg, DAY)
     write_raw(cfg, "listenbrainz-jsonl", "2.jsonl", ['{"a": 3}'])
     summary = ingest.run(spark, cfg, DAY)
-    assert summary == {"listenbrainz-jsonl": {"read": 3, "inserted": 1, "already_ingested": 2, "files": 2,
+    assert summary == {"listenbrainz-jsonl": {"read": 3, "inserted": 1, "already_ingested": 2, "erased": 0, "files": 2,
                                               "skipped": []},
                        "missing_formats": ["lastfm-tsv"]}
     assert delta_io.read(spark, cfg, BRONZE_LISTENS).count() == 3
@@ -101,3 +104,21 @@ def test_feedback_is_parsed_by_the_listens_rules(spark):
     assert [got[i][0] for i in range(2, 9)] == [Q.TIMESTAMP_BEFORE_FLOOR, Q.EMPTY_USER, Q.UNKNOWN_EVENT,
                                                 Q.UNPARSABLE_TIMESTAMP, Q.MALFORMED_JSON,
                                                 Q.TIMESTAMP_AFTER_RUN_DATE, Q.MISSING_TRACK]
+
+
+def test_a_layout_without_the_format_reads_one_format_per_date_folder(spark, cfg):
+    """The real dev set arrives as raw/<date>/listens.tsv: ingest.layout '{date}' with one format."""
+    from pathlib import Path
+
+    from jobs.core.errors import ConfigError
+    flat = with_overrides(cfg, ["ingest.layout='{date}'", "ingest.formats=[lastfm-tsv]"])
+    folder = Path(cfg.raw_path) / DAY.isoformat()
+    folder.mkdir(parents=True)
+    (folder / "listens.tsv").write_text("u\t2026-01-02T10:00:00Z\t\tA\t\tT\nv\t2026-01-02T11:00:00Z\t\tB\t\tS\n")
+    summary = ingest.run(spark, flat, DAY)
+    assert summary == {"lastfm-tsv": {"read": 2, "inserted": 2, "already_ingested": 0, "erased": 0, "files": 1,
+                                      "skipped": []}}  # no feedback looked for in the listens' own folder
+    with pytest.raises(ConfigError, match="ingest.layout: '\\{date\\}' has no \\{format\\}"):
+        with_overrides(cfg, ["ingest.layout='{date}'"])  # two formats cannot share a folder
+    with pytest.raises(ConfigError, match="ingest.layout"):
+        with_overrides(cfg, ["ingest.layout='{format}/all'"])  # no date

@@ -62,8 +62,11 @@ def table_ref(cfg: Config, table: Table) -> str:
 
 def ensure(spark: SparkSession, cfg: Config, table: Table) -> DeltaTable:
     """The table, created empty with its declared schema, partitioning, NOT NULL columns, CHECK
-    constraints and change feed if it is not there yet; an existing table gets any it lacks."""
+    constraints and change feed if it is not there yet; an existing table gets any it lacks. Done
+    once per table and process: later calls only open the table."""
     path = table.path(cfg)
+    if path in _ENSURED:
+        return DeltaTable.forPath(spark, path)
     builder = DeltaTable.createIfNotExists(spark).location(path).addColumns(table.declared_schema)
     if table.partition_by:
         builder = builder.partitionedBy(*table.partition_by)
@@ -129,7 +132,8 @@ def replace_date(df: DataFrame, cfg: Config, table: Table, column: str, day: dt.
 
 def _replace(df: DataFrame, cfg: Config, table: Table, predicate: str) -> None:
     """Overwrite the rows matching `predicate` with df's (conformed) rows: one Delta commit."""
-    ensure(df.sparkSession, cfg, table)
+    if table.path(cfg) not in _ENSURED:
+        ensure(df.sparkSession, cfg, table)
     writer = conform(df, table).write.format("delta")
     if table.partition_by:
         writer = writer.partitionBy(*table.partition_by)
