@@ -4,7 +4,8 @@
 stages recorded in gold.runs and skipped when already committed, exactly as nightly does: a
 backfill stopped at any point resumes where it stopped), then runs the model stages (embed,
 cluster, als, train, rank, recommend, evaluate, maintain) only for the last `backfill.model_days`
-dates, on their cadence (nightly.<stage>_every_days). With the default, the ranker of D2 finds
+dates, on their cadence (nightly.<stage>_every_days); with model_days 0, none (load a history, train
+later). With the default, the ranker of D2 finds
 the candidates and outcomes of the days before it that it learns from. Progress after every date:
 dates done / total, raw rows per second, the time left.
 """
@@ -29,22 +30,27 @@ def dates_between(first: dt.date, last: dt.date) -> list[dt.date]:
     return [first + dt.timedelta(days=i) for i in range((last - first).days + 1)]
 
 
+def model_dates(dates: list[dt.date], model_days: int) -> list[dt.date]:
+    """The dates whose model stages run: the last `model_days` of the range."""
+    return dates[len(dates) - min(model_days, len(dates)):] if model_days else []
+
+
 def run(spark: SparkSession, cfg: Config, first: dt.date, last: dt.date, force: bool = False) -> dict:
     if last < first:
         raise ConfigError(f"backfill: --to {last} is before --from {first}")
     dates = dates_between(first, last)
-    model_from = last - dt.timedelta(days=cfg.backfill.model_days - 1)
+    with_models = model_dates(dates, cfg.backfill.model_days)
     progress = Progress(log, "backfill", total=len(dates), unit="dates")
     outcomes: dict[str, dict[str, str]] = {}
-    log.info("backfill %s..%s: %d dates; models for the %d date(s) from %s", first, last, len(dates),
-             min(cfg.backfill.model_days, len(dates)), max(model_from, first))
+    log.info("backfill %s..%s: %d dates; models for %s", first, last, len(dates),
+             f"{len(with_models)} date(s) from {with_models[0]}" if with_models else "none (backfill.model_days 0)")
     for day in dates:
-        stages = tuple(nightly.STAGES) if day >= model_from else DATA_STAGES
+        stages = tuple(nightly.STAGES) if day in with_models else DATA_STAGES
         results: dict = {}
         outcomes[day.isoformat()] = nightly.run_stages(spark, cfg, day, stages, force, results)
         progress.step(rows=nightly.work_rows("ingest", results.get("ingest", {})), what=str(day))
     summary = {"dates": len(dates), "rows": progress.rows, "seconds": round(progress.elapsed, 1),
-               "model_dates": [d.isoformat() for d in dates if d >= model_from]}
+               "model_dates": [d.isoformat() for d in with_models]}
     print(summary_table(first, last, outcomes, progress), flush=True)
     return summary
 

@@ -68,9 +68,10 @@ NIGHTLY_K = 12
 
 @pytest.fixture(scope="session")
 def nights(spark, base_cfg, tmp_path_factory):
-    """A warehouse after the nightly run of the first two of three generated days (shared, read by
-    test_nightly and test_recommend; the third night is run by the tests that need it)."""
-    from jobs import generate, nightly
+    """A warehouse after the first two of three generated days, run by `backfill` with the model
+    stages on both (shared, read by test_nightly, test_recommend, test_evaluate and copied by
+    test_forget; the third night is run by the tests that need it)."""
+    from jobs import backfill, generate
     root = tmp_path_factory.mktemp("nightly")
     cfg = with_overrides(base_cfg, [
         f"warehouse={root / 'wh'}", f"raw_path={root / 'raw'}",
@@ -81,11 +82,10 @@ def nights(spark, base_cfg, tmp_path_factory):
         "train.eval_examples=500", "train.backend=torch-distributor", "train.timeout_minutes=4",
         "als.tune_minutes=0", "rank.n_estimators=30", "rank.max_depth=4", "rank.workers=1",
         f"recommend.k={NIGHTLY_K}", "recommend.max_per_artist=2", "recommend.min_history=40",
-        "recommend.candidates_per_source=60",
+        "recommend.candidates_per_source=60", "backfill.model_days=2",
     ])
     generate.run(spark, cfg)
-    outcomes = {day: nightly.run(spark, cfg, day) for day in NIGHTS[:2]}
-    return cfg, outcomes
+    return cfg, backfill.run(spark, cfg, NIGHTS[0], NIGHTS[1])
 
 
 @pytest.fixture(scope="session")

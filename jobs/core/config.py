@@ -273,9 +273,9 @@ class NightlyConf:
 
 @dataclass(frozen=True)
 class BackfillConf:
-    model_days: int = key(9, gt=0, help="backfill runs the model stages for the last N dates of its range (the rest "
-                                        "are ingested and cleaned only); rank.train_days + 2 gives the ranker of the "
-                                        "last date its full training window")
+    model_days: int = key(9, ge=0, help="backfill runs the model stages for the last N dates of its range (the rest "
+                                        "are ingested and cleaned only; 0: none); rank.train_days + 2 gives the ranker "
+                                        "of the last date its full training window")
 
 
 @dataclass(frozen=True)

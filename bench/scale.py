@@ -1,0 +1,336 @@
+"""What a night costs as the logs grow, stage by stage, and against the tools a user would pick instead.
+
+    .venv/bin/python bench/scale.py [--events 1000000 3000000 10000000] [--days 3] [--compare]
+                                    [--workdir /tmp/setlist-scale] [--set key=value ...]
+
+For each number of events N of the ladder: `generate` N events over --days days (N/100 users, N/50
+tracks), then the nightly stages through `backfill` (ingest and clean of every day; the model stages
+embed, cluster, als, rank and recommend for the last two days; the LSTM is left to
+bench/train_throughput.py). Per stage of the last day (ingest and clean summed over all days): wall
+time, rows/s, rows/s per core, shuffle bytes written (Spark's REST API) and the driver JVM's peak
+heap (sampled every 0.2 s). Then, across the ladder, the slope of each stage's time against the
+events (log-log; 1.0 is linear) and the ratio of time per 10x events.
+
+With --compare, on the largest N, in the same run and on the same data (ratios, not absolute times):
+- ALS: the als stage's fit + top-N for every user against `implicit` (same matrix, rank, iterations,
+  alpha, regularisation) on all cores;
+- Word2Vec: gensim (its corpus streamed through the driver) against MLlib's distributed Word2Vec;
+- ingest + clean against one DuckDB pass over the same raw files doing the same parsing, rules,
+  name normalisation, track identity, deduplication and quarantine, written to Parquet;
+- recommend (every source, features, ranking, gate, publish) against bare `recommendForAllUsers`;
+- one incremental night (the last day) against a full rebuild of the same history in a new warehouse.
+Training throughput against a single process is bench/train_throughput.py.
+"""
+from __future__ import annotations
+
+import argparse
+import datetime as dt
+import json
+import math
+import os
+import shutil
+import threading
+import time
+import urllib.request
+from pathlib import Path
+
+from _common import session
+
+FIRST = dt.date(2026, 1, 1)
+MODEL_STAGES = ("embed", "cluster", "als", "rank", "recommend")
+
+
+class HeapSampler:
+    """The driver JVM's used heap, sampled in a thread; `peak()` since the last reset."""
+
+    def __init__(self, spark):
+        self.runtime = spark.sparkContext._jvm.java.lang.Runtime.getRuntime()
+        self.value, self.stop = 0, threading.Event()
+        threading.Thread(target=self._run, daemon=True).start()
+
+    def _run(self):
+        while not self.stop.wait(0.2):
+            try:
+                used = self.runtime.totalMemory() - self.runtime.freeMemory()
+                self.value = max(self.value, used)
+            except Exception:  # noqa: BLE001 - the session is closing
+                return
+
+    def peak(self, reset: bool = True) -> int:
+        value = self.value
+        if reset:
+            self.value = 0
+        return value
+
+
+def shuffle_written(spark) -> int:
+    """Shuffle bytes written by every completed stage of the application so far."""
+    url = spark.sparkContext.uiWebUrl
+    app = spark.sparkContext.applicationId
+    with urllib.request.urlopen(f"{url}/api/v1/applications/{app}/stages?status=complete") as answer:
+        return sum(int(s.get("shuffleWriteBytes", 0)) for s in json.load(answer))
+
+
+def measured_stages(spark, cfg, stages, days, sampler) -> dict:
+    """Run `stages` for each of `days` (nightly.run_stages); per stage: seconds, input rows, shuffle
+    bytes and peak heap, summed (times, rows, bytes) or maxed (heap) over the days."""
+    from jobs import nightly
+    out: dict[str, dict] = {}
+    for day in days:
+        for stage in stages:
+            before, clock = shuffle_written(spark), time.monotonic()
+            sampler.peak()
+            results: dict = {}
+            nightly.run_stages(spark, cfg, day, (stage,), results=results)
+            seconds = time.monotonic() - clock
+            rows = nightly.work_rows(stage, results.get(stage, {})) if stage in results else 0
+            entry = out.setdefault(stage, {"seconds": 0.0, "rows": 0, "shuffle_bytes": 0, "peak_heap": 0})
+            entry["seconds"] += seconds
+            entry["rows"] += rows
+            entry["shuffle_bytes"] += shuffle_written(spark) - before
+            entry["peak_heap"] = max(entry["peak_heap"], sampler.peak())
+    return out
+
+
+def rung(spark, base, events: int, days: int, workdir: Path, sampler) -> tuple[dict, object]:
+    from jobs import generate
+    from jobs.core.config import with_overrides
+    users, tracks = max(100, events // 100), max(200, events // 50)
+    cfg = with_overrides(base, [
+        f"warehouse={workdir / 'warehouse'}", f"raw_path={workdir / 'raw'}", f"generate.events={events}",
+        f"generate.users={users}", f"generate.tracks={tracks}", f"generate.artists={max(20, tracks // 10)}",
+        f"generate.days={days}", f"generate.end_date={FIRST + dt.timedelta(days=days - 1)}"])
+    clock = time.monotonic()
+    generate.run(spark, cfg)
+    generated = time.monotonic() - clock
+    dates = [FIRST + dt.timedelta(days=i) for i in range(days)]
+    stages = measured_stages(spark, cfg, ("ingest", "clean"), dates, sampler)
+    stages |= measured_stages(spark, cfg, MODEL_STAGES, dates[-2:], sampler)
+    return {"events": events, "users": users, "tracks": tracks, "generate_seconds": round(generated, 1),
+            "stages": stages}, cfg
+
+
+def compare_als(spark, cfg, day) -> dict:
+    """Spark ALS (fit + top-N for every user) against implicit on the same matrix and parameters."""
+    import numpy as np
+    import scipy.sparse as sparse
+    from implicit.als import AlternatingLeastSquares
+    from pyspark.sql import functions as F
+
+    from jobs.core import delta_io
+    from jobs.core.tables import SILVER_PLAYS
+    from models.als import AlsParams, AlsSettings
+    conf, n = cfg.als, cfg.recommend.candidates_per_source
+    params = AlsParams(conf.rank, conf.reg_param, conf.alpha, conf.confidence)
+    settings = AlsSettings.of(conf)
+    pairs = settings.interactions(delta_io.read(spark, cfg, SILVER_PLAYS), day, params.confidence).cache()
+    local = pairs.select("user_idx", "track_idx", "confidence").toPandas()
+    clock = time.monotonic()
+    model = settings.fit(pairs, params)
+    model.recommendForAllUsers(n).select(F.size("recommendations")).agg(F.sum("size(recommendations)")).first()
+    spark_s = time.monotonic() - clock
+    matrix = sparse.csr_matrix((local["confidence"].to_numpy(np.float32),
+                                (local["user_idx"].to_numpy(), local["track_idx"].to_numpy())))
+    clock = time.monotonic()
+    als = AlternatingLeastSquares(factors=conf.rank, regularization=conf.reg_param, alpha=conf.alpha,
+                                  iterations=conf.max_iter, random_state=conf.seed)
+    als.fit(matrix, show_progress=False)
+    users = np.unique(local["user_idx"].to_numpy())
+    als.recommend(users, matrix[users], N=n, filter_already_liked_items=False)
+    implicit_s = time.monotonic() - clock
+    pairs.unpersist()
+    return {"pairs": len(local), "spark_seconds": round(spark_s, 2), "implicit_seconds": round(implicit_s, 2),
+            "ratio": round(spark_s / implicit_s, 1)}
+
+
+DUCKDB_PASS = r"""
+CREATE OR REPLACE TABLE lines AS
+SELECT 'lastfm-tsv' AS format, filename AS source_file, line FROM read_csv('{tsv}', columns={{'line': 'VARCHAR'}},
+  delim=chr(1), quote='', escape='', header=false, filename=true, auto_detect=false, strict_mode=false)
+UNION ALL
+SELECT 'listenbrainz-jsonl', filename, line FROM read_csv('{jsonl}', columns={{'line': 'VARCHAR'}}, delim=chr(1),
+  quote='', escape='', header=false, filename=true, auto_detect=false, strict_mode=false);
+CREATE OR REPLACE TABLE parsed AS
+WITH f AS (
+  SELECT *, string_split(line, chr(9)) AS t, CASE WHEN format = 'listenbrainz-jsonl' THEN json_valid(line) END AS ok
+  FROM lines)
+SELECT format, source_file, line,
+  CASE WHEN format = 'lastfm-tsv' AND len(t) <> 6 THEN 'wrong_column_count'
+       WHEN format = 'listenbrainz-jsonl' AND NOT ok THEN 'malformed_json' END AS parse_error,
+  trim(regexp_replace(CASE WHEN format = 'lastfm-tsv' THEN t[1] ELSE json_extract_string(line, '$.user_name') END,
+       '\s+', ' ', 'g')) AS user_id,
+  CASE WHEN format = 'lastfm-tsv' THEN try_strptime(trim(t[2]), '%Y-%m-%dT%H:%M:%SZ')
+       ELSE to_timestamp(try_cast(json_extract_string(line, '$.listened_at') AS BIGINT))::TIMESTAMP END AS ts,
+  CASE WHEN format = 'lastfm-tsv' THEN t[4] ELSE json_extract_string(line, '$.track_metadata.artist_name') END AS artist,
+  CASE WHEN format = 'lastfm-tsv' THEN t[6] ELSE json_extract_string(line, '$.track_metadata.track_name') END AS track,
+  lower(CASE WHEN format = 'lastfm-tsv' THEN t[5]
+             ELSE json_extract_string(line, '$.track_metadata.additional_info.recording_mbid') END) AS mbid
+FROM f;
+CREATE OR REPLACE TABLE classified AS
+SELECT *, coalesce(parse_error,
+  CASE WHEN user_id IS NULL OR user_id = '' THEN 'empty_user'
+       WHEN ts IS NULL THEN 'unparsable_timestamp'
+       WHEN ts < TIMESTAMP '2002-01-01' THEN 'timestamp_before_floor'
+       WHEN ts >= TIMESTAMP '{end}' THEN 'timestamp_after_run_date'
+       WHEN coalesce(regexp_matches(mbid, '^[0-9a-f]{{8}}-[0-9a-f]{{4}}-[0-9a-f]{{4}}-[0-9a-f]{{4}}-[0-9a-f]{{12}}$'), false)
+            = false AND coalesce(trim(track), '') = '' THEN 'missing_track' END) AS reason
+FROM parsed;
+COPY (SELECT format, source_file, line, reason FROM classified WHERE reason IS NOT NULL)
+  TO '{out}/quarantine.parquet' (FORMAT parquet);
+COPY (
+  SELECT * EXCLUDE (n) FROM (
+    SELECT user_id, ts, artist_name, track_name,
+      coalesce(CASE WHEN regexp_matches(mbid, '^[0-9a-f]{{8}}-') THEN mbid END,
+               'name:' || left(sha256(lower(artist_name) || chr(31) || lower(track_name)), 32)) AS track_id,
+      row_number() OVER (PARTITION BY user_id, artist_name, track_name, ts ORDER BY source_file, line) AS n
+    FROM (SELECT *, nullif(trim(regexp_replace(nfc_normalize(artist), '\s+', ' ', 'g')), '') AS artist_name,
+                 nullif(trim(regexp_replace(nfc_normalize(track), '\s+', ' ', 'g')), '') AS track_name
+          FROM classified WHERE reason IS NULL))
+  WHERE n = 1) TO '{out}/plays.parquet' (FORMAT parquet);
+"""
+
+
+def compare_ingest_clean(cfg, stages: dict, days: int) -> dict:
+    """ingest + clean (all days) against one DuckDB pass (2 threads) over the same raw files."""
+    import duckdb
+    out = Path(cfg.warehouse).parent / "duckdb"
+    shutil.rmtree(out, ignore_errors=True)
+    out.mkdir()
+    raw = Path(cfg.raw_path)
+    con = duckdb.connect()
+    con.execute("SET threads = 2")
+    clock = time.monotonic()
+    con.execute(DUCKDB_PASS.format(tsv=f"{raw}/lastfm-tsv/*/*", jsonl=f"{raw}/listenbrainz-jsonl/*/*", out=out,
+                                   end=(FIRST + dt.timedelta(days=days)).isoformat()))
+    duck_s = time.monotonic() - clock
+    plays = con.execute(f"SELECT count(*) FROM '{out}/plays.parquet'").fetchone()[0]
+    lines = con.execute("SELECT count(*) FROM lines").fetchone()[0]
+    setlist_s = stages["ingest"]["seconds"] + stages["clean"]["seconds"]
+    return {"lines": lines, "duckdb_plays": plays, "setlist_seconds": round(setlist_s, 1),
+            "duckdb_seconds": round(duck_s, 1), "ratio": round(setlist_s / duck_s, 1)}
+
+
+def compare_embed(spark, cfg, day) -> dict:
+    """gensim (corpus streamed to the driver) against MLlib's distributed Word2Vec on the same sessions."""
+    from jobs.core import delta_io
+    from jobs.core.paths import location
+    from jobs.core.tables import SILVER_PLAYS
+    from models.embeddings import Word2VecParams, train_word2vec
+    from udfs.dates import plays_within
+    plays = plays_within(delta_io.read(spark, cfg, SILVER_PLAYS), day, cfg.embed.history_days).cache()
+    n = plays.count()
+    seconds = {}
+    for engine in ("gensim", "spark"):
+        clock = time.monotonic()
+        train_word2vec(spark, plays, engine, Word2VecParams.of(cfg.embed),
+                       location(cfg, "scratch", "bench-embed", engine)).count()
+        seconds[engine] = round(time.monotonic() - clock, 1)
+    plays.unpersist()
+    return {"plays": n, "gensim_seconds": seconds["gensim"], "spark_seconds": seconds["spark"],
+            "ratio_spark_to_gensim": round(seconds["spark"] / seconds["gensim"], 2)}
+
+
+def compare_recommend(spark, cfg, day, stages: dict) -> dict:
+    from pyspark.ml.recommendation import ALSModel
+
+    from jobs.core import records
+    row = records.latest_model(spark, cfg, "als", day)
+    clock = time.monotonic()
+    ALSModel.load(row["path"]).recommendForAllUsers(cfg.recommend.k).write.mode("overwrite").parquet(
+        str(Path(cfg.warehouse).parent / "bare-recs"))
+    bare = time.monotonic() - clock
+    ours = stages["recommend"]["seconds"] / 2  # two nights were measured
+    return {"recommend_seconds": round(ours, 1), "recommendForAllUsers_seconds": round(bare, 1),
+            "ratio": round(ours / bare, 1)}
+
+
+def compare_rebuild(spark, cfg, stages: dict, days: int, sampler) -> dict:
+    """The last day's night (incremental) against a fresh warehouse rebuilt from all the days."""
+    from jobs.core.config import with_overrides
+    night = sum(v["seconds"] for v in stages.values()) - sum(stages[s]["seconds"] for s in ("ingest", "clean"))
+    night = night / 2 + (stages["ingest"]["seconds"] + stages["clean"]["seconds"]) / days
+    fresh = with_overrides(cfg, [f"warehouse={Path(cfg.warehouse).parent / 'rebuild'}"])
+    shutil.rmtree(fresh.warehouse, ignore_errors=True)
+    clock = time.monotonic()
+    dates = [FIRST + dt.timedelta(days=i) for i in range(days)]
+    measured_stages(spark, fresh, ("ingest", "clean"), dates, sampler)
+    measured_stages(spark, fresh, MODEL_STAGES, dates[-1:], sampler)
+    rebuild = time.monotonic() - clock
+    return {"incremental_night_seconds": round(night, 1), "full_rebuild_seconds": round(rebuild, 1),
+            "ratio": round(night / rebuild, 2)}
+
+
+def slopes(ladder: list[dict]) -> dict:
+    """Per stage: the log-log slope of seconds against events, and the time ratio per 10x events."""
+    out = {}
+    for stage in ladder[0]["stages"]:
+        xs = [math.log(r["events"]) for r in ladder]
+        ys = [math.log(max(r["stages"][stage]["seconds"], 1e-3)) for r in ladder]
+        if len(xs) < 2:
+            continue
+        mx, my = sum(xs) / len(xs), sum(ys) / len(ys)
+        slope = sum((x - mx) * (y - my) for x, y in zip(xs, ys)) / sum((x - mx) ** 2 for x in xs)
+        out[stage] = {"slope": round(slope, 2), "time_per_10x_events": round(10 ** slope, 1)}
+    return out
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--events", type=int, nargs="+", default=[1_000_000, 3_000_000, 10_000_000])
+    parser.add_argument("--days", type=int, default=3)
+    parser.add_argument("--compare", action="store_true")
+    parser.add_argument("--workdir", default="/tmp/setlist-scale")
+    parser.add_argument("--set", action="append", default=[])
+    args = parser.parse_args()
+    spark, base = session(["warehouse=/tmp/unused", "raw_path=/tmp/unused", "log_level=WARNING",
+                           "spark.master=local[2]", "spark.conf.spark.ui.enabled=true",
+                           "spark.conf.spark.driver.memory=10g", "spark.conf.spark.sql.shuffle.partitions=8",
+                           "lease.enabled=false", "tracking.enabled=false", "als.tune_minutes=0",
+                           "generate.files_per_day=4", *args.set])
+    from models.progress import Progress
+    import logging
+    progress = Progress(logging.getLogger("setlist.bench"), "scale", total=len(args.events), unit="rungs")
+    sampler = HeapSampler(spark)
+    cores = spark.sparkContext.defaultParallelism
+    ladder, report = [], {"cores": cores, "days": args.days}
+    for events in args.events:
+        workdir = Path(args.workdir) / str(events)
+        shutil.rmtree(workdir, ignore_errors=True)
+        result, cfg = rung(spark, base, events, args.days, workdir, sampler)
+        ladder.append(result)
+        print_rung(result, cores)
+        progress.step(rows=events, what=f"{events:,} events")
+    report["ladder"] = ladder
+    report["slopes"] = slopes(ladder)
+    print("\nslope of time against events (1.0 = linear) and time per 10x events:")
+    for stage, values in report["slopes"].items():
+        print(f"  {stage:<10} slope {values['slope']:>5}  x{values['time_per_10x_events']} per 10x")
+    if args.compare:
+        last = FIRST + dt.timedelta(days=args.days - 1)
+        stages = ladder[-1]["stages"]
+        report["compare"] = {"als_vs_implicit": compare_als(spark, cfg, last),
+                             "embed_gensim_vs_mllib": compare_embed(spark, cfg, last),
+                             "ingest_clean_vs_duckdb": compare_ingest_clean(cfg, stages, args.days),
+                             "recommend_vs_recommendForAllUsers": compare_recommend(spark, cfg, last, stages),
+                             "incremental_vs_rebuild": compare_rebuild(spark, cfg, stages, args.days, sampler)}
+        print("\nside by side, on the largest rung:")
+        for name, values in report["compare"].items():
+            print(f"  {name:<36} {values}")
+    Path(args.workdir, "scale.json").write_text(json.dumps(report, indent=1))
+    spark.stop()
+
+
+def print_rung(result: dict, cores: int) -> None:
+    print(f"\n{result['events']:,} events ({result['users']:,} users, {result['tracks']:,} tracks; generated in "
+          f"{result['generate_seconds']} s)")
+    print(f"{'stage':<11}{'seconds':>9}{'rows':>12}{'rows/s':>10}{'rows/s/core':>13}{'shuffle MB':>12}"
+          f"{'peak heap MB':>14}")
+    for stage, v in result["stages"].items():
+        rate = v["rows"] / v["seconds"] if v["rows"] and v["seconds"] else 0
+        print(f"{stage:<11}{v['seconds']:>9.1f}{v['rows']:>12,}{rate:>10,.0f}{rate / cores:>13,.0f}"
+              f"{v['shuffle_bytes'] / 1e6:>12.1f}{v['peak_heap'] / 1e6:>14.0f}")
+
+
+if __name__ == "__main__":
+    os.environ.setdefault("SPARK_LOCAL_IP", "127.0.0.1")
+    main()
