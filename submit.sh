@@ -50,6 +50,7 @@ PYZIP
 # working folder (a cluster, where --py-files are shipped). The driver's stderr reaches us merged into spark-submit's stdout; its one-line error comes back
 # through this file and goes to our stderr.
 export PYSPARK_PYTHON="$PY" PYSPARK_DRIVER_PYTHON="$PY" SETLIST_ERROR_FILE="$errors"
+export OPENBLAS_NUM_THREADS="${OPENBLAS_NUM_THREADS:-1}"  # Spark runs a task per core; one BLAS thread each
 status=0
 "$(dirname "$PY")/spark-submit" \
   --driver-java-options "-Dlog4j2.configurationFile=file:$ROOT/conf/log4j2.properties" \

@@ -152,9 +152,8 @@ def publish(spark: SparkSession, cfg: Config, day: dt.date, expected_users: Data
                     .select("user_id", "track_id").distinct())
     conf = cfg.publish
     drift, measured = gate.collapsed(staged, previous, conf.max_changed_share, conf.max_source_shift)
-    checks = (gate.missing_users(staged, expected_users), gate.wrong_sizes(staged, available, cfg.recommend.k),
-              gate.duplicates(staged), gate.bad_scores(staged), gate.disliked(staged, dislikes), drift)
-    problems = [problem for problem in checks if problem]
+    problems = gate.list_checks(staged, expected_users, available, cfg.recommend.k)
+    problems += [problem for problem in (gate.disliked(staged, dislikes), drift) if problem]
     if problems:
         raise PublishRefused(f"recommend {day}: the lists were not published: {'; '.join(problems)}; consumers keep "
                              f"the previous night's, and D's rows stay in {GOLD_STAGED_RECOMMENDATIONS.full_name}")

@@ -16,31 +16,32 @@ from pyspark.sql import DataFrame
 from pyspark.sql import functions as F
 
 
-def missing_users(lists: DataFrame, expected_users: DataFrame) -> str | None:
-    missing = expected_users.select("user_id").distinct().join(lists.select("user_id").distinct(), "user_id",
-                                                                "left_anti").count()
-    return f"{missing} user(s) have no list" if missing else None
-
-
-def wrong_sizes(lists: DataFrame, available: DataFrame, k: int) -> str | None:
-    """available: (user_id, candidates) after every filter; each list must hold min(k, candidates)."""
-    sizes = lists.groupBy("user_id").agg(F.count("*").alias("n"))
-    wrong = (sizes.join(available, "user_id", "left").fillna(0, ["candidates"])
-             .where(F.col("n") != F.least(F.lit(k), F.col("candidates"))).count())
-    return f"{wrong} list(s) do not hold exactly K={k} tracks though the candidates allow" if wrong else None
-
-
-def duplicates(lists: DataFrame) -> str | None:
-    ranks = lists.groupBy("user_id", "rank").count().where("count > 1").count()
-    tracks = lists.groupBy("user_id", "track_id").count().where("count > 1").count()
-    if ranks or tracks:
-        return f"{ranks} duplicate (user, rank) and {tracks} duplicate (user, track) row(s)"
-    return None
-
-
-def bad_scores(lists: DataFrame) -> str | None:
-    bad = lists.where(F.col("score").isNull() | F.isnan("score") | (F.abs("score") == float("inf"))).count()
-    return f"{bad} row(s) with a score that is not a finite number" if bad else None
+def list_checks(lists: DataFrame, expected_users: DataFrame, available: DataFrame, k: int) -> list[str]:
+    """Every user who should have a list has one; each holds exactly min(k, the user's candidates)
+    tracks; no (user, rank) and no (user, track) twice; every score finite. One pass over the lists.
+    available: (user_id, candidates) after every filter."""
+    per_user = lists.groupBy("user_id").agg(
+        F.count("*").alias("n"), F.countDistinct("rank").alias("ranks"), F.countDistinct("track_id").alias("tracks"),
+        F.sum((F.col("score").isNull() | F.isnan("score") | (F.abs("score") == float("inf"))).cast("int"))
+        .alias("bad"))
+    expected = expected_users.select("user_id").distinct().withColumn("_expected", F.lit(True))
+    row = (per_user.join(expected, "user_id", "full").join(available, "user_id", "left").fillna(0, ["candidates"])
+           .agg(F.sum((F.col("n").isNull()).cast("int")).alias("missing"),
+                F.sum((F.col("n") != F.least(F.lit(k), F.col("candidates"))).cast("int")).alias("wrong_size"),
+                F.sum((F.col("n") - F.col("ranks")).cast("long")).alias("dup_ranks"),
+                F.sum((F.col("n") - F.col("tracks")).cast("long")).alias("dup_tracks"),
+                F.sum("bad").alias("bad")).first())
+    problems = []
+    if row["missing"]:
+        problems.append(f"{row['missing']} user(s) have no list")
+    if row["wrong_size"]:
+        problems.append(f"{row['wrong_size']} list(s) do not hold exactly K={k} tracks though the candidates allow")
+    if row["dup_ranks"] or row["dup_tracks"]:
+        problems.append(f"{row['dup_ranks']} duplicate (user, rank) and {row['dup_tracks']} duplicate (user, track) "
+                        f"row(s)")
+    if row["bad"]:
+        problems.append(f"{row['bad']} row(s) with a score that is not a finite number")
+    return problems
 
 
 def disliked(lists: DataFrame, dislikes: DataFrame | None) -> str | None:

@@ -4,7 +4,9 @@
 # - the venv: built from requirements.txt in $SETLIST_CACHE (default ~/.cache/setlist), in a folder
 #   keyed by the hash of requirements.txt and the Python version, linked as .venv;
 # - the Delta jars: resolved once from Maven Central through Spark's Ivy into the same cache;
-# - Horovod: setup/horovod.sh builds and caches its wheel (see issue "LSTM next-track model").
+# - Horovod: setup/horovod.sh builds and caches its wheel (see issue "LSTM next-track model");
+# - a native BLAS: Spark's ALS and k-means call BLAS through netlib, which loads libblas.so.3 and
+#   falls back to a slower Java BLAS without it; Debian's OpenBLAS is installed when missing.
 set -euo pipefail
 
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
@@ -36,6 +38,16 @@ from jobs.core.session import resolve_jars
 jars = resolve_jars(load_config(sys.argv[1]).spark.packages)
 print(f"setup: {len(jars)} Delta jars cached")
 PY
+
+if ! ldconfig -p 2>/dev/null | grep -q "libblas\.so\.3 "; then
+  install=(apt-get install -y -qq --no-install-recommends libopenblas0-pthread)
+  if [ "$(id -u)" != 0 ]; then install=(sudo -n "${install[@]}"); fi
+  echo "setup: installing Debian's OpenBLAS (libblas.so.3) for Spark's ALS and k-means"
+  if ! "${install[@]}" >/dev/null 2>&1; then
+    { [ "$(id -u)" = 0 ] && apt-get update -qq >/dev/null 2>&1 && "${install[@]}" >/dev/null 2>&1; } \
+      || echo "setup: could not install libopenblas0-pthread: Spark uses its Java BLAS (slower ALS, see README)"
+  fi
+fi
 
 if [ -x "$ROOT/setup/horovod.sh" ]; then
   "$ROOT/setup/horovod.sh" "$venv"

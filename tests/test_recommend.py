@@ -184,3 +184,25 @@ def test_consumers_follow_only_what_changed_through_the_change_feed(spark, three
     assert set(feed.column("run_date").to_pylist()) == {day}
     assert set(feed.column("_change_type").to_pylist()) == kinds
     assert feed.num_rows == changes.count()
+
+
+def test_the_gate_checks_name_each_problem(spark):
+    from models import gate
+    lists = spark.createDataFrame([("a", 1, "t1", 1.0, "als"), ("a", 2, "t2", 0.5, "als"),
+                                   ("b", 1, "t1", float("nan"), "als"), ("b", 1, "t3", 0.2, "als"),
+                                   ("c", 1, "t1", 1.0, "als")],
+                                  "user_id string, rank int, track_id string, score double, source string")
+    expected = spark.createDataFrame([("a",), ("b",), ("c",), ("d",)], "user_id string")
+    available = spark.createDataFrame([("a", 5), ("b", 2), ("c", 1)], "user_id string, candidates long")
+    problems = gate.list_checks(lists, expected, available, 2)
+    assert problems == ["1 user(s) have no list",
+                        "1 duplicate (user, rank) and 0 duplicate (user, track) row(s)",
+                        "1 row(s) with a score that is not a finite number"]  # c has 1 of 1 candidate: fine
+    assert gate.list_checks(lists.where("user_id = 'a'"), expected.where("user_id = 'a'"), available, 3) == [
+        "1 list(s) do not hold exactly K=3 tracks though the candidates allow"]
+    dislikes = spark.createDataFrame([("a", "t2")], "user_id string, track_id string")
+    assert gate.disliked(lists, dislikes) == "1 row(s) recommend a track the user disliked"
+    previous = spark.createDataFrame([("a", "t9", "history"), ("c", "t1", "als")],
+                                     "user_id string, track_id string, source string")
+    problem, measured = gate.collapsed(lists, previous, 0.4, 0.9)
+    assert measured["changed_share"] == 0.5 and "50% of users' lists changed completely" in problem

@@ -76,7 +76,8 @@ def resolve_jars(packages: list[str]) -> list[str]:
 
 def spark_conf(cfg: Config) -> dict[str, str]:
     """Every Spark setting the environment asks for: Delta's, the files' umask, then the config file's."""
-    conf = dict(DELTA_CONF) | {"spark.hadoop.fs.permissions.umask-mode": cfg.file_umask}
+    conf = dict(DELTA_CONF) | {"spark.hadoop.fs.permissions.umask-mode": cfg.file_umask,
+                               "spark.executorEnv.OPENBLAS_NUM_THREADS": "1"}
     if cfg.spark.event_log:
         conf |= {"spark.eventLog.enabled": "true", "spark.eventLog.dir": event_log_dir(cfg)}
     conf.update({k: str(v).lower() if isinstance(v, bool) else str(v) for k, v in cfg.spark.conf.items()})
@@ -103,6 +104,8 @@ def get_spark(cfg: Config) -> SparkSession:
         builder = builder.config(key, value)
     if not under_spark_submit():  # else spark-submit already set master, name, jars and the umask
         os.umask(int(cfg.file_umask, 8))  # before the JVM starts: it and its workers inherit it
+        # one BLAS thread per task: Spark runs a task per core already (OpenBLAS would start its own)
+        os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
         builder = builder.master(cfg.spark.master).appName(cfg.spark.app_name)
         jars = cached_jars(cfg.spark.packages) or resolve_jars(cfg.spark.packages)
         builder = builder.config("spark.jars", ",".join(jars))
