@@ -39,15 +39,22 @@ def run(spark: SparkSession, cfg: Config, day: dt.date) -> dict:
     conf, k = cfg.als, cfg.evaluate.k
     spark.sparkContext.setCheckpointDir(location(cfg, "checkpoints", "als"))
     settings = AlsSettings.of(conf)
+    last, searched_on, last_metrics = last_choice(spark, cfg, day)
     candidates = grid(conf.grid_ranks or [conf.rank], conf.grid_reg_params or [conf.reg_param],
                       conf.grid_alphas or [conf.alpha], conf.grid_confidences or [conf.confidence],
-                      first=last_choice(spark, cfg, day), seed=conf.seed)
+                      first=last, seed=conf.seed)
+    reuse = searched_on is not None and (day - searched_on).days < conf.tune_every_days
     with CacheScope() as cache:
         plays = cache(plays_within(delta_io.read(spark, cfg, SILVER_PLAYS), day, conf.history_days))
-        log.info("als %s: validating up to %d parameter set(s) on the last %d day(s) within %.1f minutes", day,
-                 len(candidates), conf.validation_days, conf.tune_minutes)
-        validated = validate(plays, day, conf.validation_days, candidates, settings, k, conf.grid_metric,
-                             conf.tune_minutes * 60.0)
+        if reuse:  # the search runs every als.tune_every_days nights; in between the last choice is retrained
+            log.info("als %s: reusing the parameters searched on %s (als.tune_every_days=%d): %s", day, searched_on,
+                     conf.tune_every_days, last)
+            validated = last, last_metrics, 0
+        else:
+            log.info("als %s: validating up to %d parameter set(s) on the last %d day(s) within %.1f minutes", day,
+                     len(candidates), conf.validation_days, conf.tune_minutes)
+            validated = validate(plays, day, conf.validation_days, candidates, settings, k, conf.grid_metric,
+                                 conf.tune_minutes * 60.0)
         if validated is None:
             log.warning("als %s: no validation window yet (first days of data): training %s without validation",
                         day, candidates[0])
@@ -65,7 +72,9 @@ def run(spark: SparkSession, cfg: Config, day: dt.date) -> dict:
     params = dataclasses.asdict(best) | {"max_iter": conf.max_iter,
                                          "recency_half_life_days": conf.recency_half_life_days,
                                          "history_days": conf.history_days, "grid_size": len(candidates),
-                                         "tried": tried}
+                                         "tried": tried,
+                                         "searched_on": (searched_on if reuse else day).isoformat()
+                                         if (reuse or tried) else None}
     validation = {f"{name}@{k}": value for name, value in metrics.items() if name != "users"}
     validation["users"] = metrics["users"]
     record_model(spark, cfg, day, "als", version, "spark-mllib", spark.sparkContext.defaultParallelism, params,
@@ -74,18 +83,22 @@ def run(spark: SparkSession, cfg: Config, day: dt.date) -> dict:
              ", ".join(f"{k_}={v:.4f}" for k_, v in validation.items() if not math.isnan(v) and k_ != "users"))
     return {"version": version, "params": params, "validation": validation}
 
-def last_choice(spark: SparkSession, cfg: Config, day: dt.date) -> AlsParams:
-    """The parameters chosen on the last night before D (the search starts there), else conf's."""
+def last_choice(spark: SparkSession, cfg: Config, day: dt.date) -> tuple[AlsParams, dt.date | None, dict]:
+    """(the parameters of the last night before D, the night they were searched on or None, their
+    validation metrics): the search starts there; conf's values when there is no earlier model."""
     conf = cfg.als
     row = latest_model(spark, cfg, "als", day - dt.timedelta(days=1))
     if row is not None:
-        chosen = json.loads(row["params"])
+        chosen, metrics = json.loads(row["params"]), json.loads(row["metrics"])
         try:
-            return AlsParams(int(chosen["rank"]), float(chosen["reg_param"]), float(chosen["alpha"]),
-                             str(chosen.get("confidence", conf.confidence)))
+            params = AlsParams(int(chosen["rank"]), float(chosen["reg_param"]), float(chosen["alpha"]),
+                               str(chosen.get("confidence", conf.confidence)))
+            searched = dt.date.fromisoformat(chosen["searched_on"]) if chosen.get("searched_on") else None
+            found = {m.split("@")[0]: v for m, v in metrics.items() if "@" in m} | {"users": metrics.get("users", 0)}
+            return params, searched, found
         except (KeyError, TypeError, ValueError):
             pass
-    return AlsParams(conf.rank, conf.reg_param, conf.alpha, conf.confidence)
+    return AlsParams(conf.rank, conf.reg_param, conf.alpha, conf.confidence), None, {}
 
 
 def factors(frame: DataFrame, key: str, day: dt.date, version: str) -> DataFrame:

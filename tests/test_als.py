@@ -54,3 +54,23 @@ def test_als_job_grid_search_writes_factors_model_and_metadata(spark, modelled):
     als.run(spark, cfg, D)
     assert rows_for(spark, cfg, GOLD_ALS_ITEM_FACTORS).count() == n_items
     assert delta_io.read(spark, cfg, GOLD_MODELS).where("model = 'als'").count() == 1
+
+
+def test_als_searches_within_its_time_budget_and_reuses_the_choice_between_searches(spark, modelled):
+    from jobs.core.config import with_overrides
+    cfg = with_overrides(modelled, ["als.grid_ranks=[4, 8]", "als.grid_reg_params=[0.05, 0.5]",
+                                    "als.grid_confidences=[log, linear]", "als.tune_minutes=0",
+                                    "als.tune_every_days=7"])
+    day = NIGHTS[1]
+    first = als.run(spark, cfg, day)["params"]
+    assert first["tried"] == 1 and first["grid_size"] == 8  # a budget of 0: only the first set is tried
+    assert first["searched_on"] == day.isoformat()
+    wide = with_overrides(cfg, ["als.tune_minutes=10"])
+    searched = als.run(spark, wide, day)["params"]
+    assert searched["tried"] == 8  # every combination within a wide budget, the best kept
+    again = als.run(spark, wide, NIGHTS[2])["params"]  # the next night, within als.tune_every_days
+    assert again["tried"] == 0 and again["searched_on"] == day.isoformat()
+    assert (again["rank"], again["reg_param"], again["confidence"]) == (searched["rank"], searched["reg_param"],
+                                                                        searched["confidence"])
+    row = delta_io.read(spark, cfg, GOLD_MODELS).where(f"model = 'als' AND run_date = '{NIGHTS[2]}'").first()
+    assert json.loads(row["metrics"])["ndcg@10"] > 0  # the search's validation carried along

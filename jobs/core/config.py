@@ -166,7 +166,8 @@ class AlsConf:
     grid_alphas: list[float] = key([1.0, 10.0, 40.0], gt=0, help="alphas searched (empty: `alpha`)")
     grid_confidences: list[str] = key(["log", "linear"], choices=("log", "linear"),
                                       help="confidence transforms searched (empty: `confidence`)")
-    tune_minutes: float = key(1.0, ge=0, help="time budget of the nightly search (the first set is always tried)")
+    tune_minutes: float = key(1.0, ge=0, help="time budget of a search (the first set is always tried)")
+    tune_every_days: int = key(7, gt=0, help="search every N nights; in between the last choice is retrained")
     validation_days: int = key(1, gt=0, help="the grid's validation window: the last N days up to D")
     grid_metric: str = key("ndcg", choices=("ndcg", "recall", "map", "hit_rate"),
                            help="the grid's metric at `evaluate.k` (never RMSE)")
