@@ -120,7 +120,8 @@ def held_out_truth(spark, cfg, args, test_day: dt.date):
         tracks = delta_io.read(spark, cfg, SILVER_TRACKS).select("track_name", "track_idx")
         # a track never played before the held-out day cannot be recommended, but it counts in the truth
         named = (pairs.join(users, "user_id").join(tracks, "track_name", "left")
-                 .withColumn("track_idx", F.coalesce("track_idx", -F.abs(F.xxhash64("track_name")).cast("int") - 1)))
+                 .withColumn("track_idx", F.coalesce("track_idx", (-(F.abs(F.xxhash64("track_name")) % 2000000000) - 1)
+                                                     .cast("int"))))
         return named.groupBy("user_idx").agg(F.array_sort(F.collect_set("track_idx")).alias("truth"))
     ingest.run(spark, cfg, test_day)
     clean.run(spark, cfg, test_day)
@@ -174,17 +175,33 @@ def main() -> None:
             variants[f"without {group}"] = tuple(f for f in FEATURES if f != "blend" and f not in dropped)
         for name, features in variants.items():
             model = ranker.fit(train, params, cfg.rank.workers, features)
-            valid = ranker.evaluate_configs(data.valid, data.valid_next, k, {"ranker": model})["ranker"]["ndcg"]
+            valid = ranker.evaluate_configs(data.valid, data.valid_next, k, {"ranker": model})[0]["ranker"]["ndcg"]
             test = score_lists(ranker_lists(candidates, model, k), truth, k)
             ablation[name] = {"validation_ndcg": round(valid, 4), "test_ndcg": round(test["ndcg"], 4),
                               "test_recall": round(test["recall"], 4), "test_hit_rate": round(test["hit_rate"], 4)}
     served_row = ranker_choice(spark, cfg, last)
     report = {"dataset": args.dataset, "last_train_day": last.isoformat(), "k": k, "users": truth.count(),
               "backfill_seconds": round(backfill_s), "rank_choice": served_row, "results": results,
-              "ablation": ablation, "overrides": args.set}
+              "ablation": ablation, "stage_seconds": stage_seconds(spark, cfg, first, last), "overrides": args.set}
     print_report(report)
     Path(args.workdir, "quality.json").write_text(json.dumps(report, indent=1, default=str))
     spark.stop()
+
+
+def stage_seconds(spark, cfg, first, last) -> dict:
+    """Per stage, from gold.runs: seconds of the last night, and the median over the nights it ran."""
+    import statistics
+
+    from jobs.core import delta_io
+    from jobs.core.tables import GOLD_RUNS
+    rows = delta_io.read(spark, cfg, GOLD_RUNS).where("status = 'succeeded'").collect()
+    out = {}
+    for row in rows:
+        timing = json.loads(row["rows"] or "{}").get("timing", {})
+        if "seconds" in timing and first <= row["run_date"] <= last:
+            out.setdefault(row["stage"], {})[row["run_date"].isoformat()] = timing["seconds"]
+    return {stage: {"last_night": by_day.get(last.isoformat()), "median": round(statistics.median(by_day.values()), 1),
+                    "nights": len(by_day)} for stage, by_day in out.items()}
 
 
 def ranker_lists(candidates, model, k):
@@ -214,6 +231,9 @@ def print_report(report: dict) -> None:
     for name, values in results.items():
         print(f"{name:<28}{values['ndcg']:>10.4f}{values['recall']:>12.4f}{values['hit_rate']:>10.4f}"
               f"{values['ndcg'] / base if base == base and base else float('nan'):>15.2f}x")
+    print("\nseconds per stage (gold.runs): the last night, and the median over the nights it ran")
+    for stage, v in report["stage_seconds"].items():
+        print(f"  {stage:<10} last night {v['last_night']!s:>7}  median {v['median']:>7} over {v['nights']} night(s)")
     if report["ablation"]:
         print(f"\nablation (the ranker retrained on the same nights):\n{'variant':<28}{'valid ndcg':>12}{'test ndcg':>11}"
               f"{'test recall':>13}")

@@ -94,8 +94,10 @@ def run(spark: SparkSession, cfg: Config, day: dt.date) -> dict:
                          trained["positives"], trained["queries"])
                 model = ranker.fit(train, ranker.RankerParams.of(conf), conf.workers)
                 configs["ranker"] = model
-        validation = ranker.evaluate_configs(valid, data.valid_next, k, configs)
-    served, why = choose(validation, conf.min_gain, data.valid_night, k)
+        validation, per_user = ranker.evaluate_configs(valid, data.valid_next, k, configs)
+    confidence = {name: round(ranker.confidence_of_gain(per_user[name], per_user["most_played"]), 3)
+                  for name in per_user if name != "most_played"}
+    served, why = choose(validation, confidence, conf.min_gain, conf.confidence, data.valid_night, k)
     log.info("rank %s: %s", day, why)
     path = None
     if model is not None:
@@ -105,7 +107,7 @@ def run(spark: SparkSession, cfg: Config, day: dt.date) -> dict:
         "objective": "rank:ndcg", "train_nights": [d.isoformat() for d in data.train_nights],
         "validation_night": data.valid_night.isoformat(), "candidates_version": data.candidates_version,
         "features": list(ranker.FEATURES), "min_gain": conf.min_gain} | {f"train_{k_}": v for k_, v in trained.items()}
-    metrics = {"served": served, "why": why,
+    metrics = {"served": served, "why": why, "confidence_over_most_played": confidence,
                "validation": {name: {m: round(v, 4) for m, v in values.items()} for name, values in validation.items()},
                "importance": ranker.importance(model) if model is not None else {}}
     record_model(spark, cfg, day, MODEL, f"ranker-{day.isoformat()}", "xgboost-spark", conf.workers, params, metrics,
@@ -116,17 +118,22 @@ def run(spark: SparkSession, cfg: Config, day: dt.date) -> dict:
             "validation_night": data.valid_night.isoformat(), "validation": metrics["validation"]}
 
 
-def choose(validation: dict[str, dict[str, float]], min_gain: float, night: dt.date, k: int) -> tuple[str, str]:
-    """(configuration to serve, why): the best on the validation night; the ranker only when it
-    beats the best other configuration by min_gain; most_played wins a tie with the blend."""
-    others = {name: v["ndcg"] for name, v in validation.items() if name != "ranker"}
-    best_other = max(others, key=lambda name: (others[name], name == "most_played"))
+def choose(validation: dict[str, dict[str, float]], confidence: dict[str, float], min_gain: float,
+           wanted: float, night: dt.date, k: int) -> tuple[str, str]:
+    """(configuration to serve, why). The users' most played tracks are served unless a challenger
+    (the ranker or the blend, the better first) beats them on the validation night by min_gain (a
+    share of their NDCG) and with confidence: in at least `wanted` of the bootstrap resamples of the
+    night's users (a win on a few users is noise, and a night must not switch on noise)."""
+    base = validation["most_played"]["ndcg"]
     scores = ", ".join(f"{name} {v['ndcg']:.4f}" for name, v in validation.items())
     head = f"validation night {night} scored on {night + dt.timedelta(days=1)} (ndcg@{k}: {scores})"
-    if "ranker" not in validation:
-        return best_other, f"{head}: no ranker yet (one labelled night), serving {best_other}"
-    ranked = validation["ranker"]["ndcg"]
-    if ranked > others[best_other] * (1.0 + min_gain) and ranked > others[best_other]:
-        return "ranker", f"{head}: serving the ranker"
-    return best_other, (f"{head}: the ranker does not beat {best_other} by rank.min_gain={min_gain}, "
-                        f"serving {best_other}")
+    verdicts = []
+    for name in sorted((n for n in validation if n != "most_played"), key=lambda n: -validation[n]["ndcg"]):
+        gain, sure = validation[name]["ndcg"], confidence.get(name, 0.0)
+        if gain > base * (1.0 + min_gain) and gain > base and sure >= wanted:
+            return name, f"{head}: serving {name} (better than most_played in {sure:.0%} of resamples)"
+        verdicts.append(f"{name} is better than most_played in {sure:.0%} of resamples"
+                        if gain > base else f"{name} does not beat most_played")
+    lone = "" if "ranker" in validation else "no ranker yet (one labelled night); "
+    return "most_played", (f"{head}: {lone}{'; '.join(verdicts)} (rank.confidence={wanted}, rank.min_gain={min_gain}), "
+                           f"serving most_played")

@@ -37,7 +37,7 @@ from jobs.core.records import input_versions, record_model, write_metrics
 from jobs.core.tables import GOLD_SEQUENCES, GOLD_TRACK_EMBEDDINGS, SILVER_PLAYS
 from models import feed, sources
 from models.distributed import TrainSpec, latest_checkpoint, load_checkpoint, run_backend
-from models.embeddings import Word2VecParams, train_word2vec
+from models.embeddings import Word2VecParams, choose_engine, train_word2vec
 from models.export import export
 from models.lstm import LstmParams, NextTrackLSTM, Vocabulary
 from models.scoring import ranked_lists, score_lists
@@ -211,7 +211,8 @@ def next_track_baselines(spark: SparkSession, cfg: Config, valid: DataFrame, tra
     users = valid.select("user_idx").distinct()
     popular = ranked_lists(sources.popular(train_plays, users, k), k)
     most = ranked_lists(sources.most_played(train_plays, users, k), k)
-    embeddings = train_word2vec(spark, train_plays, cfg.embed.engine, Word2VecParams.of(cfg.embed),
+    engine = choose_engine(cfg.embed.engine, train_plays.count(), cfg.embed.spark_above)
+    embeddings = train_word2vec(spark, train_plays, engine, Word2VecParams.of(cfg.embed),
                                 location(cfg, "scratch", "train", day.isoformat()))
     neighbours = sources.neighbour_table(spark, embeddings, k)
     last = valid.select("example", F.element_at("x", -1).alias("track_idx"))

@@ -58,6 +58,14 @@ def train_gensim(corpus: SessionCorpus, p: Word2VecParams) -> tuple[np.ndarray, 
     return keys, model.wv.vectors.astype(np.float32)
 
 
+def choose_engine(engine: str, plays: int, spark_above: int) -> str:
+    """embed.engine with `auto` resolved by the number of plays: gensim on the driver while it is
+    faster, MLlib's distributed Word2Vec beyond (bench/scale.py measures both)."""
+    if engine != "auto":
+        return engine
+    return "spark" if plays > spark_above else "gensim"
+
+
 def sentences(plays: DataFrame) -> DataFrame:
     """One row per session: tokens, the session's track_idx values as strings in play order."""
     ordered = F.array_sort(F.collect_list(F.struct("session_position", "track_idx")))

@@ -20,6 +20,7 @@ from pyspark.sql import functions as F
 from models.blend import SOURCES
 from models.features import FEATURES
 from models.scoring import ranked_lists, score_lists, truth_of
+from udfs.metrics import ndcg_at
 
 CONFIGS = ("ranker", "blend", "most_played")
 EPOCH = dt.date(2000, 1, 1)
@@ -111,13 +112,35 @@ def load(path: str):
 
 
 def evaluate_configs(candidates: DataFrame, plays_next: DataFrame, k: int, configs: dict[str, object]
-                     ) -> dict[str, dict[str, float]]:
+                     ) -> tuple[dict[str, dict[str, float]], dict[str, dict[int, float]]]:
     """Every configuration's top-k of `candidates` (one night) scored against what the users played
-    next (plays_next: user_idx, track_idx), full-catalogue metrics over the users who played.
-    configs: {name: model or None}."""
-    truth = truth_of(plays_next, candidates.select("user_idx").distinct())
-    return {name: score_lists(ranked_lists(score_config(candidates, name, model), k), truth, k)
-            for name, model in configs.items()}
+    next (plays_next: user_idx, track_idx), full-catalogue metrics over the users who played: (mean
+    metrics per configuration, NDCG per configuration and user). configs: {name: model or None}."""
+    truth = truth_of(plays_next, candidates.select("user_idx").distinct()).cache()
+    means, per_user = {}, {}
+    for name, model in configs.items():
+        lists = ranked_lists(score_config(candidates, name, model), k).cache()
+        means[name] = score_lists(lists, truth, k)
+        joined = truth.join(lists, "user_idx", "left").withColumn(
+            "recs", F.coalesce(F.col("recs"), F.array().cast("array<int>")))
+        per_user[name] = {r[0]: float(r[1]) for r in joined.select(
+            "user_idx", ndcg_at(F.col("recs"), F.col("truth"), k)).collect()}
+        lists.unpersist()
+    truth.unpersist()
+    return means, per_user
+
+
+def confidence_of_gain(challenger: dict[int, float], baseline: dict[int, float], samples: int = 2000,
+                       seed: int = 7) -> float:
+    """The share of bootstrap resamples of the users in which the challenger's mean NDCG beats the
+    baseline's (paired, over the same users): 0.97 means it wins in 97% of resamples."""
+    import numpy as np
+    users = sorted(baseline)
+    if not users:
+        return 0.0
+    gain = np.array([challenger.get(u, 0.0) - baseline[u] for u in users])
+    picks = np.random.default_rng(seed).integers(0, len(gain), size=(samples, len(gain)))
+    return float((gain[picks].mean(axis=1) > 0).mean())
 
 
 def params_dict(params: RankerParams) -> dict:

@@ -120,7 +120,10 @@ class AlertsConf:
 
 @dataclass(frozen=True)
 class EmbedConf:
-    engine: str = key("gensim", choices=("gensim", "spark"), help="Word2Vec implementation")
+    engine: str = key("auto", choices=("auto", "gensim", "spark"),
+                      help="Word2Vec implementation; auto: gensim up to `spark_above` plays, MLlib above")
+    spark_above: int = key(3_000_000, gt=0, help="`engine: auto` trains MLlib's distributed Word2Vec above this many "
+                                                 "plays (gensim streams every session through the driver)")
     vector_size: int = key(32, gt=0, help="Word2Vec vector size")
     window: int = key(5, gt=0, help="Word2Vec context window")
     min_count: int = key(3, gt=0, help="tracks with fewer plays are left out (and counted)")
@@ -219,8 +222,10 @@ class RankConf:
     subsample: float = key(0.8, gt=0, le=1, help="share of rows each of the ranker's trees sees")
     seed: int = key(7, help="the ranker's seed")
     workers: int = key(2, gt=0, help="XGBoost workers (Spark tasks) that train the ranker")
-    min_gain: float = key(0.0, ge=0, help="the ranker is served only if its validation NDCG beats the best other "
-                                          "configuration's by this share (0.02: 2%)")
+    min_gain: float = key(0.0, ge=0, help="a challenger (ranker, blend) replaces most_played only if its validation "
+                                          "NDCG is higher by this share (0.02: 2%)")
+    confidence: float = key(0.95, ge=0, le=1, help="... and only if it wins in this share of bootstrap resamples of the "
+                                                   "validation night's users (paired)")
     default_config: str = key("most_played", choices=("most_played", "blend"),
                               help="what a night serves before any configuration could be validated")
 
