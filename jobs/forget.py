@@ -148,8 +148,14 @@ def rewrite_als_models(spark: SparkSession, cfg: Config, doomed_idx: DataFrame) 
 
 
 def model_folders(spark: SparkSession, cfg: Config, root: str) -> list[str]:
-    """Every ALS run folder: those gold.models names and any other under <warehouse>/models/als."""
+    """Every ALS run folder: those gold.models names, any other under <warehouse>/models/als, and the
+    copies MLflow keeps as run artifacts under <warehouse>/_mlflow/artifacts."""
     folders = set()
+    tracked = join_path(cfg.warehouse, "_mlflow", "artifacts")
+    if "://" not in tracked and os.path.isdir(tracked):
+        for folder, dirs, _ in os.walk(tracked):
+            if "userFactors" in dirs:
+                folders.add(folder)
     if delta_io.exists(spark, cfg, GOLD_MODELS):
         folders |= {r["path"] for r in delta_io.read(spark, cfg, GOLD_MODELS).where("model = 'als'").collect()
                     if r["path"]}

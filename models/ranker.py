@@ -42,11 +42,12 @@ class RankerParams:
 
 
 def most_played_score() -> Column:
-    """The user's played tracks first, by plays (recent first among equals); unplayed ones by the blend
-    (whose scores stay far below the first tier)."""
+    """The user's most played tracks first (the history source's candidates), by plays, recent first
+    among equals; then the other candidates by the blend (whose scores stay far below the first tier).
+    A cold-start user has no history candidates: their list is the blend of the cold sources."""
     tier = (F.lit(1e6) + F.col("plays") * 100.0 + (99.0 - F.least(F.coalesce(F.col("days_since_last"), F.lit(99.0)),
                                                                    F.lit(99.0))))
-    return F.when(F.col("plays") > 0, tier).otherwise(F.col("blend"))
+    return F.when(F.col("history_rank").isNotNull(), tier).otherwise(F.col("blend"))
 
 
 def source_score(source: str) -> Column:
@@ -65,9 +66,11 @@ def score_config(candidates: DataFrame, config: str, model=None) -> DataFrame:
         scored = candidates.withColumn("score", F.col("blend"))
     elif config == "most_played":  # the user's own tracks come from their history
         scored = (candidates.withColumn("score", most_played_score())
-                  .withColumn("source", F.when(F.col("plays") > 0, F.lit("history")).otherwise(F.col("source"))))
+                  .withColumn("source", F.when(F.col("history_rank").isNotNull(), F.lit("history"))
+                              .otherwise(F.col("source"))))
     elif config in SOURCES:
-        scored = candidates.withColumn("score", source_score(config)).where(F.col("score").isNotNull())
+        scored = (candidates.withColumn("score", source_score(config)).where(F.col("score").isNotNull())
+                  .withColumn("source", F.lit(config)))
     else:
         raise ValueError(f"unknown configuration {config!r}: one of {', '.join(CONFIGS + SOURCES)}")
     return scored.select("user_idx", "track_idx", "source", "score")

@@ -213,6 +213,8 @@ def test_the_reconciliation_counts_what_was_committed_and_can_fail(spark, cfg, m
 
 
 def test_hostile_values_and_bytes_are_quarantined_with_a_reason_and_readable_everywhere(spark, cfg):
+    cfg = with_overrides(cfg, ["alerts.quarantine_rate=[0.5, 1.01]"])  # a file of mostly hostile lines, on purpose
+
     def lb(**fields):
         record = {"user_name": "lb", "listened_at": 1767261600,
                   "track_metadata": {"artist_name": "A", "track_name": "T", "additional_info": {}}}

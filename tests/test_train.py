@@ -124,6 +124,8 @@ def test_train_lstm_with_horovod_end_to_end(spark, modelled):
     cfg = with_overrides(modelled, ["train.embed_dim=16", "train.hidden=32", "train.epochs=2", "train.batch_size=128",
                                      "train.window=5", "train.sequence_files=4", "train.eval_examples=2000",
                                      "train.timeout_minutes=4"])
+    from jobs.core.records import write_metrics  # an evaluate row of the same date, which train must keep
+    write_metrics(spark, cfg, NIGHTS[-1], "evaluate", 10, {"most_played": {"ndcg": 0.5, "users": 3}})
     result = train.run(spark, cfg, NIGHTS[-1], "horovod")
     row = delta_io.read(spark, cfg, GOLD_MODELS).where("model = 'lstm'").collect()
     assert len(row) == 1 and row[0]["backend"] == "horovod" and row[0]["world_size"] == 2

@@ -6,7 +6,8 @@ Runs go to `tracking.uri`, by default a SQLite database under the warehouse
 maintenance mode), with artifacts under `<warehouse>/_mlflow/artifacts`; a team server is one
 config key away. One experiment (`tracking.experiment`); a run per model and run date, named by the
 model's version, tagged with the run date, the model, the gold.models path and the Delta version of
-every table it read (`input.<table>`). Tracking is bookkeeping: a failure is logged and never fails
+every table it read (`input.<table>`); a model saved in its own folder (ALS, the LSTM, the ranker)
+has its files logged as the artifact `model`. Tracking is bookkeeping: a failure is logged and never fails
 the stage.
 """
 from __future__ import annotations
@@ -40,6 +41,13 @@ def _flat(prefix: str, value, out: dict) -> None:
         out[prefix] = value
 
 
+def _is_model_folder(cfg: Config, path: str) -> bool:
+    """A saved model's own folder (under <warehouse>/models): its files are the artifact. A model that
+    is a table (embeddings, clusters, the lists) is logged by its path and Delta version instead."""
+    models = os.path.realpath(join_path(cfg.warehouse, "models"))
+    return os.path.commonpath([os.path.realpath(path), models]) == models
+
+
 def log_model(cfg: Config, day: dt.date, model: str, version: str, params: dict, metrics: dict, path: str,
               inputs: dict[str, int]) -> str | None:
     """Log one trained model; its MLflow run id, or None when tracking is off or failed."""
@@ -70,7 +78,7 @@ def log_model(cfg: Config, day: dt.date, model: str, version: str, params: dict,
                          params=[Param(k.replace("@", "_at_"), str(v)[:6000]) for k, v in flat_params.items()],
                          metrics=[Metric(k.replace("@", "_at_"), v, now_ms, 0) for k, v in numbers.items()],
                          tags=[RunTag(f"result.{k}", str(v)[:5000]) for k, v in texts.items()])
-        if path and "://" not in path and os.path.isdir(path):
+        if path and "://" not in path and os.path.isdir(path) and _is_model_folder(cfg, path):
             client.log_artifacts(run.info.run_id, path, "model")
         client.set_terminated(run.info.run_id)
         return run.info.run_id
