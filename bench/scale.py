@@ -7,7 +7,8 @@ For each number of events N of the ladder: `generate` N events over --days days 
 tracks), then the nightly stages through `backfill` (ingest and clean of every day; the model stages
 embed, cluster, als, rank and recommend for the last two days; the LSTM is left to
 bench/train_throughput.py). Per stage of the last day (ingest and clean summed over all days): wall
-time, rows/s, rows/s per core, shuffle bytes written (Spark's REST API) and the driver JVM's peak
+time, rows/s (rows: raw lines read for ingest, bronze rows for clean, every play up to the day for the
+model stages), rows/s per core, shuffle bytes written (Spark's REST API) and the driver JVM's peak
 heap (sampled every 0.2 s). Then, across the ladder, the slope of each stage's time against the
 events (log-log; 1.0 is linear) and the ratio of time per 10x events.
 
@@ -74,9 +75,14 @@ def shuffle_written(spark) -> int:
 def measured_stages(spark, cfg, stages, days, sampler) -> dict:
     """Run `stages` for each of `days` (nightly.run_stages); per stage: seconds, input rows, shuffle
     bytes and peak heap, summed (times, rows, bytes) or maxed (heap) over the days."""
+    from pyspark.sql import functions as F
+
     from jobs import nightly
+    from jobs.core import delta_io
+    from jobs.core.tables import SILVER_PLAYS
     out: dict[str, dict] = {}
     for day in days:
+        plays = None
         for stage in stages:
             before, clock = shuffle_written(spark), time.monotonic()
             sampler.peak()
@@ -84,6 +90,10 @@ def measured_stages(spark, cfg, stages, days, sampler) -> dict:
             nightly.run_stages(spark, cfg, day, (stage,), results=results)
             seconds = time.monotonic() - clock
             rows = nightly.work_rows(stage, results.get(stage, {})) if stage in results else 0
+            if stage in MODEL_STAGES:  # a model stage's work is the plays it reads: every play up to the day
+                if plays is None:
+                    plays = delta_io.read(spark, cfg, SILVER_PLAYS).where(F.col("play_date") <= F.lit(day)).count()
+                rows = plays
             entry = out.setdefault(stage, {"seconds": 0.0, "rows": 0, "shuffle_bytes": 0, "peak_heap": 0})
             entry["seconds"] += seconds
             entry["rows"] += rows
@@ -145,26 +155,27 @@ def compare_als(spark, cfg, day) -> dict:
 
 DUCKDB_PASS = r"""
 CREATE OR REPLACE TABLE lines AS
-SELECT 'lastfm-tsv' AS format, filename AS source_file, line FROM read_csv('{tsv}', columns={{'line': 'VARCHAR'}},
+SELECT 'lastfm-tsv' AS format, filename AS source_file, line FROM read_csv({tsv}, columns={{'line': 'VARCHAR'}},
   delim=chr(1), quote='', escape='', header=false, filename=true, auto_detect=false, strict_mode=false)
 UNION ALL
-SELECT 'listenbrainz-jsonl', filename, line FROM read_csv('{jsonl}', columns={{'line': 'VARCHAR'}}, delim=chr(1),
+SELECT 'listenbrainz-jsonl', filename, line FROM read_csv({jsonl}, columns={{'line': 'VARCHAR'}}, delim=chr(1),
   quote='', escape='', header=false, filename=true, auto_detect=false, strict_mode=false);
 CREATE OR REPLACE TABLE parsed AS
 WITH f AS (
-  SELECT *, string_split(line, chr(9)) AS t, CASE WHEN format = 'listenbrainz-jsonl' THEN json_valid(line) END AS ok
+  SELECT *, string_split(line, chr(9)) AS t, CASE WHEN format = 'listenbrainz-jsonl' THEN json_valid(line) END AS ok,
+    CASE WHEN format = 'listenbrainz-jsonl' AND json_valid(line) THEN line END AS j
   FROM lines)
 SELECT format, source_file, line,
   CASE WHEN format = 'lastfm-tsv' AND len(t) <> 6 THEN 'wrong_column_count'
        WHEN format = 'listenbrainz-jsonl' AND NOT ok THEN 'malformed_json' END AS parse_error,
-  trim(regexp_replace(CASE WHEN format = 'lastfm-tsv' THEN t[1] ELSE json_extract_string(line, '$.user_name') END,
+  trim(regexp_replace(CASE WHEN format = 'lastfm-tsv' THEN t[1] ELSE json_extract_string(j, '$.user_name') END,
        '\s+', ' ', 'g')) AS user_id,
   CASE WHEN format = 'lastfm-tsv' THEN try_strptime(trim(t[2]), '%Y-%m-%dT%H:%M:%SZ')
-       ELSE to_timestamp(try_cast(json_extract_string(line, '$.listened_at') AS BIGINT))::TIMESTAMP END AS ts,
-  CASE WHEN format = 'lastfm-tsv' THEN t[4] ELSE json_extract_string(line, '$.track_metadata.artist_name') END AS artist,
-  CASE WHEN format = 'lastfm-tsv' THEN t[6] ELSE json_extract_string(line, '$.track_metadata.track_name') END AS track,
+       ELSE to_timestamp(try_cast(json_extract_string(j, '$.listened_at') AS BIGINT))::TIMESTAMP END AS ts,
+  CASE WHEN format = 'lastfm-tsv' THEN t[4] ELSE json_extract_string(j, '$.track_metadata.artist_name') END AS artist,
+  CASE WHEN format = 'lastfm-tsv' THEN t[6] ELSE json_extract_string(j, '$.track_metadata.track_name') END AS track,
   lower(CASE WHEN format = 'lastfm-tsv' THEN t[5]
-             ELSE json_extract_string(line, '$.track_metadata.additional_info.recording_mbid') END) AS mbid
+             ELSE json_extract_string(j, '$.track_metadata.additional_info.recording_mbid') END) AS mbid
 FROM f;
 CREATE OR REPLACE TABLE classified AS
 SELECT *, coalesce(parse_error,
@@ -197,10 +208,13 @@ def compare_ingest_clean(cfg, stages: dict, days: int) -> dict:
     shutil.rmtree(out, ignore_errors=True)
     out.mkdir()
     raw = Path(cfg.raw_path)
+
+    def files(fmt: str) -> str:  # the data files setlist reads: hidden ones (.crc checksums) are not data
+        return repr(sorted(str(f) for f in (raw / fmt).glob("*/*") if not f.name.startswith((".", "_"))))
     con = duckdb.connect()
     con.execute("SET threads = 2")
     clock = time.monotonic()
-    con.execute(DUCKDB_PASS.format(tsv=f"{raw}/lastfm-tsv/*/*", jsonl=f"{raw}/listenbrainz-jsonl/*/*", out=out,
+    con.execute(DUCKDB_PASS.format(tsv=files("lastfm-tsv"), jsonl=files("listenbrainz-jsonl"), out=out,
                                    end=(FIRST + dt.timedelta(days=days)).isoformat()))
     duck_s = time.monotonic() - clock
     plays = con.execute(f"SELECT count(*) FROM '{out}/plays.parquet'").fetchone()[0]
@@ -284,6 +298,7 @@ def main() -> None:
     args = parser.parse_args()
     spark, base = session(["warehouse=/tmp/unused", "raw_path=/tmp/unused", "log_level=WARNING",
                            "spark.master=local[2]", "spark.conf.spark.ui.enabled=true",
+                           "spark.conf.spark.ui.retainedStages=1000000", "spark.conf.spark.ui.retainedJobs=1000000",
                            "spark.conf.spark.driver.memory=10g", "spark.conf.spark.sql.shuffle.partitions=8",
                            "lease.enabled=false", "tracking.enabled=false", "als.tune_minutes=0",
                            "generate.files_per_day=4", *args.set])

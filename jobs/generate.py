@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import datetime as dt
 import logging
+import os
 
 import pandas as pd
 from pyspark.sql import SparkSession
@@ -68,6 +69,7 @@ def run(spark: SparkSession, cfg: Config, end_date: dt.date | None = None) -> di
          .select("line", "date")
          .write.mode("overwrite").option("partitionOverwriteMode", "dynamic")
          .partitionBy("date").text(path))
+        drop_checksums(path)
         written = spark.read.text(path)
         if "date" in written.columns:  # absent when no user logs in this format
             counts = (written.where(F.col("date").between(start.isoformat(), end.isoformat()))
@@ -77,3 +79,15 @@ def run(spark: SparkSession, cfg: Config, end_date: dt.date | None = None) -> di
             summary[fmt] = {}
         log.info("generate: %s -> %s: %d lines", fmt, path, sum(summary[fmt].values()))
     return summary
+
+
+def drop_checksums(path: str) -> None:
+    """Remove the Hadoop checksum files (.<name>.crc) Spark's local writer leaves beside the generated
+    files: they are not raw data, and ingest would report every one as a skipped hidden file."""
+    if "://" in path and not path.startswith("file:"):
+        return
+    local = path.removeprefix("file://").removeprefix("file:")
+    for folder, _, names in os.walk(local):
+        for name in names:
+            if name.startswith(".") and name.endswith(".crc"):
+                os.remove(os.path.join(folder, name))
