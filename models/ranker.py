@@ -42,12 +42,11 @@ class RankerParams:
 
 
 def most_played_score() -> Column:
-    """The user's most played tracks first (the history source's candidates), by plays, recent first
-    among equals; then the other candidates by the blend (whose scores stay far below the first tier).
-    A cold-start user has no history candidates: their list is the blend of the cold sources."""
+    """The user's played tracks first (whichever source proposed them), by plays, recent first among
+    equals; then the unplayed candidates by the blend (whose scores stay far below the first tier)."""
     tier = (F.lit(1e6) + F.col("plays") * 100.0 + (99.0 - F.least(F.coalesce(F.col("days_since_last"), F.lit(99.0)),
                                                                    F.lit(99.0))))
-    return F.when(F.col("history_rank").isNotNull(), tier).otherwise(F.col("blend"))
+    return F.when(F.col("plays") > 0, tier).otherwise(F.col("blend"))
 
 
 def source_score(source: str) -> Column:
@@ -66,8 +65,7 @@ def score_config(candidates: DataFrame, config: str, model=None) -> DataFrame:
         scored = candidates.withColumn("score", F.col("blend"))
     elif config == "most_played":  # the user's own tracks come from their history
         scored = (candidates.withColumn("score", most_played_score())
-                  .withColumn("source", F.when(F.col("history_rank").isNotNull(), F.lit("history"))
-                              .otherwise(F.col("source"))))
+                  .withColumn("source", F.when(F.col("plays") > 0, F.lit("history")).otherwise(F.col("source"))))
     elif config in SOURCES:
         scored = (candidates.withColumn("score", source_score(config)).where(F.col("score").isNotNull())
                   .withColumn("source", F.lit(config)))

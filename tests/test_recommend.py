@@ -120,10 +120,15 @@ def test_the_publish_gate_keeps_a_bad_night_from_consumers_and_keeps_it_for_insp
     cfg, _ = three_nights
     day = NIGHTS[2]
     published = recs_of(spark, cfg, day)
-    strict = with_overrides(cfg, ["publish.max_changed_share=0.5"])
-    # a bad night: every list is the same few popular tracks (a served configuration gone wrong)
+    # a bad night: every list is the same few popular tracks (a served configuration gone wrong); its
+    # source mix moves from the previous night's to popularity only
+    before = delta_io.read(spark, cfg, GOLD_RECOMMENDATIONS).where(F.col("run_date") == F.lit(NIGHTS[1]))
+    counts = {r["source"]: r["count"] for r in before.groupBy("source").count().collect()}
+    shift = 1.0 - counts.get("popularity", 0) / sum(counts.values())
+    assert shift > 0.2
+    strict = with_overrides(cfg, [f"publish.max_source_shift={shift - 0.1:.3f}"])
     monkeypatch.setattr(recommend, "served_config", lambda spark_, cfg_, day_: ("popularity", None, "planted"))
-    with pytest.raises(PublishRefused, match="source mix moved by .* since the previous night"):
+    with pytest.raises(PublishRefused, match=f"source mix moved by {shift:.2f} .* since the previous night"):
         recommend.run(spark, strict, day)
     assert PublishRefused.exit_code == 5
     assert recs_of(spark, cfg, day) == published  # consumers still see what was published before

@@ -264,8 +264,8 @@ class RecommendConf:
 class PublishConf:
     max_changed_share: float = key(0.95, ge=0, le=1, help="the gate refuses a night where more users than this "
                                                            "share got a list with nothing in common with the previous")
-    max_source_shift: float = key(0.8, ge=0, le=1, help="the gate refuses a night whose source mix moved more than "
-                                                        "this (total variation distance) from the previous night's")
+    max_source_shift: float = key(0.95, ge=0, le=1, help="the gate refuses a night whose source mix moved more than "
+                                                         "this (total variation distance) from the previous night's")
 
 
 @dataclass(frozen=True)
