@@ -306,7 +306,9 @@ def main() -> None:
     import logging
     progress = Progress(logging.getLogger("setlist.bench"), "scale", total=len(args.events), unit="rungs")
     sampler = HeapSampler(spark)
-    cores = spark.sparkContext.defaultParallelism
+    master = spark.sparkContext.master  # local[N]: N cores; a cluster: the executors' task slots
+    cores = (int(master[6:-1]) if master.startswith("local[") and master[6:-1].isdigit()
+             else spark.sparkContext.defaultParallelism)
     ladder, report = [], {"cores": cores, "days": args.days}
     for events in args.events:
         workdir = Path(args.workdir) / str(events)
