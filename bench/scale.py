@@ -6,7 +6,8 @@
 For each number of events N of the ladder: `generate` N events over --days days (N/100 users, N/50
 tracks), then the nightly stages through `backfill` (ingest and clean of every day; the model stages
 embed, cluster, als, rank and recommend for the last two days; the LSTM is left to
-bench/train_throughput.py). Per stage of the last day (ingest and clean summed over all days): wall
+bench/train_throughput.py). Per stage (ingest and clean summed over all days, the model stages over
+the last two): wall
 time, rows/s (rows: raw lines read for ingest, bronze rows for clean, every play up to the day for the
 model stages), rows/s per core, shuffle bytes written (Spark's REST API) and the driver JVM's peak
 heap (sampled every 0.2 s). Then, across the ladder, the slope of each stage's time against the
