@@ -65,7 +65,8 @@ def score_config(candidates: DataFrame, config: str, model=None) -> DataFrame:
         scored = candidates.withColumn("score", F.col("blend"))
     elif config == "most_played":  # the user's own tracks come from their history
         scored = (candidates.withColumn("score", most_played_score())
-                  .withColumn("source", F.when(F.col("plays") > 0, F.lit("history")).otherwise(F.col("source"))))
+                  .withColumn("source", F.when(F.col("history_rank").isNotNull(), F.lit("history"))
+                              .otherwise(F.col("source"))))  # a cold user's played tracks keep their source
     elif config in SOURCES:
         scored = (candidates.withColumn("score", source_score(config)).where(F.col("score").isNotNull())
                   .withColumn("source", F.lit(config)))
