@@ -33,7 +33,7 @@ from jobs.core.tables import (GOLD_CANDIDATES, GOLD_METRICS, GOLD_RECOMMENDATION
                               GOLD_TRACK_EMBEDDINGS, SILVER_CLEAN_RUNS, SILVER_PLAYS, SILVER_TRACKS, SILVER_USERS)
 from models import ranker, report, storage
 from models.blend import SOURCES
-from models.scoring import beyond_accuracy, catalogue_of, ranked_lists, score_lists, truth_of
+from models.scoring import beyond_accuracy_named, catalogue_of, named_lists, ranked_lists, score_named, truth_of
 from udfs.metrics import RANKING_METRICS
 
 log = logging.getLogger("setlist.evaluate")
@@ -59,13 +59,13 @@ def run(spark: SparkSession, cfg: Config, day: dt.date) -> dict:
         catalogue = catalogue_of(before, delta_io.read(spark, cfg, SILVER_TRACKS), latest_embeddings(spark, cfg, night))
         cache(catalogue.info)
         log.info("evaluate %s: the lists of %s against the plays of %d test users", day, night, n_truth)
-        results: dict[str, dict[str, float]] = {}
-        for name, lists in all_lists(spark, cfg, night, candidates, k).items():
-            lists = cache(lists)
-            results[name] = score_lists(lists, truth, k) | beyond_accuracy(lists, catalogue, k)
-            cache.release(lists)
-            log.info("evaluate %s: %s ndcg@%d %.4f recall@%d %.4f", day, name, k, results[name]["ndcg"], k,
-                     results[name]["recall"])
+        every = all_lists(spark, cfg, night, candidates, k)
+        named = cache(named_lists(every))  # every list scored in the same few passes
+        accuracy = score_named(named, truth, k, names=list(every))
+        beyond = beyond_accuracy_named(named, catalogue, k, names=list(every))
+        results: dict[str, dict[str, float]] = {name: accuracy[name] | beyond[name] for name in every}
+        for name, values in results.items():
+            log.info("evaluate %s: %s ndcg@%d %.4f recall@%d %.4f", day, name, k, values["ndcg"], k, values["recall"])
     note = regression_note(results, k)
     if "REGRESSION" in note:
         log.warning("evaluate %s: %s", day, note)

@@ -13,7 +13,7 @@ from __future__ import annotations
 
 from typing import Mapping
 
-from pyspark.sql import DataFrame, Window
+from pyspark.sql import Column, DataFrame, Window
 from pyspark.sql import functions as F
 
 from models.sources import most_played
@@ -51,16 +51,29 @@ def blend(parts: list[DataFrame], weights: Mapping[str, float], cold: DataFrame 
     unknown = set(weights) - set(SOURCES)
     if unknown:
         raise ValueError(f"blend weights for unknown source(s) {sorted(unknown)}; sources are {', '.join(SOURCES)}")
-    table = F.create_map(*[x for s in SOURCES for x in (F.lit(s), F.lit(float(weights.get(s, 0.0))))])
     candidates = parts[0]
     for part in parts[1:]:
         candidates = candidates.unionByName(part)
     if cold is not None:
         candidates = candidates.join(cold.withColumn("_cold", F.lit(True)), "user_idx", "left")
         candidates = candidates.where(F.col("_cold").isNull() | F.col("source").isin(*COLD_SOURCES)).drop("_cold")
-    weighted = candidates.withColumn("w", table[F.col("source")] * F.col("signal"))
-    return (weighted.groupBy("user_idx", "track_idx")
-            .agg(F.sum("w").alias("score"), F.max_by("source", F.struct("w", "source")).alias("source")))
+    weighted = candidates.withColumn("w", weighted_signal(weights))
+    return weighted.groupBy("user_idx", "track_idx").agg(*blend_aggregates("w"))
+
+
+def weighted_signal(weights: Mapping[str, float]) -> Column:
+    """A proposal's weight x signal: its contribution to the blended score."""
+    unknown = set(weights) - set(SOURCES)
+    if unknown:
+        raise ValueError(f"blend weights for unknown source(s) {sorted(unknown)}; sources are {', '.join(SOURCES)}")
+    table = F.create_map(*[x for s in SOURCES for x in (F.lit(s), F.lit(float(weights.get(s, 0.0))))])
+    return table[F.col("source")] * F.col("signal")
+
+
+def blend_aggregates(w: str) -> tuple[Column, Column]:
+    """Per candidate, over its proposals' contributions `w`: the blended score and the source that
+    contributed most (ties: the greater source name)."""
+    return F.sum(w).alias("score"), F.max_by("source", F.struct(w, "source")).alias("source")
 
 
 def apply_feedback(blended: DataFrame, disliked: DataFrame, liked: DataFrame, skipped: DataFrame,

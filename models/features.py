@@ -22,7 +22,7 @@ from typing import Mapping
 from pyspark.sql import DataFrame, Window
 from pyspark.sql import functions as F
 
-from models.blend import SOURCES, blend
+from models.blend import COLD_SOURCES, SOURCES, blend_aggregates, weighted_signal
 
 SOURCE_FEATURES = tuple(f"{s}_{x}" for s in SOURCES for x in ("signal", "rank"))
 HISTORY_FEATURES = ("plays", "plays_1d", "plays_7d", "days_since_last", "days_since_first", "active_days", "share",
@@ -32,8 +32,9 @@ TRACK_FEATURES = ("track_plays", "track_users", "track_plays_7d")
 FEATURES = SOURCE_FEATURES + HISTORY_FEATURES + USER_FEATURES + TRACK_FEATURES + ("blend",)
 
 
-def _history(plays: DataFrame, day: dt.date) -> DataFrame:
-    """(user_idx, track_idx, history features) for every pair played up to `day`."""
+def _history(plays: DataFrame, day: dt.date) -> tuple[DataFrame, DataFrame]:
+    """((user_idx, track_idx, history features) for every pair played up to `day`,
+    (user_idx, user features) for every user who played)."""
     week = F.lit(day - dt.timedelta(days=7))
     latest = Window.partitionBy("user_idx").orderBy(F.desc("ts"), F.desc("session_position"))
     last_session = (plays.withColumn("_r", F.row_number().over(latest)).where("_r = 1")
@@ -51,7 +52,9 @@ def _history(plays: DataFrame, day: dt.date) -> DataFrame:
         F.count("*").alias("user_plays"), F.countDistinct("track_idx").alias("user_tracks"),
         F.countDistinct("play_date").alias("user_active_days"),
         F.datediff(F.lit(day), F.max("play_date")).alias("user_days_since_last"))
-    return pairs.join(users, "user_idx").withColumn("share", F.col("plays") / F.col("user_plays"))
+    shares = (pairs.join(users.select("user_idx", "user_plays"), "user_idx")
+              .withColumn("share", F.col("plays") / F.col("user_plays")).drop("user_plays"))
+    return shares, users
 
 
 def _tracks(plays: DataFrame, day: dt.date) -> DataFrame:
@@ -71,13 +74,21 @@ def candidate_features(parts: list[DataFrame], plays: DataFrame, day: dt.date, w
     proposals = parts[0]
     for part in parts[1:]:
         proposals = proposals.unionByName(part)
-    wide = (proposals.groupBy("user_idx", "track_idx").pivot("source", list(SOURCES))
-            .agg(F.first("signal").alias("signal"), F.first("rank").cast("double").alias("rank")))
-    linear = blend(parts, weights, cold).withColumnRenamed("score", "blend")
-    history = _history(plays, day)
-    users = history.select("user_idx", *USER_FEATURES).distinct()
-    out = (wide.join(linear, ["user_idx", "track_idx"])
-           .join(history.drop(*USER_FEATURES), ["user_idx", "track_idx"], "left")
+    # One aggregation per candidate gives both the per-source columns and the linear blend (models.blend).
+    # A cold user's blend counts the cold sources only; a candidate with nothing to blend is dropped.
+    kept = F.lit(True)
+    if cold is not None:
+        proposals = proposals.join(cold.withColumn("_cold", F.lit(True)), "user_idx", "left")
+        kept = F.col("_cold").isNull() | F.col("source").isin(*COLD_SOURCES)
+    proposals = proposals.withColumn("_w", F.when(kept, weighted_signal(weights))).withColumn("_kept", kept)
+    score, main = blend_aggregates("_w")
+    per_source = [F.first(F.when(F.col("source") == s, F.col(x)), ignorenulls=True).alias(f"{s}_{x}")
+                  for s in SOURCES for x in ("signal", "rank")]
+    wide = (proposals.groupBy("user_idx", "track_idx")
+            .agg(*per_source, score.alias("blend"), main, F.max(F.col("_kept").cast("int")).alias("_kept"))
+            .where("_kept = 1").drop("_kept"))
+    history, users = _history(plays, day)
+    out = (wide.join(history, ["user_idx", "track_idx"], "left")
            .join(users, "user_idx", "left")
            .join(_tracks(plays, day), "track_idx", "left"))
     zero_when_unplayed = ("plays", "plays_1d", "plays_7d", "active_days", "share", "in_last_session",

@@ -19,7 +19,7 @@ from pyspark.sql import functions as F
 
 from models.blend import SOURCES
 from models.features import FEATURES
-from models.scoring import ranked_lists, score_lists, truth_of
+from models.scoring import named_lists, per_row_metrics, ranked_lists, score_named, truth_of
 from udfs.metrics import ndcg_at
 
 CONFIGS = ("ranker", "blend", "most_played")
@@ -119,15 +119,15 @@ def evaluate_configs(candidates: DataFrame, plays_next: DataFrame, k: int, confi
     next (plays_next: user_idx, track_idx), full-catalogue metrics over the users who played: (mean
     metrics per configuration, NDCG per configuration and user). configs: {name: model or None}."""
     truth = truth_of(plays_next, candidates.select("user_idx").distinct()).cache()
-    means, per_user = {}, {}
-    for name, model in configs.items():
-        lists = ranked_lists(score_config(candidates, name, model), k).cache()
-        means[name] = score_lists(lists, truth, k)
-        joined = truth.join(lists, "user_idx", "left").withColumn(
-            "recs", F.coalesce(F.col("recs"), F.array().cast("array<int>")))
-        per_user[name] = {r[0]: float(r[1]) for r in joined.select(
-            "user_idx", ndcg_at(F.col("recs"), F.col("truth"), k)).collect()}
-        lists.unpersist()
+    names = list(configs)
+    lists = named_lists({name: ranked_lists(score_config(candidates, name, model), k)
+                         for name, model in configs.items()}).cache()
+    means = score_named(lists, truth, k, names=names)
+    per_user: dict[str, dict[int, float]] = {name: {} for name in names}
+    for r in per_row_metrics(lists, truth, k, names=names).select(
+            "list", "user_idx", ndcg_at(F.col("recs"), F.col("truth"), k)).collect():
+        per_user[r[0]][r[1]] = float(r[2])
+    lists.unpersist()
     truth.unpersist()
     return means, per_user
 

@@ -41,11 +41,42 @@ def ranked_lists(scored: DataFrame, k: int, key: str = "user_idx") -> DataFrame:
 def score_lists(recs: DataFrame, truth: DataFrame, k: int, key: str = "user_idx") -> dict[str, float]:
     """Mean of every ranking metric at k over the rows of `truth` (a row without a list scores 0).
     Rows are users (key user_idx), or single next-track examples (any key)."""
-    joined = truth.join(recs, key, "left").withColumn(
-        "recs", F.coalesce(F.col("recs"), F.array().cast("array<int>")))
+    return score_named({"": recs}, truth, k, key)[""]
+
+
+def named_lists(lists: dict[str, DataFrame], key: str = "user_idx") -> DataFrame:
+    """Several (key, recs) frames as one (list, key, recs) frame, so that one pass scores them all."""
+    frames = [frame.select(F.lit(name).alias("list"), key, "recs") for name, frame in lists.items()]
+    out = frames[0]
+    for frame in frames[1:]:
+        out = out.unionByName(frame)
+    return out
+
+
+def per_row_metrics(lists: dict[str, DataFrame] | DataFrame, truth: DataFrame, k: int, key: str = "user_idx",
+                    names: list[str] | None = None) -> DataFrame:
+    """(list, key, truth, recs) for every row of `truth` and every list (an empty list where the list
+    has no row for it). `lists`: {name: (key, recs)} or an already named (list, key, recs) frame
+    with its `names`."""
+    named = named_lists(lists, key) if isinstance(lists, dict) else lists
+    names = list(lists) if isinstance(lists, dict) else names
+    every = truth.sparkSession.createDataFrame([(n,) for n in names], "list string")
+    return (truth.crossJoin(F.broadcast(every)).join(named, ["list", key], "left")
+            .withColumn("recs", F.coalesce(F.col("recs"), F.array().cast("array<int>"))))
+
+
+def score_named(lists: dict[str, DataFrame] | DataFrame, truth: DataFrame, k: int, key: str = "user_idx",
+                names: list[str] | None = None) -> dict[str, dict[str, float]]:
+    """score_lists for several lists in one pass: {name: metrics}."""
+    joined = per_row_metrics(lists, truth, k, key, names)
     aggs = [F.avg(fn(F.col("recs"), F.col("truth"), k)).alias(name) for name, fn in METRIC_COLUMNS.items()]
-    row = joined.agg(*aggs, F.count("*").alias("users")).first()
-    return {name: float(row[name] or 0.0) for name in METRIC_COLUMNS} | {"users": int(row["users"])}
+    rows = {r["list"]: r for r in joined.groupBy("list").agg(*aggs, F.count("*").alias("users")).collect()}
+    out = {}
+    for name in (list(lists) if isinstance(lists, dict) else names):
+        row = rows.get(name)
+        out[name] = {m: float((row[m] if row else 0.0) or 0.0) for m in METRIC_COLUMNS} | {
+            "users": int(row["users"]) if row else 0}
+    return out
 
 
 @dataclass(frozen=True)
@@ -68,25 +99,41 @@ def catalogue_of(train: DataFrame, tracks: DataFrame, embeddings: DataFrame) -> 
 def beyond_accuracy(lists: DataFrame, catalogue: Catalogue, k: int) -> dict[str, float]:
     """Coverage, artist diversity, embedding diversity and novelty of ranked lists (user_idx, recs):
     novelty is the mean self-information of a list's tracks (0 for a track never played in training)."""
-    exploded = lists.select("user_idx", F.posexplode(F.slice("recs", 1, k)).alias("pos", "track_idx"))
+    return beyond_accuracy_named({"": lists}, catalogue, k)[""]
+
+
+def beyond_accuracy_named(lists: dict[str, DataFrame] | DataFrame, catalogue: Catalogue, k: int,
+                          names: list[str] | None = None) -> dict[str, dict[str, float]]:
+    """beyond_accuracy for several lists in three passes: {name: metrics}."""
+    named = named_lists(lists) if isinstance(lists, dict) else lists
+    names = list(lists) if isinstance(lists, dict) else names
+    exploded = named.select("list", "user_idx", F.posexplode(F.slice("recs", 1, k)).alias("pos", "track_idx"))
     per_user = (exploded.join(catalogue.info, "track_idx", "left").join(catalogue.artists, "track_idx", "left")
-                .groupBy("user_idx")
+                .groupBy("list", "user_idx")
                 .agg((F.countDistinct("artist_name") / F.count("*")).alias("d"),
                      F.avg(F.coalesce(F.col("info"), F.lit(0.0))).alias("n")))
-    means = per_user.agg(F.avg("d").alias("d"), F.avg("n").alias("n")).first()
-    covered = exploded.agg(F.countDistinct("track_idx")).first()[0]
+    means = {r["list"]: r for r in per_user.groupBy("list").agg(F.avg("d").alias("d"), F.avg("n").alias("n"))
+             .collect()}
+    covered = {r["list"]: r[1] for r in exploded.groupBy("list").agg(F.countDistinct("track_idx")).collect()}
     vectors = exploded.join(catalogue.vectors, "track_idx")
     a, b = vectors.alias("a"), vectors.alias("b")
-    pairs = a.join(b, (F.col("a.user_idx") == F.col("b.user_idx")) & (F.col("a.pos") < F.col("b.pos")))
+    pairs = a.join(b, (F.col("a.list") == F.col("b.list")) & (F.col("a.user_idx") == F.col("b.user_idx"))
+                   & (F.col("a.pos") < F.col("b.pos")))
     dot = F.aggregate(F.zip_with("a.vector", "b.vector", lambda x, y: x * y), F.lit(0.0), lambda s, v: s + v)
     norm_a = F.sqrt(F.aggregate(F.transform("a.vector", lambda x: x * x), F.lit(0.0), lambda s, v: s + v))
     norm_b = F.sqrt(F.aggregate(F.transform("b.vector", lambda x: x * x), F.lit(0.0), lambda s, v: s + v))
-    distance = (pairs.select(F.col("a.user_idx").alias("user_idx"),
+    distance = {r["list"]: r[1] for r in
+                pairs.select(F.col("a.list").alias("list"), F.col("a.user_idx").alias("user_idx"),
                              (1.0 - dot / F.greatest(norm_a * norm_b, F.lit(1e-12))).alias("dist"))
-                .groupBy("user_idx").agg(F.avg("dist").alias("d")).agg(F.avg("d")).first()[0])
-    return {
-        "coverage": covered / catalogue.size if catalogue.size else 0.0,
-        "diversity_artists": float(means["d"] or 0.0),
-        "diversity_embedding": float(distance or 0.0),
-        "novelty": float(means["n"] or 0.0),
-    }
+                .groupBy("list", "user_idx").agg(F.avg("dist").alias("d")).groupBy("list").agg(F.avg("d"))
+                .collect()}
+    out = {}
+    for name in names:
+        mean = means.get(name)
+        out[name] = {
+            "coverage": (covered.get(name) or 0) / catalogue.size if catalogue.size else 0.0,
+            "diversity_artists": float((mean["d"] if mean else 0.0) or 0.0),
+            "diversity_embedding": float(distance.get(name) or 0.0),
+            "novelty": float((mean["n"] if mean else 0.0) or 0.0),
+        }
+    return out
