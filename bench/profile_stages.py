@@ -2,10 +2,10 @@
 planning, Delta log reads and commits, Python).
 
     .venv/bin/python bench/profile_stages.py [--events 20000] [--days 2] [--workdir /tmp/setlist-profile]
-                                             [--stages ingest clean embed cluster als rank recommend]
+                                             [--model-days 1] [--stages ingest clean ...]
 
 Generates --events events over --days days, runs ingest and clean for every day and the model stages
-for the last day with Spark's event log on, then reads the event log and prints per stage: wall
+for the last --model-days days with Spark's event log on, then reads the event log and prints per stage: wall
 seconds, Spark jobs, seconds inside jobs (their union in time), seconds outside any job, and the
 call sites with the most jobs. Fixed per-stage cost shows as many jobs and much time outside jobs on
 small data.
@@ -32,7 +32,8 @@ def main() -> None:
     ap.add_argument("--days", type=int, default=2)
     ap.add_argument("--workdir", default="/tmp/setlist-profile")
     ap.add_argument("--stages", nargs="+", default=["ingest", "clean", "embed", "cluster", "als", "rank",
-                                                     "recommend"])
+                                                     "recommend", "evaluate"])
+    ap.add_argument("--model-days", type=int, default=1, help="the model stages run on the last N days")
     ap.add_argument("--set", nargs="*", default=[])
     args = ap.parse_args()
     work = Path(args.workdir)
@@ -49,7 +50,7 @@ def main() -> None:
     windows = []  # (stage, day, start ms, end ms)
     for day in dates:
         for stage in args.stages:
-            if stage not in ("ingest", "clean") and day != dates[-1]:
+            if stage not in ("ingest", "clean") and day not in dates[-args.model_days:]:
                 continue
             start = time.time() * 1000
             nightly.run_stages(spark, cfg, day, (stage,), results={})

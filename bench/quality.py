@@ -129,6 +129,16 @@ def held_out_truth(spark, cfg, args, test_day: dt.date):
     return played.groupBy("user_idx").agg(F.array_sort(F.collect_set("track_idx")).alias("truth"))
 
 
+def ratio(value: float, base: float) -> str:
+    """value / base as "1.23x"; "above 0" where most played scored 0 (e.g. MovieLens: nobody rates a
+    film twice, so a user's own most played films are never played again)."""
+    if base != base:
+        return "n/a"
+    if not base:
+        return "above 0" if value > 0 else "0 = 0"
+    return f"{value / base:.2f}x"
+
+
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--dataset", choices=("lfm1b", "generated", "movielens"), required=True)
@@ -230,7 +240,7 @@ def print_report(report: dict) -> None:
     print(f"{'lists':<28}{'ndcg@' + str(k):>10}{'recall@' + str(k):>12}{'hit@' + str(k):>10}{'vs most_played':>16}")
     for name, values in results.items():
         print(f"{name:<28}{values['ndcg']:>10.4f}{values['recall']:>12.4f}{values['hit_rate']:>10.4f}"
-              f"{values['ndcg'] / base if base == base and base else float('nan'):>15.2f}x")
+              f"{ratio(values['ndcg'], base):>16}")
     print("\nseconds per stage (gold.runs): the last night, and the median over the nights it ran")
     for stage, v in report["stage_seconds"].items():
         print(f"  {stage:<10} last night {v['last_night']!s:>7}  median {v['median']:>7} over {v['nights']} night(s)")
