@@ -30,18 +30,31 @@ def vocabulary_of(saved: dict) -> Vocabulary:
     return Vocabulary.identity(int(saved["params"]["vocab"]))
 
 
-def top_tracks(net: NextTrackLSTM, vocabulary: Vocabulary, windows: np.ndarray, n: int
-               ) -> tuple[np.ndarray, np.ndarray]:
+SCORE_CHUNK_BYTES = 128 * 2**20
+
+
+def top_tracks(net: NextTrackLSTM, vocabulary: Vocabulary, windows: np.ndarray, n: int,
+               chunk_bytes: int = SCORE_CHUNK_BYTES) -> tuple[np.ndarray, np.ndarray]:
     """(track_idx [rows, n'], probabilities [rows, n']) of the n most probable next known tracks
-    after each window of track_idx values (padding and the shared token are never proposed)."""
+    after each window of track_idx values (padding and the shared token are never proposed).
+    Windows are scored a chunk at a time, so that a chunk's logits and probabilities (8 bytes per
+    window and token) stay within chunk_bytes: a batch of 10,000 windows over a 60,000-token
+    vocabulary would otherwise hold about 5 GB in each Python worker."""
     tokens = torch.as_tensor(vocabulary.tokens(windows), dtype=torch.long)
-    with torch.no_grad():
-        probabilities = torch.softmax(net(tokens), dim=1)
-    probabilities[:, 0] = -1.0
-    probabilities[:, vocabulary.shared] = -1.0
     width = min(n, len(vocabulary.tracks))
-    values, indices = torch.topk(probabilities, width, dim=1)
-    return vocabulary.track_of(indices.numpy()), values.numpy()
+    step = max(1, chunk_bytes // (8 * vocabulary.size))
+    tracks, values = [], []
+    with torch.no_grad():
+        for lo in range(0, len(tokens), step):
+            probabilities = torch.softmax(net(tokens[lo:lo + step]), dim=1)
+            probabilities[:, 0] = -1.0
+            probabilities[:, vocabulary.shared] = -1.0
+            top, indices = torch.topk(probabilities, width, dim=1)
+            tracks.append(vocabulary.track_of(indices.numpy()))
+            values.append(top.numpy())
+    if not tracks:
+        return np.zeros((0, width), np.int64), np.zeros((0, width), np.float32)
+    return np.concatenate(tracks), np.concatenate(values)
 
 
 def save(saved: dict, folder: str) -> str:

@@ -169,6 +169,42 @@ def test_lstm_scores_on_executors_match_the_model_through_its_vocabulary(spark):
         assert all(t in vocabulary.tracks for _, t in by_user[u])
 
 
+SCORING_CHILD = """
+import resource, sys
+import numpy as np, torch
+sys.path.insert(0, sys.argv[1])
+from models.lstm import LstmParams, NextTrackLSTM, Vocabulary
+from models.serving import top_tracks
+torch.manual_seed(0)
+vocabulary = Vocabulary(np.arange(1, 60_001))
+net = NextTrackLSTM(LstmParams(vocab=vocabulary.size, embed_dim=8, hidden=8, layers=1, dropout=0.0)).eval()
+windows = np.random.default_rng(0).integers(1, 70_000, size=(10_000, 5))
+before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+tracks, values = top_tracks(net, vocabulary, windows, 20)
+probabilities = torch.softmax(net(torch.as_tensor(vocabulary.tokens(windows[:3]))), dim=1)
+probabilities[:, 0] = probabilities[:, vocabulary.shared] = -1.0
+best = vocabulary.track_of(torch.topk(probabilities, 20, dim=1).indices.numpy())
+print(tracks.shape[0], tracks.shape[1], int((tracks[:3] == best).all()),
+      (resource.getrusage(resource.RUSAGE_SELF).ru_maxrss - before) // 1024)
+"""
+
+
+def test_lstm_scoring_of_a_large_vocabulary_stays_within_bounded_memory():
+    """What an executor's Python worker does for recommend's LSTM source: one Arrow batch of 10,000
+    users' windows over a 60,000-track vocabulary, scored in a child process whose peak memory is
+    measured. Scored whole, the logits and probabilities alone would take 4.8 GB."""
+    import subprocess
+    import sys
+
+    from conftest import ROOT
+    out = subprocess.run([sys.executable, "-c", SCORING_CHILD, str(ROOT)], capture_output=True, text=True,
+                         timeout=300)
+    assert out.returncode == 0, out.stderr[-2000:]
+    rows, width, same, grown_mib = map(int, out.stdout.split())
+    assert (rows, width, same) == (10_000, 20, 1)  # every window scored, the same top tracks as scored alone
+    assert grown_mib < 1024, f"scoring grew the worker by {grown_mib} MiB"
+
+
 def test_a_long_tail_catalogue_gets_a_capped_vocabulary_and_the_sampled_softmax(spark, base_cfg, tmp_path):
     """150,000 tracks of which 1,000 are played more than once: the vocabulary keeps those 1,000 (the
     rest share one token), examples whose target is rare are dropped, and `loss: auto` samples the
