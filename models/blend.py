@@ -46,19 +46,23 @@ def history_scores(plays: DataFrame, users: DataFrame, n: int) -> DataFrame:
     return source_scores(most_played(plays, users, n), n, "history", scale="log")
 
 
+def weighed(parts: list[DataFrame], weights: Mapping[str, float], cold: DataFrame | None = None) -> DataFrame:
+    """Every source's proposals (the union of `parts`) with `w`, the proposal's weight x signal, and
+    `kept`: false, and w null, for a warm source's proposal to a cold user, which the blend leaves out."""
+    proposals = parts[0]
+    for part in parts[1:]:
+        proposals = proposals.unionByName(part)
+    kept = F.lit(True)
+    if cold is not None:
+        proposals = proposals.join(cold.withColumn("_cold", F.lit(True)), "user_idx", "left")
+        kept = F.col("_cold").isNull() | F.col("source").isin(*COLD_SOURCES)
+    return (proposals.withColumn("w", F.when(kept, weighted_signal(weights))).withColumn("kept", kept)
+            .drop("_cold"))
+
+
 def blend(parts: list[DataFrame], weights: Mapping[str, float], cold: DataFrame | None = None) -> DataFrame:
     """(user_idx, track_idx, score, source) summed over sources; cold users keep cold sources only."""
-    unknown = set(weights) - set(SOURCES)
-    if unknown:
-        raise ValueError(f"blend weights for unknown source(s) {sorted(unknown)}; sources are {', '.join(SOURCES)}")
-    candidates = parts[0]
-    for part in parts[1:]:
-        candidates = candidates.unionByName(part)
-    if cold is not None:
-        candidates = candidates.join(cold.withColumn("_cold", F.lit(True)), "user_idx", "left")
-        candidates = candidates.where(F.col("_cold").isNull() | F.col("source").isin(*COLD_SOURCES)).drop("_cold")
-    weighted = candidates.withColumn("w", weighted_signal(weights))
-    return weighted.groupBy("user_idx", "track_idx").agg(*blend_aggregates("w"))
+    return weighed(parts, weights, cold).where("kept").groupBy("user_idx", "track_idx").agg(*blend_aggregates())
 
 
 def weighted_signal(weights: Mapping[str, float]) -> Column:
@@ -70,10 +74,11 @@ def weighted_signal(weights: Mapping[str, float]) -> Column:
     return table[F.col("source")] * F.col("signal")
 
 
-def blend_aggregates(w: str) -> tuple[Column, Column]:
-    """Per candidate, over its proposals' contributions `w`: the blended score and the source that
-    contributed most (ties: the greater source name)."""
-    return F.sum(w).alias("score"), F.max_by("source", F.struct(w, "source")).alias("source")
+def blend_aggregates() -> tuple[Column, Column]:
+    """Per candidate, over its weighed proposals (`weighed`; a null w is left out): the blended score
+    and the source that contributed most (ties: the greater source name)."""
+    return (F.sum("w").alias("score"),
+            F.max_by("source", F.when(F.col("w").isNotNull(), F.struct("w", "source"))).alias("source"))
 
 
 def apply_feedback(blended: DataFrame, disliked: DataFrame, liked: DataFrame, skipped: DataFrame,

@@ -22,7 +22,7 @@ from typing import Mapping
 from pyspark.sql import DataFrame, Window
 from pyspark.sql import functions as F
 
-from models.blend import COLD_SOURCES, SOURCES, blend_aggregates, weighted_signal
+from models.blend import SOURCES, blend_aggregates, weighed
 
 SOURCE_FEATURES = tuple(f"{s}_{x}" for s in SOURCES for x in ("signal", "rank"))
 HISTORY_FEATURES = ("plays", "plays_1d", "plays_7d", "days_since_last", "days_since_first", "active_days", "share",
@@ -71,21 +71,14 @@ def candidate_features(parts: list[DataFrame], plays: DataFrame, day: dt.date, w
     parts: each source's (user_idx, track_idx, source, signal, rank) (models.blend.source_scores);
     plays: the plays behind the candidates, up to `day`; `source` is the linear blend's main
     source of the candidate (the one that contributed most to its blended score)."""
-    proposals = parts[0]
-    for part in parts[1:]:
-        proposals = proposals.unionByName(part)
     # One aggregation per candidate gives both the per-source columns and the linear blend (models.blend).
     # A cold user's blend counts the cold sources only; a candidate with nothing to blend is dropped.
-    kept = F.lit(True)
-    if cold is not None:
-        proposals = proposals.join(cold.withColumn("_cold", F.lit(True)), "user_idx", "left")
-        kept = F.col("_cold").isNull() | F.col("source").isin(*COLD_SOURCES)
-    proposals = proposals.withColumn("_w", F.when(kept, weighted_signal(weights))).withColumn("_kept", kept)
-    score, main = blend_aggregates("_w")
+    proposals = weighed(parts, weights, cold)
+    score, main = blend_aggregates()
     per_source = [F.first(F.when(F.col("source") == s, F.col(x)), ignorenulls=True).alias(f"{s}_{x}")
                   for s in SOURCES for x in ("signal", "rank")]
     wide = (proposals.groupBy("user_idx", "track_idx")
-            .agg(*per_source, score.alias("blend"), main, F.max(F.col("_kept").cast("int")).alias("_kept"))
+            .agg(*per_source, score.alias("blend"), main, F.max(F.col("kept").cast("int")).alias("_kept"))
             .where("_kept = 1").drop("_kept"))
     history, users = _history(plays, day)
     out = (wide.join(history, ["user_idx", "track_idx"], "left")
