@@ -124,7 +124,7 @@ def evaluate_configs(candidates: DataFrame, plays_next: DataFrame, k: int, confi
                          for name, model in configs.items()}).cache()
     means = score_named(lists, truth, k, names=names)
     per_user: dict[str, dict[int, float]] = {name: {} for name in names}
-    for r in per_row_metrics(lists, truth, k, names=names).select(
+    for r in per_row_metrics(lists, truth, names=names).select(
             "list", "user_idx", ndcg_at(F.col("recs"), F.col("truth"), k)).collect():
         per_user[r[0]][r[1]] = float(r[2])
     lists.unpersist()

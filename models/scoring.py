@@ -53,13 +53,21 @@ def named_lists(lists: dict[str, DataFrame], key: str = "user_idx") -> DataFrame
     return out
 
 
-def per_row_metrics(lists: dict[str, DataFrame] | DataFrame, truth: DataFrame, k: int, key: str = "user_idx",
+def _named(lists: dict[str, DataFrame] | DataFrame, key: str, names: list[str] | None
+           ) -> tuple[DataFrame, list[str]]:
+    """(the (list, key, recs) frame, the list names) of {name: (key, recs)}, or of an already named
+    frame and its `names`."""
+    if isinstance(lists, dict):
+        return named_lists(lists, key), list(lists)
+    return lists, list(names or [])
+
+
+def per_row_metrics(lists: dict[str, DataFrame] | DataFrame, truth: DataFrame, key: str = "user_idx",
                     names: list[str] | None = None) -> DataFrame:
     """(list, key, truth, recs) for every row of `truth` and every list (an empty list where the list
     has no row for it). `lists`: {name: (key, recs)} or an already named (list, key, recs) frame
     with its `names`."""
-    named = named_lists(lists, key) if isinstance(lists, dict) else lists
-    names = list(lists) if isinstance(lists, dict) else names
+    named, names = _named(lists, key, names)
     every = truth.sparkSession.createDataFrame([(n,) for n in names], "list string")
     return (truth.crossJoin(F.broadcast(every)).join(named, ["list", key], "left")
             .withColumn("recs", F.coalesce(F.col("recs"), F.array().cast("array<int>"))))
@@ -68,11 +76,12 @@ def per_row_metrics(lists: dict[str, DataFrame] | DataFrame, truth: DataFrame, k
 def score_named(lists: dict[str, DataFrame] | DataFrame, truth: DataFrame, k: int, key: str = "user_idx",
                 names: list[str] | None = None) -> dict[str, dict[str, float]]:
     """score_lists for several lists in one pass: {name: metrics}."""
-    joined = per_row_metrics(lists, truth, k, key, names)
+    named, names = _named(lists, key, names)
+    joined = per_row_metrics(named, truth, key, names)
     aggs = [F.avg(fn(F.col("recs"), F.col("truth"), k)).alias(name) for name, fn in METRIC_COLUMNS.items()]
     rows = {r["list"]: r for r in joined.groupBy("list").agg(*aggs, F.count("*").alias("users")).collect()}
     out = {}
-    for name in (list(lists) if isinstance(lists, dict) else names):
+    for name in names:
         row = rows.get(name)
         out[name] = {m: float((row[m] if row else 0.0) or 0.0) for m in METRIC_COLUMNS} | {
             "users": int(row["users"]) if row else 0}
@@ -105,8 +114,7 @@ def beyond_accuracy(lists: DataFrame, catalogue: Catalogue, k: int) -> dict[str,
 def beyond_accuracy_named(lists: dict[str, DataFrame] | DataFrame, catalogue: Catalogue, k: int,
                           names: list[str] | None = None) -> dict[str, dict[str, float]]:
     """beyond_accuracy for several lists in three passes: {name: metrics}."""
-    named = named_lists(lists) if isinstance(lists, dict) else lists
-    names = list(lists) if isinstance(lists, dict) else names
+    named, names = _named(lists, "user_idx", names)
     exploded = named.select("list", "user_idx", F.posexplode(F.slice("recs", 1, k)).alias("pos", "track_idx"))
     per_user = (exploded.join(catalogue.info, "track_idx", "left").join(catalogue.artists, "track_idx", "left")
                 .groupBy("list", "user_idx")
