@@ -74,3 +74,13 @@ def test_new_ids_continue_after_the_largest_and_never_renumber(spark):
     first = new_ids(keys, spark.createDataFrame([], "key string, idx int"), "key", "idx")
     assert_df_equality(first, spark.createDataFrame([("a", 1), ("c", 2), ("z", 3)], "key string, idx int"),
                        ignore_row_order=True, ignore_nullable=True)
+
+
+def test_new_ids_number_a_large_night_in_parallel_exactly_as_a_small_one_in_one_task(spark):
+    existing = spark.createDataFrame([(f"k{i:04d}", i + 1) for i in range(0, 600, 3)], "key string, idx int")
+    keys = spark.createDataFrame([(f"k{i:04d}",) for i in reversed(range(600))], "key string")
+    one_task = {r.key: r.idx for r in new_ids(keys, existing, "key", "idx").collect()}
+    parallel = new_ids(keys, existing, "key", "idx", partitions=4, one_task_below=0)
+    assert {r.key: r.idx for r in parallel.collect()} == one_task
+    assert sorted(one_task.values()) == list(range(599, 599 + 400))  # after the largest id given, 598
+    assert [one_task[k] for k in sorted(one_task)] == sorted(one_task.values())  # in key order
