@@ -30,6 +30,7 @@ class Word2VecParams:
     epochs: int
     learning_rate: float
     seed: int
+    spark_partitions: int = 0
 
     @classmethod
     def of(cls, conf) -> "Word2VecParams":
@@ -79,8 +80,12 @@ def train_word2vec(spark: SparkSession, plays: DataFrame, engine: str, p: Word2V
     stored copy at `scratch` (a folder or URI), one partition at a time, once per pass."""
     sessions = sentences(plays)
     if engine == "spark":
+        # MLlib trains one task per partition and averages the vectors after every epoch; its default
+        # of one partition would train the whole corpus in one task, whatever the cluster.
+        partitions = p.spark_partitions or spark.sparkContext.defaultParallelism
         w2v = Word2Vec(vectorSize=p.vector_size, minCount=p.min_count, windowSize=p.window, maxIter=p.epochs,
-                       stepSize=p.learning_rate, seed=p.seed, inputCol="tokens", outputCol="v")
+                       stepSize=p.learning_rate, seed=p.seed, numPartitions=partitions, inputCol="tokens",
+                       outputCol="v")
         vectors = w2v.fit(sessions).getVectors()
         return vectors.select(F.col("word").cast("int").alias("track_idx"),
                               vector_to_array("vector", "float32").alias("vector"))

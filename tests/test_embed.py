@@ -33,6 +33,11 @@ def test_embed_gensim_covers_every_track_above_min_count_and_rerun_replaces(spar
 def test_embeddings_put_a_track_near_its_session_neighbours(spark, modelled):
     cfg = modelled
     emb = rows_for(spark, cfg, GOLD_TRACK_EMBEDDINGS).select("track_idx", "vector").toPandas()
+    assert session_neighbours_are_closer(spark, cfg, emb) > 0.1
+
+
+def session_neighbours_are_closer(spark, cfg, emb) -> float:
+    """Mean cosine of consecutive tracks of a session minus that of random pairs of tracks."""
     matrix = np.stack(emb["vector"].to_numpy())
     matrix /= np.linalg.norm(matrix, axis=1, keepdims=True)
     pos = {t: i for i, t in enumerate(emb["track_idx"])}
@@ -43,16 +48,29 @@ def test_embeddings_put_a_track_near_its_session_neighbours(spark, modelled):
     consecutive = np.mean([matrix[a] @ matrix[b] for a, b in pairs])
     rng = np.random.default_rng(0)
     random_pairs = rng.integers(0, len(matrix), size=(2000, 2))
-    assert consecutive > np.mean([matrix[a] @ matrix[b] for a, b in random_pairs]) + 0.1
+    return consecutive - np.mean([matrix[a] @ matrix[b] for a, b in random_pairs])
 
 
-def test_embed_spark_engine_gives_the_same_vocabulary(spark, modelled, tmp_path):
+def test_embed_spark_engine_trains_in_parallel_with_the_same_vocabulary_and_geometry(spark, modelled, tmp_path):
     cfg = with_overrides(modelled, ["embed.engine=spark"])
     plays = plays_within(delta_io.read(spark, cfg, SILVER_PLAYS), D, 0)
+    w2v_partitions = []
+    spark.sparkContext.setJobGroup("w2v", "spark engine")
     vectors = train_word2vec(spark, plays, cfg.embed.engine, Word2VecParams.of(cfg.embed), str(tmp_path / "scratch"))
     gensim_tracks = {r[0] for r in rows_for(spark, cfg, GOLD_TRACK_EMBEDDINGS).select("track_idx").collect()}
+    tracker = spark.sparkContext.statusTracker()
+    for job in tracker.getJobIdsForGroup("w2v"):
+        for stage in tracker.getJobInfo(job).stageIds:
+            info = tracker.getStageInfo(stage)
+            if info is not None and "Word2Vec.scala" in info.name and "mapPartitions" in info.name:
+                w2v_partitions.append(info.numTasks)
+    spark.sparkContext.setJobGroup("", "")
+    # every epoch trains one task per partition (Spark's default parallelism, 2 here), not MLlib's single one
+    assert w2v_partitions and set(w2v_partitions) == {spark.sparkContext.defaultParallelism}
     assert {r[0] for r in vectors.select("track_idx").collect()} == gensim_tracks
     assert vectors.where(F.size("vector") != cfg.embed.vector_size).count() == 0
+    emb = vectors.toPandas()
+    assert session_neighbours_are_closer(spark, cfg, emb) > 0.1
 
 
 def test_neighbours_of_a_large_catalogue_are_exact_and_computed_in_bounded_memory():

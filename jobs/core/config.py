@@ -124,6 +124,9 @@ class EmbedConf:
                       help="Word2Vec implementation; auto: gensim up to `spark_above` plays, MLlib above")
     spark_above: int = key(3_000_000, gt=0, help="`engine: auto` trains MLlib's distributed Word2Vec above this many "
                                                  "plays (gensim streams every session through the driver)")
+    spark_partitions: int = key(0, ge=0, help="MLlib Word2Vec's partitions, trained in parallel and averaged after "
+                                              "every epoch (0: Spark's default parallelism; MLlib's own default, 1, "
+                                              "trains in one task)")
     vector_size: int = key(32, gt=0, help="Word2Vec vector size")
     window: int = key(5, gt=0, help="Word2Vec context window")
     min_count: int = key(3, gt=0, help="tracks with fewer plays are left out (and counted)")
