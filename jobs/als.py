@@ -29,7 +29,7 @@ from jobs.core.errors import NotEnoughHistory
 from jobs.core.frames import CacheScope
 from jobs.core.paths import location, new_artifact
 from jobs.core.records import input_versions, latest_model, record_model
-from jobs.core.tables import GOLD_ALS_ITEM_FACTORS, GOLD_ALS_USER_FACTORS, SILVER_PLAYS
+from jobs.core.tables import GOLD_ALS_ITEM_FACTORS, GOLD_ALS_USER_FACTORS, PLAY_EVENTS, SILVER_PLAYS
 from models.als import AlsParams, AlsSettings, grid, validate
 from udfs.dates import plays_within
 
@@ -45,7 +45,7 @@ def run(spark: SparkSession, cfg: Config, day: dt.date) -> dict:
                       first=last, seed=conf.seed)
     reuse = searched_on is not None and (day - searched_on).days < conf.tune_every_days
     with CacheScope() as cache:
-        plays = cache(plays_within(delta_io.read(spark, cfg, SILVER_PLAYS), day, conf.history_days))
+        plays = cache(plays_within(delta_io.read(spark, cfg, SILVER_PLAYS), day, conf.history_days).select(*PLAY_EVENTS))
         if reuse:  # the search runs every als.tune_every_days nights; in between the last choice is retrained
             log.info("als %s: reusing the parameters searched on %s (als.tune_every_days=%d): %s", day, searched_on,
                      conf.tune_every_days, last)

@@ -2,7 +2,7 @@
 
 Candidates per user, each source's top recommend.candidates_per_source (models.sources):
 - history: the user's own most played tracks (people replay what they love);
-- als: the latest ALS model trained on or before D (recommendForUserSubset: blocked scoring);
+- als: the latest ALS model trained on or before D (its factors multiplied in chunks on the executors);
 - lstm: the latest LSTM's next tracks after the user's latest session (scored on the executors);
 - item2vec: neighbours of the user's recent tracks in the latest embeddings;
 - segment: the most played tracks of the user's taste segment;
@@ -38,7 +38,7 @@ from jobs.core.config import Config
 from jobs.core.errors import InputError, PublishRefused
 from jobs.core.frames import CacheScope
 from jobs.core.tables import (GOLD_CANDIDATES, GOLD_RECOMMENDATIONS, GOLD_STAGED_RECOMMENDATIONS, GOLD_TRACK_EMBEDDINGS,
-                              GOLD_USER_SEGMENTS, SILVER_FEEDBACK, SILVER_PLAYS, SILVER_TRACKS, SILVER_USERS)
+                              GOLD_USER_SEGMENTS, PLAY_EVENTS, SILVER_FEEDBACK, SILVER_PLAYS, SILVER_TRACKS, SILVER_USERS)
 from models import gate, ranker, serving, sources
 from models.als import top_scored
 from models.blend import apply_feedback, history_scores, source_scores
@@ -52,7 +52,8 @@ log = logging.getLogger("setlist.recommend")
 def run(spark: SparkSession, cfg: Config, day: dt.date) -> dict:
     conf = cfg.recommend
     with CacheScope() as cache:
-        plays = cache(delta_io.read(spark, cfg, SILVER_PLAYS).where(F.col("play_date") <= F.lit(day)))
+        plays = cache(delta_io.read(spark, cfg, SILVER_PLAYS).where(F.col("play_date") <= F.lit(day))
+                      .select(*PLAY_EVENTS))
         users = delta_io.read(spark, cfg, SILVER_USERS).where(F.col("first_seen_date") <= F.lit(day))
         everyone = users.select("user_idx")
         play_counts = everyone.join(plays.groupBy("user_idx").agg(F.count("*").alias("n")), "user_idx", "left")
@@ -67,7 +68,9 @@ def run(spark: SparkSession, cfg: Config, day: dt.date) -> dict:
         log.info("recommend %s: %d users (%d cold start), sources %s", day, n_users, cold.count(), used)
         features = candidate_features(parts, window, day, conf.weights(), cold).withColumn("run_date", F.lit(day))
         delta_io.replace_date(features, cfg, GOLD_CANDIDATES, "run_date", day)
-        stored = cache(delta_io.read(spark, cfg, GOLD_CANDIDATES).where(F.col("run_date") == F.lit(day)))
+        # read back, not cached: scoring needs a few of its columns, which Parquet reads faster than
+        # Spark builds an in-memory copy of all of them (measured at 1M events)
+        stored = delta_io.read(spark, cfg, GOLD_CANDIDATES).where(F.col("run_date") == F.lit(day))
         config, model, chosen = served_config(spark, cfg, day)
         log.info("recommend %s: ordering %d candidates by %s (%s)", day, stored.count(), config, chosen)
         blended = ranker.score_config(stored, config, model)
@@ -75,7 +78,7 @@ def run(spark: SparkSession, cfg: Config, day: dt.date) -> dict:
             lately = plays.where(F.col("play_date") > F.lit(day - dt.timedelta(days=conf.exclude_played_days)))
             blended = blended.join(lately.select("user_idx", "track_idx").distinct(), ["user_idx", "track_idx"],
                                    "left_anti")
-        blended = with_feedback(spark, cfg, day, blended, users)
+        blended = cache(with_feedback(spark, cfg, day, blended, users))  # four columns, used twice below
         tracks = delta_io.read(spark, cfg, SILVER_TRACKS).select("track_idx", "track_id", "artist_name", "track_name")
         picked = diversify(blended.join(tracks, "track_idx"), conf.k, conf.max_per_artist, conf.mmr_lambda)
         out = (picked.join(tracks, "track_idx").join(users.select("user_idx", "user_id"), "user_idx")

@@ -110,8 +110,9 @@ NEIGHBOUR_CHUNK_BYTES = 128 * 2**20
 
 
 def top_neighbours(queries: np.ndarray, matrix: np.ndarray, n: int, exclude_self: np.ndarray | None = None,
-                   chunk_bytes: int = NEIGHBOUR_CHUNK_BYTES) -> tuple[np.ndarray, np.ndarray]:
-    """Indices into `matrix` rows and cosine similarities of each query's n nearest rows.
+                   chunk_bytes: int = NEIGHBOUR_CHUNK_BYTES, cosine: bool = True) -> tuple[np.ndarray, np.ndarray]:
+    """Indices into `matrix` rows and cosine similarities (cosine=False: dot products) of each
+    query's n nearest rows.
 
     exclude_self: for each query, the row index of the query itself in `matrix` (or -1).
     Memory: similarities are computed for a chunk of queries at a time, so that a chunk's
@@ -119,8 +120,9 @@ def top_neighbours(queries: np.ndarray, matrix: np.ndarray, n: int, exclude_self
     batch of 10,000 queries against a 60,000-track catalogue would otherwise hold about 7 GB (the
     scale bench's 3M rung was killed by the OS for it).
     """
-    q = normalise_rows(queries.astype(np.float32))
-    m = normalise_rows(matrix.astype(np.float32))
+    q, m = queries.astype(np.float32), matrix.astype(np.float32)
+    if cosine:
+        q, m = normalise_rows(q), normalise_rows(m)
     n = max(0, min(n, m.shape[0] - (1 if exclude_self is not None else 0)))
     indices = np.zeros((len(q), n), np.int64)
     similarities = np.zeros((len(q), n), np.float32)

@@ -22,7 +22,7 @@ from typing import Mapping
 from pyspark.sql import DataFrame, Window
 from pyspark.sql import functions as F
 
-from models.blend import SOURCES, blend_aggregates, weighed
+from models.blend import SOURCES, blend_columns, contributions, weighed
 
 SOURCE_FEATURES = tuple(f"{s}_{x}" for s in SOURCES for x in ("signal", "rank"))
 HISTORY_FEATURES = ("plays", "plays_1d", "plays_7d", "days_since_last", "days_since_first", "active_days", "share",
@@ -74,12 +74,15 @@ def candidate_features(parts: list[DataFrame], plays: DataFrame, day: dt.date, w
     # One aggregation per candidate gives both the per-source columns and the linear blend (models.blend).
     # A cold user's blend counts the cold sources only; a candidate with nothing to blend is dropped.
     proposals = weighed(parts, weights, cold)
-    score, main = blend_aggregates()
-    per_source = [F.first(F.when(F.col("source") == s, F.col(x)), ignorenulls=True).alias(f"{s}_{x}")
+    # Numeric aggregates only (a hash aggregation; see models.blend.contributions).
+    per_source = [F.max(F.when(F.col("source") == s, F.col(x))).alias(f"{s}_{x}")
                   for s in SOURCES for x in ("signal", "rank")]
+    score, main = blend_columns()
     wide = (proposals.groupBy("user_idx", "track_idx")
-            .agg(*per_source, score.alias("blend"), main, F.max(F.col("kept").cast("int")).alias("_kept"))
-            .where("_kept = 1").drop("_kept"))
+            .agg(*per_source, *contributions(), F.max(F.col("kept").cast("int")).alias("_kept"))
+            .where("_kept = 1")
+            .select("user_idx", "track_idx", *[f"{s}_{x}" for s in SOURCES for x in ("signal", "rank")],
+                    score.alias("blend"), main))
     history, users = _history(plays, day)
     out = (wide.join(history, ["user_idx", "track_idx"], "left")
            .join(users, "user_idx", "left")

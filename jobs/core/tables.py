@@ -104,6 +104,9 @@ SILVER_PLAYS = Table(
             ("session_position_positive", "session_position >= 1")),
 )
 
+# The columns of silver.plays the model stages use: what they cache (the names and file lineage stay on disk).
+PLAY_EVENTS = ("user_idx", "track_idx", "ts", "play_date", "session_id", "session_position")
+
 SILVER_USERS = Table(
     "silver", "users",
     _schema(("user_id", S), ("user_idx", I), ("first_seen_date", D)),
