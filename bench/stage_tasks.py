@@ -3,8 +3,9 @@ busy the cores were, and the Spark stages with the most task time (with their op
 
     .venv/bin/python bench/stage_tasks.py WAREHOUSE DATE [--stage recommend] [--top 8] [--set key=value ...]
 
-Runs the stage through the nightly's own stage runner (jobs.nightly.run_stages) with Spark's event log
-on, then reads the event log back. A warehouse to run it on comes from, for example,
+Runs the stage through the nightly's own stage runner (jobs.nightly.run_stages, forced: a stage
+already committed for DATE runs again) with Spark's event log on, then reads the event log back. A
+warehouse to run it on comes from, for example,
 `bench/profile_stages.py --events 3000000 --days 2 --model-days 1 --stages ingest clean embed cluster
 als --workdir /tmp/rec3m --set als.tune_minutes=0` (its warehouse: /tmp/rec3m/warehouse). The stage
 writes into the warehouse: copy it first to compare two versions of the code on the same data.
@@ -73,7 +74,7 @@ def main() -> None:
     from jobs import nightly
     cores = spark.sparkContext.defaultParallelism
     start = time.monotonic()
-    nightly.run_stages(spark, cfg, args.date, (args.stage,), results={})
+    nightly.run_stages(spark, cfg, args.date, (args.stage,), force=True, results={})
     wall = time.monotonic() - start
     app = spark.sparkContext.applicationId
     spark.stop()
