@@ -45,7 +45,8 @@ def run(spark: SparkSession, cfg: Config, day: dt.date) -> dict:
                       first=last, seed=conf.seed)
     reuse = searched_on is not None and (day - searched_on).days < conf.tune_every_days
     with CacheScope() as cache:
-        plays = cache(plays_within(delta_io.read(spark, cfg, SILVER_PLAYS), day, conf.history_days).select(*PLAY_EVENTS))
+        plays = cache(plays_within(delta_io.read(spark, cfg, SILVER_PLAYS), day, conf.history_days)
+                      .select(*PLAY_EVENTS))
         if reuse:  # the search runs every als.tune_every_days nights; in between the last choice is retrained
             log.info("als %s: reusing the parameters searched on %s (als.tune_every_days=%d): %s", day, searched_on,
                      conf.tune_every_days, last)

@@ -38,7 +38,8 @@ from jobs.core.config import Config
 from jobs.core.errors import InputError, PublishRefused
 from jobs.core.frames import CacheScope
 from jobs.core.tables import (GOLD_CANDIDATES, GOLD_RECOMMENDATIONS, GOLD_STAGED_RECOMMENDATIONS, GOLD_TRACK_EMBEDDINGS,
-                              GOLD_USER_SEGMENTS, PLAY_EVENTS, SILVER_FEEDBACK, SILVER_PLAYS, SILVER_TRACKS, SILVER_USERS)
+                              GOLD_USER_SEGMENTS, PLAY_EVENTS, SILVER_FEEDBACK, SILVER_PLAYS, SILVER_TRACKS,
+                              SILVER_USERS)
 from models import gate, ranker, serving, sources
 from models.als import top_scored
 from models.blend import apply_feedback, history_scores, source_scores
