@@ -11,12 +11,11 @@ import random
 import time
 
 import numpy as np
-import pandas as pd
 from pyspark.ml.recommendation import ALS, ALSModel
 from pyspark.sql import DataFrame
 from pyspark.sql import functions as F
 
-from models.embeddings import top_neighbours
+from models.embeddings import broadcast_top_n
 from models.scoring import ranked_lists, score_lists, temporal_split, truth_of
 
 log = logging.getLogger("setlist.als")
@@ -64,7 +63,7 @@ def top_scored(model: ALSModel, users: DataFrame, n: int) -> DataFrame:
     """(user_idx, track_idx, score): each user's n best tracks with their predicted preference (the
     dot product of the factors, as MLlib's recommendForUserSubset scores them). The item factors are
     broadcast once; each task multiplies a chunk of its users' factors by them (one BLAS product
-    per chunk, models.embeddings.top_neighbours) and keeps the top n with a partial sort. MLlib's
+    per chunk, models.embeddings.broadcast_top_n) and keeps the top n with a partial sort. MLlib's
     blocked scoring feeds every (user, track) score through a bounded priority queue per user,
     which the scale bench measured as recommend's largest cost (111 of 439 task seconds at 3M events)."""
     spark = users.sparkSession
@@ -72,21 +71,10 @@ def top_scored(model: ALSModel, users: DataFrame, n: int) -> DataFrame:
     keys = items["id"].to_numpy(dtype=np.int64)
     matrix = (np.stack(items["features"].to_numpy()).astype(np.float32) if len(items)
               else np.zeros((0, model.rank), np.float32))
-    shared = spark.sparkContext.broadcast((keys, matrix))
-
-    def best(batches):
-        keys_, matrix_ = shared.value
-        for block in batches:
-            if block.empty:
-                continue
-            idx, scores = top_neighbours(np.stack(block["features"].to_numpy()), matrix_, n, cosine=False)
-            yield pd.DataFrame({"user_idx": np.repeat(block["id"].to_numpy(dtype=np.int32), idx.shape[1]),
-                                "track_idx": keys_[idx.ravel()].astype(np.int32),
-                                "score": scores.ravel().astype(np.float64)})
-
     wanted = users.select(F.col("user_idx").alias("id")).distinct()
     factors = model.userFactors.join(wanted, "id").repartition(spark.sparkContext.defaultParallelism)
-    return factors.mapInPandas(best, "user_idx int, track_idx int, score double")
+    return broadcast_top_n(spark, factors, "id", "features", keys, matrix, n, ("user_idx", "track_idx", "score"),
+                           cosine=False)
 
 
 def top_n(model: ALSModel, users: DataFrame, n: int) -> DataFrame:

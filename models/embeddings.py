@@ -109,6 +109,30 @@ def normalise_rows(matrix: np.ndarray) -> np.ndarray:
 NEIGHBOUR_CHUNK_BYTES = 128 * 2**20
 
 
+def broadcast_top_n(spark, queries, key: str, vector: str, keys: np.ndarray, matrix: np.ndarray, n: int,
+                    names: tuple[str, str, str], cosine: bool = True, exclude_self: bool = False):
+    """(names[0], names[1], names[2]) = (the query's `key`, a row's key in `keys`, cosine similarity
+    or dot product) for each query row's n best rows of `matrix`, best first. The matrix is broadcast
+    once; each task scores its own blocks of queries against it, a chunk at a time (top_neighbours).
+    exclude_self: a query whose key is in `keys` never gets its own row."""
+    shared = spark.sparkContext.broadcast((keys, matrix))
+
+    def best(batches):
+        keys_, matrix_ = shared.value
+        position = {int(k): i for i, k in enumerate(keys_)} if exclude_self else None
+        for block in batches:
+            if block.empty:
+                continue
+            selves = np.array([position.get(int(k), -1) for k in block[key]]) if exclude_self else None
+            idx, scores = top_neighbours(np.stack(block[vector].to_numpy()), matrix_, n, exclude_self=selves,
+                                         cosine=cosine)
+            yield pd.DataFrame({names[0]: np.repeat(block[key].to_numpy(dtype=np.int32), idx.shape[1]),
+                                names[1]: keys_[idx.ravel()].astype(np.int32),
+                                names[2]: scores.ravel().astype(np.float64)})
+
+    return queries.select(key, vector).mapInPandas(best, f"{names[0]} int, {names[1]} int, {names[2]} double")
+
+
 def top_neighbours(queries: np.ndarray, matrix: np.ndarray, n: int, exclude_self: np.ndarray | None = None,
                    chunk_bytes: int = NEIGHBOUR_CHUNK_BYTES, cosine: bool = True) -> tuple[np.ndarray, np.ndarray]:
     """Indices into `matrix` rows and cosine similarities (cosine=False: dot products) of each

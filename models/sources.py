@@ -3,11 +3,10 @@ score) rows. evaluate ranks every one of them the same way; recommend blends the
 from __future__ import annotations
 
 import numpy as np
-import pandas as pd
 from pyspark.sql import DataFrame, SparkSession, Window
 from pyspark.sql import functions as F
 
-from models.embeddings import top_neighbours
+from models.embeddings import broadcast_top_n
 
 
 def track_popularity(plays: DataFrame) -> DataFrame:
@@ -49,25 +48,8 @@ def neighbour_table(spark: SparkSession, embeddings: DataFrame, n: int) -> DataF
     local = embeddings.select("track_idx", "vector").toPandas()
     keys = local["track_idx"].to_numpy(dtype=np.int64)
     matrix = np.stack(local["vector"].to_numpy()).astype(np.float32) if len(local) else np.zeros((0, 1), np.float32)
-    shared = spark.sparkContext.broadcast((keys, matrix))
-
-    def neighbours(batches):
-        keys_, matrix_ = shared.value
-        position = {int(k): i for i, k in enumerate(keys_)}
-        for block in batches:
-            if block.empty:
-                continue
-            queries = np.stack(block["vector"].to_numpy()).astype(np.float32)
-            selves = np.array([position.get(int(t), -1) for t in block["track_idx"]])
-            idx, sims = top_neighbours(queries, matrix_, n, exclude_self=selves)
-            yield pd.DataFrame({
-                "track_idx": np.repeat(block["track_idx"].to_numpy(dtype=np.int32), idx.shape[1]),
-                "neighbour_idx": keys_[idx.ravel()].astype(np.int32),
-                "similarity": sims.ravel().astype(np.float64),
-            })
-
-    return embeddings.select("track_idx", "vector").mapInPandas(
-        neighbours, "track_idx int, neighbour_idx int, similarity double")
+    return broadcast_top_n(spark, embeddings, "track_idx", "vector", keys, matrix, n,
+                           ("track_idx", "neighbour_idx", "similarity"), exclude_self=True)
 
 
 def item2vec(neighbours: DataFrame, recent: DataFrame) -> DataFrame:
