@@ -212,8 +212,7 @@ def purge(spark: SparkSession, cfg: Config) -> list[str]:
         if not delta_io.exists(spark, cfg, table):
             continue
         ref = delta_io.table_ref(cfg, table)
-        properties = spark.sql(f"DESCRIBE DETAIL {ref}").select("properties").first()["properties"] or {}
-        if properties.get("delta.enableDeletionVectors") == "true":
+        if delta_io.properties(spark, cfg, table).get("delta.enableDeletionVectors") == "true":
             spark.sql(f"REORG TABLE {ref} APPLY (PURGE)")
         delta_io.vacuum(spark, cfg, table, conf.retain_hours, "full")
         done.append(table.full_name)

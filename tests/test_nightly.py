@@ -32,6 +32,11 @@ def test_stage_runs_are_recorded_with_cadence_and_waiting_models(spark, nights):
     assert runs[(NIGHTS[0], "recommend")] == "succeeded"
     assert runs[(NIGHTS[1], "train")] == "succeeded"
     assert runs[(NIGHTS[1], "rank")] == "succeeded"              # one labelled night: blend or most played
+    # upkeep's cadence counts from the warehouse's first night: nothing to compact on a new warehouse
+    assert runs[(NIGHTS[0], "maintain")] == runs[(NIGHTS[1], "maintain")] == "reused"
+    upkeep = delta_io.read(spark, cfg, GOLD_RUNS).where((F.col("stage") == "maintain")
+                                                        & (F.col("run_date") == F.lit(NIGHTS[1]))).first()
+    assert json.loads(upkeep["rows"]) == {"next_due": "2026-01-08"}  # nightly.maintain_every_days = 7
     rank_row = delta_io.read(spark, cfg, GOLD_RUNS).where((F.col("stage") == "rank")
                                                           & (F.col("run_date") == F.lit(NIGHTS[1]))).first()
     recorded = json.loads(rank_row["rows"])
@@ -127,7 +132,9 @@ def test_a_forced_nightly_reruns_every_stage_and_reproduces_the_date(spark, nigh
     assert set(runs) == set(earlier) == set(nightly.STAGES)
     last_finish = max(r["finished_at"] for r in earlier.values())
     assert all(r["started_at"] > last_finish for r in runs.values())
-    assert {s: r["status"] for s, r in runs.items()} == {s: r["status"] for s, r in earlier.items()}
+    # the same outcomes, except upkeep: not due on the first night, run when forced
+    assert {s: r["status"] for s, r in runs.items()} == {s: r["status"] for s, r in earlier.items()} | {
+        "maintain": "succeeded"}
     assert delta_io.read(spark, cfg, SILVER_PLAYS).where(F.col("play_date") == F.lit(day)).count() == plays_before
     assert recs_of(spark, cfg, day) == before
 

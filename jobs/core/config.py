@@ -277,7 +277,7 @@ class NightlyConf:
     cluster_every_days: int = key(1, gt=0, help="recluster every N days")
     als_every_days: int = key(1, gt=0, help="retrain ALS every N days")
     train_every_days: int = key(7, gt=0, help="retrain the LSTM every N days")
-    maintain_every_days: int = key(7, gt=0, help="run table upkeep (maintain) every N days")
+    maintain_every_days: int = key(7, gt=0, help="table upkeep (maintain) every N days from the first night")
 
 
 @dataclass(frozen=True)
