@@ -73,6 +73,14 @@ CASES = [  # (format, raw line, expected reason or None)
     ("listenbrainz-jsonl", lb(user_name=123, listened_at=1767348000, track_metadata=meta()), Q.WRONG_FIELD_TYPE),
     ("listenbrainz-jsonl", lb(user_name={"id": 7}, listened_at=1767348000, track_metadata=meta()),
      Q.WRONG_FIELD_TYPE),
+    ("listenbrainz-jsonl", lb(user_name=True, listened_at=1767348000, track_metadata=meta()), Q.WRONG_FIELD_TYPE),
+    ("listenbrainz-jsonl", lb(user_name="lb", listened_at=1767348000, track_metadata=5), Q.WRONG_FIELD_TYPE),
+    ("listenbrainz-jsonl", lb(user_name="lb", listened_at=1767348000, track_metadata=meta(artist=["Deep Dish"])),
+     Q.WRONG_FIELD_TYPE),
+    ("listenbrainz-jsonl", lb(user_name="lb", listened_at=[1767348000], track_metadata=meta()), Q.WRONG_FIELD_TYPE),
+    ("listenbrainz-jsonl", lb(user_name="lb", listened_at=1767348000.5, track_metadata=meta()),
+     Q.UNPARSABLE_TIMESTAMP),
+    ("listenbrainz-jsonl", lb(user_name="lb", listened_at="1767348000", track_metadata=meta(artist=None)), None),
     ("lastfm-tsv", tsv("user_1", "2026-01-02T10:00:00Z", "", "Caf\ufffd", MBID, "Milkshake"), Q.INVALID_ENCODING),
 ]
 

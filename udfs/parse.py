@@ -70,9 +70,10 @@ def logged_user(raw: Column, fmt: Column) -> Column:
     return user(F.when(fmt == LASTFM_TSV, tsv).otherwise(json))
 
 
-def json_object(raw: Column) -> Column:
-    """True when the line is one JSON object (not an array, a scalar or a broken text)."""
-    return F.try_parse_json(raw).isNotNull() & F.ltrim(raw).startswith("{")
+def json_object(raw: Column, variant: Column) -> Column:
+    """True when the line is one JSON object (not an array, a scalar or a broken text); `variant` is
+    the line's try_parse_json."""
+    return variant.isNotNull() & F.ltrim(raw).startswith("{")
 
 
 def unix_seconds(ts_raw: Column) -> Column:
@@ -82,16 +83,14 @@ def unix_seconds(ts_raw: Column) -> Column:
     return F.when(seconds.between(MIN_SECONDS, MAX_SECONDS), F.timestamp_seconds(seconds))
 
 
-def wrong_types(raw: Column, fields: dict[str, tuple[str, ...]]) -> Column:
-    """True when a JSON field present (and not null) has a type outside its allowed ones."""
-    record = F.try_parse_json(raw)
+def wrong_types(variant: Column, fields: dict[str, tuple[str, ...]]) -> Column:
+    """True when a JSON field present (and not null) has a type outside its allowed ones; `variant`
+    is the line's try_parse_json. Each field's type (schema_of_variant: STRING, BIGINT,
+    DECIMAL(3,1), OBJECT<...>) is read once and compared by its leading name."""
     bad = F.lit(False)
     for path, allowed in fields.items():
-        kind = F.schema_of_variant(F.try_variant_get(record, path, "variant"))
-        ok = kind.isNull() | (kind == "VOID") | F.lit(False)
-        for name in allowed:
-            ok = ok | kind.startswith(name)
-        bad = bad | ~ok
+        kind = F.regexp_extract(F.schema_of_variant(F.try_variant_get(variant, path, "variant")), "^[A-Z_]+", 0)
+        bad = bad | ~F.coalesce(kind, F.lit("VOID")).isin("VOID", *allowed)
     return bad
 
 
@@ -105,8 +104,8 @@ def _track_fields(meta: Column) -> dict[str, Column]:
     }
 
 
-def _lastfm(raw: Column) -> dict[str, Column]:
-    fields = F.split(raw, "\t", -1)
+def _lastfm(fields: Column) -> dict[str, Column]:
+    """The columns of a TSV line from its tab-separated `fields`."""
     ok = F.size(fields) == LASTFM_FIELDS
 
     def field(i: int) -> Column:
@@ -126,15 +125,15 @@ def _lastfm(raw: Column) -> dict[str, Column]:
     }
 
 
-def _json_record(raw: Column, time_field: str, *more: str) -> tuple[Column, dict[str, Column]]:
-    rec = F.from_json(raw, _json_schema(time_field, *more))
+def _json_record(raw: Column, rec: Column, variant: Column, time_field: str, *more: str) -> dict[str, Column]:
+    """The columns of a JSON line from the line, its from_json `rec` and its try_parse_json `variant`."""
     ts_raw = F.trim(rec[time_field])
     types = {"$.user_name": TEXT, f"$.{time_field}": NUMBER_OR_TEXT, "$.track_metadata": OBJECT,
              "$.track_metadata.artist_name": TEXT, "$.track_metadata.track_name": TEXT,
              "$.track_metadata.additional_info.recording_mbid": TEXT, **{f"$.{name}": TEXT for name in more}}
-    return rec, {
-        "parse_error": F.when(~json_object(raw), F.lit(MALFORMED_JSON))
-                        .when(wrong_types(raw, types), F.lit(WRONG_FIELD_TYPE)),
+    return {
+        "parse_error": F.when(~json_object(raw, variant), F.lit(MALFORMED_JSON))
+                        .when(wrong_types(variant, types), F.lit(WRONG_FIELD_TYPE)),
         "user_id": user(rec["user_name"]),
         "ts_raw": ts_raw,
         "ts": unix_seconds(ts_raw),
@@ -143,35 +142,43 @@ def _json_record(raw: Column, time_field: str, *more: str) -> tuple[Column, dict
     }
 
 
-def _listenbrainz(raw: Column) -> dict[str, Column]:
-    return _json_record(raw, "listened_at")[1]
+# Each line is split or parsed once, into these columns of a first projection; every parsed column
+# reads them (Spark keeps the two projections apart, as these expressions are not cheap: written
+# inline, each parsed column of the CASE below would parse the line again).
+_FIELDS, _REC, _VARIANT = "_parse_fields", "_parse_rec", "_parse_variant"
 
 
-def _feedback(raw: Column) -> dict[str, Column]:
-    rec, cols = _json_record(raw, "timestamp", "event")
-    return cols | {"event": F.lower(F.trim(rec["event"]))}
-
-
-LISTEN_PARSERS = {LASTFM_TSV: _lastfm, LISTENBRAINZ_JSONL: _listenbrainz}
+def _staged(rows: DataFrame, **parsed: Column) -> DataFrame:
+    return rows.select("*", *[expr.alias(name) for name, expr in parsed.items()])
 
 
 def parse_records(bronze: DataFrame) -> DataFrame:
     """Bronze rows (with `format` and `raw`) plus the parsed columns, whatever their listen format.
 
-    One pass over the rows: each output column picks its format's expression.
+    One pass over the rows: each line is split (TSV) or parsed (JSON) once, then each output column
+    picks its format's expression.
     """
-    by_format = {fmt: parser(F.col("raw")) for fmt, parser in LISTEN_PARSERS.items()}
+    raw, fmt = F.col("raw"), F.col("format")
+    is_tsv, is_json = fmt == LASTFM_TSV, fmt == LISTENBRAINZ_JSONL
+    staged = _staged(bronze, **{_FIELDS: F.when(is_tsv, F.split(raw, "\t", -1)),
+                                _REC: F.when(is_json, F.from_json(raw, _json_schema("listened_at"))),
+                                _VARIANT: F.when(is_json, F.try_parse_json(raw))})
+    by_format = {LASTFM_TSV: _lastfm(F.col(_FIELDS)),
+                 LISTENBRAINZ_JSONL: _json_record(raw, F.col(_REC), F.col(_VARIANT), "listened_at")}
     columns = []
     for name in PARSED_COLUMNS:
         expr = None
-        for fmt, cols in by_format.items():
-            expr = (F.when if expr is None else expr.when)(F.col("format") == fmt, cols[name])
+        for value, cols in by_format.items():
+            expr = (F.when if expr is None else expr.when)(fmt == value, cols[name])
         columns.append(expr.alias(name))
-    return bronze.select("*", *columns)
+    return staged.select(*[F.col(f"`{c}`") for c in bronze.columns], *columns)
 
 
 def parse_feedback(lines: DataFrame) -> DataFrame:
     """Raw feedback lines (with `raw`) plus the parsed columns and `event`."""
-    cols = _feedback(F.col("raw"))
-    return lines.select("*", *[expr.alias(name) for name, expr in cols.items()])
-
+    raw = F.col("raw")
+    staged = _staged(lines, **{_REC: F.from_json(raw, _json_schema("timestamp", "event")),
+                               _VARIANT: F.try_parse_json(raw)})
+    rec = F.col(_REC)
+    cols = _json_record(raw, rec, F.col(_VARIANT), "timestamp", "event") | {"event": F.lower(F.trim(rec["event"]))}
+    return staged.select(*[F.col(f"`{c}`") for c in lines.columns], *[expr.alias(name) for name, expr in cols.items()])
