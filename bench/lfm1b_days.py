@@ -8,6 +8,11 @@ other day (the held-out day 29 against days 1..28, and an ordinary day against i
 what simple orderings of each user's history score on the next day: on a validation night inside the
 28 days (day 27 scored on day 28) and on the held-out day (day 28's lists scored on day 29). Plain
 Python over the raw files; no Spark.
+
+Also per user, on the user's own active days: the share of the held-out day's tracks that the user
+played on their 1st, 2nd, ... active day and on their last, second-to-last, ... active day, against
+the same profile of an ordinary day (every training day's tracks against the user's active days
+before it). An ordinary day resembles the user's latest active days; the held-out day their first.
 """
 from __future__ import annotations
 
@@ -57,6 +62,21 @@ def orderings():
             "earliest distinct tracks": distinct}
 
 
+def relative_profile(by_day, days, refs, width: int = 6) -> tuple[list[float], list[float]]:
+    """Mean share of a reference day's tracks (per user active on it) played on the user's k-th active
+    day before it, counted from their first active day and from their last, k = 0..width-1."""
+    first, last = [[] for _ in range(width)], [[] for _ in range(width)]
+    for ref in refs:
+        for user, tracks in by_day[ref].items():
+            active = [d for d in days if d < ref and user in by_day[d]]
+            shares = [len(by_day[d][user] & tracks) / len(tracks) for d in active]
+            for k in range(min(width, len(shares))):
+                first[k].append(shares[k])
+                last[k].append(shares[-1 - k])
+    mean = lambda xs: sum(xs) / len(xs) if xs else float("nan")
+    return [mean(x) for x in first], [mean(x) for x in last]
+
+
 def main() -> None:
     rows = load()
     held = json.loads((ROOT / "held_out.json").read_text())
@@ -73,6 +93,13 @@ def main() -> None:
         print(f"share of {ref}'s tracks (per user) also played on each day:")
         print("  " + " ".join(f"{d[-2:]}:{overlap(d, ref):.3f}" for d in days if d != ref))
     print(f"\ndistinct (user, track) pairs per day: " + " ".join(f"{d[-2:]}:{sum(len(v) for v in by_day[d].values())}" for d in days))
+    print("\nper user, share of a day's tracks also played on the user's own active days before it:")
+    for label, refs in (("held-out day 29", days[-1:]), ("ordinary days 2..28", days[1:-1])):
+        from_first, from_last = relative_profile(by_day, days, refs)
+        print(f"  {label:<20} from the user's first active day: "
+              + " ".join(f"{v:.3f}" for v in from_first))
+        print(f"  {'':<20} from the user's last active day:  "
+              + " ".join(f"{v:.3f}" for v in from_last))
     for label, cut in (("validation night 2026-10-27 scored on 2026-10-28", "2026-10-27"),
                        ("held-out: 2026-10-28's lists scored on 2026-10-29", held["last_train_date"])):
         history = collections.defaultdict(list)
