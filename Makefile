@@ -9,13 +9,14 @@ DEMO_DATE ?= 2026-01-03
 setup:
 	@bash setup/bootstrap.sh
 
-# The history before the demo date in one application (backfill), then the demo date's nightly.
+# In one Spark application (--then): the logs, the history before the demo date (backfill), the
+# demo date's nightly, then what the warehouse holds and the lists of that night.
 demo: setup
-	./submit.sh generate --date $(DEMO_DATE)
-	./submit.sh backfill --from $(DEMO_FIRST) --to $(DEMO_BEFORE)
-	./submit.sh nightly --date $(DEMO_DATE)
-	./submit.sh tables
-	./submit.sh preview --date $(DEMO_DATE)
+	./submit.sh generate --date $(DEMO_DATE) \
+	  --then backfill --from $(DEMO_FIRST) --to $(DEMO_BEFORE) \
+	  --then nightly --date $(DEMO_DATE) \
+	  --then tables \
+	  --then preview --date $(DEMO_DATE)
 
 test: setup
 	.venv/bin/python -m pytest tests

@@ -1,20 +1,22 @@
 #!/usr/bin/env bash
-# Run one setlist job through spark-submit.
+# Run a setlist job, or several in one application, through spark-submit.
 #
-#   ./submit.sh JOB [--conf FILE] [--date YYYY-MM-DD] [--set key=value ...] [job options]
+#   ./submit.sh JOB [--conf FILE] [--date YYYY-MM-DD] [--set key=value ...] [job options] [--then JOB [job options] ...]
 #
 # Validates the config (exit 2 with one line naming the key, before any JVM starts), zips the
 # project's code for --py-files, and calls the venv's spark-submit with the environment's master,
 # Spark conf and the cached Delta jars. Driver and executors run the project's Python
 # ($SETLIST_PYTHON, default .venv/bin/python) unless the config sets spark.pyspark.python.
 # The job's exit code is this script's: 0 success, 1 failure, 2 bad config or usage, 3 missing input.
+# Jobs chained with --then run in order in one Spark application (one JVM start); the first
+# failure stops the chain and its exit code is the script's.
 set -euo pipefail
 
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
 PY="${SETLIST_PYTHON:-$ROOT/.venv/bin/python}"
 
 if [ $# -lt 1 ] || [ "$1" = "-h" ] || [ "$1" = "--help" ]; then
-  sed -n '2,10p' "$0" | sed 's/^# \{0,1\}//'
+  sed -n '2,12p' "$0" | sed 's/^# \{0,1\}//'
   [ $# -ge 1 ] && exit 0 || exit 2
 fi
 if [ ! -x "$PY" ]; then

@@ -1,5 +1,10 @@
 """The command line of every job: `main.py JOB [--conf FILE] [--date D] [--set key=value ...] [options]`.
 
+Several jobs can run one after another in one Spark application, each after `--then`:
+`main.py backfill --from A --to B --then nightly --date C --then tables`. The first job's --conf and
+--set apply to all of them (a later job may not give its own); every job's arguments are checked
+before the first starts; the jobs run in order, the first failure stops the chain with its exit code.
+
 submit.sh runs this file through spark-submit; tests and local runs may call `main()` directly.
 The config is loaded and validated before a Spark session exists, so a bad file or flag costs
 no JVM and exits 2. Exit codes: see jobs.core.errors.
@@ -61,6 +66,7 @@ def _jobs() -> dict[str, Callable]:
 
 # Jobs that write the warehouse hold its single-writer lease while they run (jobs.core.lease).
 READ_ONLY_JOBS = ("generate", "tables", "preview")
+THEN = "--then"  # separates the jobs of one application
 JOB_NAMES = ("generate", "ingest", "clean", "embed", "cluster", "als", "train", "rank", "recommend", "evaluate", "nightly",
              "backfill", "maintain", "forget-user", "tables", "preview")
 
@@ -85,6 +91,15 @@ def _need_range(args) -> tuple[dt.date, dt.date]:
     return args.first, args.last
 
 
+# What each job needs besides the config, checked before any job of the application runs.
+CHECKS: dict[str, Callable] = {
+    **{job: _need_date for job in ("ingest", "clean", "embed", "cluster", "als", "train", "rank", "recommend",
+                                   "evaluate", "nightly")},
+    "backfill": _need_range,
+    "forget-user": _need_users,
+}
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = _Parser(prog="setlist", description="setlist batch jobs")
     parser.add_argument("job", choices=JOB_NAMES)
@@ -107,6 +122,33 @@ def build_parser() -> argparse.ArgumentParser:
 def parse(argv: list[str]) -> tuple[argparse.Namespace, Config]:
     args = build_parser().parse_args(argv)
     return args, load_config(args.conf, args.set)
+
+
+def parse_chain(argv: list[str]) -> tuple[list[argparse.Namespace], Config]:
+    """The jobs of one application (argv split at --then) and their one config. Each job's own
+    arguments are checked here (a missing --date of the last job fails before the first runs)."""
+    segments, current = [], []
+    for token in argv:
+        if token == THEN:
+            segments.append(current)
+            current = []
+        else:
+            current.append(token)
+    segments.append(current)
+    if any(not segment for segment in segments):
+        raise ConfigError(f"{THEN}: a job name must come before and after every {THEN}")
+    first, cfg = parse(segments[0])
+    chain = [first]
+    for segment in segments[1:]:
+        args = build_parser().parse_args(segment)
+        if "--conf" in segment or any(t == "--set" or t.startswith("--set=") for t in segment):
+            raise ConfigError(f"{args.job}: --conf and --set go with the first job only (one application runs "
+                              f"one config; after {THEN} they are the first job's)")
+        args.conf, args.set = first.conf, first.set
+        chain.append(args)
+    for args in chain:
+        CHECKS.get(args.job, lambda a: None)(args)
+    return chain, cfg
 
 
 class JsonLines(logging.Formatter):
@@ -146,19 +188,39 @@ def report_error(line: str) -> None:
 def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else argv
     try:
-        args, cfg = parse(argv)
+        chain, cfg = parse_chain(argv)
     except ConfigError as exc:
         report_error(f"setlist: error: {exc}")
         return exc.exit_code
     setup_logging(cfg.log_level, cfg.log_format)
-    from jobs.core.lease import Lease
     from jobs.core.session import get_spark
-    spark = None
+    sessions = []  # the one session of the application, made by the first job that runs
+
+    def session():
+        if not sessions:
+            sessions.append(get_spark(cfg))
+        return sessions[0]
+
+    try:
+        for position, args in enumerate(chain):
+            code = run_job(session, cfg, args)
+            if code:
+                if position + 1 < len(chain):
+                    log.error("%s failed: not running %s", args.job, ", ".join(a.job for a in chain[position + 1:]))
+                return code
+        return 0
+    finally:
+        if sessions:
+            sessions[0].stop()
+
+
+def run_job(session: Callable, cfg: Config, args: argparse.Namespace) -> int:
+    """One job under the warehouse lease (writers only): its exit code, its error reported in one line."""
+    from jobs.core.lease import Lease
     try:
         lease = Lease(cfg, args.job) if cfg.lease.enabled and args.job not in READ_ONLY_JOBS else nullcontext()
         with lease:
-            spark = get_spark(cfg)
-            result = _jobs()[args.job](spark, cfg, args)
+            result = _jobs()[args.job](session(), cfg, args)
         log.info("%s finished: %s", args.job, result)
         return 0
     except SetlistError as exc:
@@ -170,9 +232,6 @@ def main(argv: list[str] | None = None) -> int:
         first_line = str(exc).strip().splitlines()[0] if str(exc).strip() else ""
         report_error(f"setlist {args.job}: error: {type(exc).__name__}: {first_line} (trace in the log above)")
         return 1
-    finally:
-        if spark is not None:
-            spark.stop()
 
 
 if __name__ == "__main__":

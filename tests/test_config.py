@@ -90,6 +90,24 @@ def test_main_exits_2_with_one_line_before_spark(tmp_path, capsys):
     assert main(["nosuchjob"]) == 2
 
 
+def test_chained_jobs_are_all_checked_before_the_first_runs(tmp_path, capsys):
+    path = write(tmp_path, f"warehouse: {tmp_path / 'w'}\nraw_path: {tmp_path / 'r'}\n")
+    conf = ["--conf", str(path)]
+    # the third job lacks its --date: exit 2 before ingest (which would exit 3: no raw files) starts
+    assert main(["ingest", *conf, "--date", "2026-01-01", "--then", "tables", "--then", "clean"]) == 2
+    assert capsys.readouterr().err.strip() == "setlist: error: clean: --date YYYY-MM-DD is required"
+    assert main(["ingest", *conf, "--date", "2026-01-01", "--then", "clean", "--date", "2026-01-01",
+                 "--set", "clean.session_gap_minutes=45"]) == 2
+    assert capsys.readouterr().err.strip() == (
+        "setlist: error: clean: --conf and --set go with the first job only (one application runs one config; "
+        "after --then they are the first job's)")
+    assert main(["tables", *conf, "--then"]) == 2
+    assert "a job name must come before and after every --then" in capsys.readouterr().err
+    assert main(["tables", *conf, "--then", "nosuchjob"]) == 2
+    assert "invalid choice: 'nosuchjob'" in capsys.readouterr().err
+    assert not (tmp_path / "w").exists()  # nothing ran
+
+
 def test_submit_sh_rejects_bad_config_fast_with_exit_2(tmp_path):
     path = write(tmp_path, "warehouse: /w\nraw_path: /r\nclean: {session_gap_minutes: -5}\n")
     started = time.monotonic()

@@ -116,9 +116,9 @@ def test_submit_runs_jobs_on_a_standalone_cluster(spark, base_cfg, cluster, tmp_
     flags = ["--conf", str(conf_file), *[f"--set={o}" for o in overrides]]
     cfg = with_overrides(base_cfg, [o for o in overrides if not o.startswith("spark.")])
     generate.run(spark, cfg)  # in-process: the raw files are only the cluster jobs' input
-    for job in (["ingest", "--date", "2026-01-01"], ["clean", "--date", "2026-01-01"]):
-        proc = submit(*job, *flags)
-        assert proc.returncode == 0, f"{job} failed:\n{proc.stderr[-4000:]}"
+    # both jobs in one application (--then): one driver, one set of executors
+    proc = submit("ingest", "--date", "2026-01-01", *flags, "--then", "clean", "--date", "2026-01-01")
+    assert proc.returncode == 0, f"ingest --then clean failed:\n{proc.stderr[-4000:]}"
     done.set()
     watcher.join()
     assert not seen, f"a Spark secret was on a command line: {seen[0][:300]}"
@@ -132,11 +132,12 @@ def test_submit_runs_jobs_on_a_standalone_cluster(spark, base_cfg, cluster, tmp_
     assert plays.where(F.col("user_idx").isNull()).count() == 0
 
     apps = master_state(cluster["ui"])["completedapps"]
-    assert {a["name"] for a in apps} >= {"setlist-ingest", "setlist-clean"}
+    assert [a["name"] for a in apps] == ["setlist-ingest+clean"]
     # the executors ran on the workers, in their own JVMs and with the project's code from the zip
     executor_logs = list(Path(cluster["logs"]).glob("work*/app-*/*/stderr"))
     assert executor_logs, "no executor ran on the workers"
 
-    missing = submit("clean", "--date", "2026-01-09", *flags)
-    assert missing.returncode == 3
+    missing = submit("clean", "--date", "2026-01-09", *flags, "--then", "tables")
+    assert missing.returncode == 3  # the chain stops at its first failure, with that job's exit code
     assert "no rows in bronze.listens for 2026-01-09: run `ingest --date 2026-01-09` first" in missing.stderr
+    assert "clean failed: not running tables" in missing.stdout + missing.stderr

@@ -3,7 +3,7 @@
 `python -m jobs.core.launch JOB [job args]` validates the config exactly as the job will (exit 2 with
 one line on a bad key, before any JVM starts) and prints, one per line: `UMASK <octal>` (submit.sh
 applies it before spark-submit, so every file the run writes gets it), then spark-submit's options:
---master, --name, --properties-file and --jars with the cached Delta jars (resolved from Maven Central
+--master, --name (`setlist-JOB`, or `setlist-JOB1+JOB2` for jobs chained with --then), --properties-file and --jars with the cached Delta jars (resolved from Maven Central
 through Spark's Ivy on first use, offline after). Spark settings (Delta's and every `spark.conf`
 entry, secrets included) go into the properties file named by $SETLIST_PROPERTIES_FILE (submit.sh
 makes it with mktemp: readable by the user only), never onto a command line where `ps` shows them.
@@ -14,7 +14,7 @@ import os
 import sys
 
 from jobs.core.errors import ConfigError
-from jobs.main import parse
+from jobs.main import parse_chain
 
 
 def properties(conf: dict[str, str]) -> str:
@@ -28,12 +28,12 @@ def properties(conf: dict[str, str]) -> str:
 
 
 def submit_options(argv: list[str], properties_file: str) -> list[str]:
-    args, cfg = parse(argv)
+    chain, cfg = parse_chain(argv)
     from jobs.core.session import resolve_jars, spark_conf
     fd = os.open(properties_file, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
     with os.fdopen(fd, "w", encoding="utf-8") as out:
         out.write(properties(spark_conf(cfg)))
-    return [f"UMASK {cfg.file_umask}", "--master", cfg.spark.master, "--name", f"{cfg.spark.app_name}-{args.job}",
+    return [f"UMASK {cfg.file_umask}", "--master", cfg.spark.master, "--name", f"{cfg.spark.app_name}-{'+'.join(a.job for a in chain)}",
             "--properties-file", properties_file, "--jars", ",".join(resolve_jars(cfg.spark.packages))]
 
 
