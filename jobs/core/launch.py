@@ -3,8 +3,9 @@
 `python -m jobs.core.launch JOB [job args]` validates the config exactly as the job will (exit 2 with
 one line on a bad key, before any JVM starts) and prints, one per line: `UMASK <octal>` (submit.sh
 applies it before spark-submit, so every file the run writes gets it), then spark-submit's options:
---master, --name (`setlist-JOB`, or `setlist-JOB1+JOB2` for jobs chained with --then), --properties-file and --jars with the cached Delta jars (resolved from Maven Central
-through Spark's Ivy on first use, offline after). Spark settings (Delta's and every `spark.conf`
+--master, --name (`setlist-JOB`, or `setlist-JOB1+JOB2` for jobs chained with --then), --properties-file
+and --jars with the cached Delta jars (resolved from Maven Central through Spark's Ivy on first use,
+offline after). Spark settings (Delta's and every `spark.conf`
 entry, secrets included) go into the properties file named by $SETLIST_PROPERTIES_FILE (submit.sh
 makes it with mktemp: readable by the user only), never onto a command line where `ps` shows them.
 """
@@ -33,7 +34,8 @@ def submit_options(argv: list[str], properties_file: str) -> list[str]:
     fd = os.open(properties_file, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
     with os.fdopen(fd, "w", encoding="utf-8") as out:
         out.write(properties(spark_conf(cfg)))
-    return [f"UMASK {cfg.file_umask}", "--master", cfg.spark.master, "--name", f"{cfg.spark.app_name}-{'+'.join(a.job for a in chain)}",
+    name = f"{cfg.spark.app_name}-{'+'.join(a.job for a in chain)}"
+    return [f"UMASK {cfg.file_umask}", "--master", cfg.spark.master, "--name", name,
             "--properties-file", properties_file, "--jars", ",".join(resolve_jars(cfg.spark.packages))]
 
 
