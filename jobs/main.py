@@ -41,26 +41,27 @@ def _date(text: str) -> dt.date:
 
 
 def _jobs() -> dict[str, Callable]:
-    # Imported lazily: a config error must not wait for pyspark/delta imports.
+    # Imported lazily: a config error must not wait for pyspark/delta imports. Each job's required
+    # arguments were checked by parse_chain (CHECKS) before any job runs.
     from jobs import (als, backfill, clean, cluster, embed, evaluate, forget, generate, ingest, maintain, nightly,
                       rank, recommend, show, train)
     return {
         "generate": lambda spark, cfg, a: generate.run(spark, cfg, a.date),
-        "ingest": lambda spark, cfg, a: ingest.run(spark, cfg, _need_date(a), a.format),
-        "clean": lambda spark, cfg, a: clean.run(spark, cfg, _need_date(a)),
-        "embed": lambda spark, cfg, a: embed.run(spark, cfg, _need_date(a)),
-        "cluster": lambda spark, cfg, a: cluster.run(spark, cfg, _need_date(a)),
-        "als": lambda spark, cfg, a: als.run(spark, cfg, _need_date(a)),
-        "evaluate": lambda spark, cfg, a: evaluate.run(spark, cfg, _need_date(a)),
-        "rank": lambda spark, cfg, a: rank.run(spark, cfg, _need_date(a)),
-        "recommend": lambda spark, cfg, a: recommend.run(spark, cfg, _need_date(a)),
-        "nightly": lambda spark, cfg, a: nightly.run(spark, cfg, _need_date(a), a.force),
-        "backfill": lambda spark, cfg, a: backfill.run(spark, cfg, *_need_range(a), a.force),
-        "train": lambda spark, cfg, a: train.run(spark, cfg, _need_date(a), a.backend),
+        "ingest": lambda spark, cfg, a: ingest.run(spark, cfg, a.date, a.format),
+        "clean": lambda spark, cfg, a: clean.run(spark, cfg, a.date),
+        "embed": lambda spark, cfg, a: embed.run(spark, cfg, a.date),
+        "cluster": lambda spark, cfg, a: cluster.run(spark, cfg, a.date),
+        "als": lambda spark, cfg, a: als.run(spark, cfg, a.date),
+        "evaluate": lambda spark, cfg, a: evaluate.run(spark, cfg, a.date),
+        "rank": lambda spark, cfg, a: rank.run(spark, cfg, a.date),
+        "recommend": lambda spark, cfg, a: recommend.run(spark, cfg, a.date),
+        "nightly": lambda spark, cfg, a: nightly.run(spark, cfg, a.date, a.force),
+        "backfill": lambda spark, cfg, a: backfill.run(spark, cfg, a.first, a.last, a.force),
+        "train": lambda spark, cfg, a: train.run(spark, cfg, a.date, a.backend),
         "tables": lambda spark, cfg, a: show.tables(spark, cfg),
         "preview": lambda spark, cfg, a: show.preview(spark, cfg, a.date),
         "maintain": lambda spark, cfg, a: maintain.run(spark, cfg, a.date or dt.date.today()),
-        "forget-user": lambda spark, cfg, a: forget.run(spark, cfg, _need_users(a)),
+        "forget-user": lambda spark, cfg, a: forget.run(spark, cfg, a.user),
     }
 
 
