@@ -101,10 +101,10 @@ CHECKS: dict[str, Callable] = {
 }
 
 
-def build_parser() -> argparse.ArgumentParser:
+def build_parser(conf_default: str | None = DEFAULT_CONF) -> argparse.ArgumentParser:
     parser = _Parser(prog="setlist", description="setlist batch jobs")
     parser.add_argument("job", choices=JOB_NAMES)
-    parser.add_argument("--conf", default=DEFAULT_CONF, help="config file (default %(default)s)")
+    parser.add_argument("--conf", default=conf_default, help=f"config file (default {DEFAULT_CONF})")
     parser.add_argument("--date", type=_date, help="run date YYYY-MM-DD")
     parser.add_argument("--format", help="ingest: one input format (default: every configured one present, and feedback)")
     parser.add_argument("--backend", choices=TRAIN_BACKENDS,
@@ -141,8 +141,8 @@ def parse_chain(argv: list[str]) -> tuple[list[argparse.Namespace], Config]:
     first, cfg = parse(segments[0])
     chain = [first]
     for segment in segments[1:]:
-        args = build_parser().parse_args(segment)
-        if "--conf" in segment or any(t == "--set" or t.startswith("--set=") for t in segment):
+        args = build_parser(conf_default=None).parse_args(segment)  # None: was --conf given here?
+        if args.conf is not None or args.set:
             raise ConfigError(f"{args.job}: --conf and --set go with the first job only (one application runs "
                               f"one config; after {THEN} they are the first job's)")
         args.conf, args.set = first.conf, first.set

@@ -101,6 +101,9 @@ def test_chained_jobs_are_all_checked_before_the_first_runs(tmp_path, capsys):
     assert capsys.readouterr().err.strip() == (
         "setlist: error: clean: --conf and --set go with the first job only (one application runs one config; "
         "after --then they are the first job's)")
+    for given in (["--conf", str(path)], [f"--conf={path}"], ["--set=clean.session_gap_minutes=45"]):
+        assert main(["tables", *conf, "--then", "preview", *given]) == 2
+        assert "--conf and --set go with the first job only" in capsys.readouterr().err
     assert main(["tables", *conf, "--then"]) == 2
     assert "a job name must come before and after every --then" in capsys.readouterr().err
     assert main(["tables", *conf, "--then", "nosuchjob"]) == 2
