@@ -36,3 +36,8 @@ def test_a_served_list_below_the_most_played_is_flagged_as_a_regression():
     assert "REGRESSION: below" in evaluate.regression_note(worse, 10)
     assert "REGRESSION" not in evaluate.regression_note(better, 10)
     assert "no served lists" in evaluate.regression_note({"most_played": {"ndcg": 0.5}}, 10)
+    # the most played lists served, scored through the stored lists: equal up to summation order
+    level = {"served_yesterday": {"ndcg": 0.3}, "most_played": {"ndcg": 0.1 + 0.2}}
+    assert "REGRESSION" not in evaluate.regression_note(level, 10)
+    slightly = {"served_yesterday": {"ndcg": 0.29999}, "most_played": {"ndcg": 0.3}}
+    assert "REGRESSION: below" in evaluate.regression_note(slightly, 10)
