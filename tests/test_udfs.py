@@ -25,6 +25,24 @@ def test_names_are_unicode_normalised_trimmed_and_collapsed(spark):
     assert nfc == "ｆｕｌｌ ｗｉｄｔｈ"  # NFC keeps compatibility characters, only whitespace collapses
 
 
+def test_the_jvm_normal_forms_equal_pythons_on_every_assigned_character(spark):
+    """Names are normalised in the JVM (ICU4J); a track's identity hangs on the result, so it must be
+    what Python's unicodedata gives (the pandas UDF of earlier releases) for every character
+    Python's Unicode version assigns, alone and next to its neighbours (composition)."""
+    chars = [chr(c) for c in range(0x20, 0x30000)
+             if not 0xD800 <= c <= 0xDFFF and unicodedata.category(chr(c)) not in ("Cn", "Cs", "Co")]
+    texts = ["".join(chars[i:i + 40]) for i in range(0, len(chars), 40)] + [unicodedata.normalize("NFD", c) for c in
+                                                                           "éÅṩǅ가각"]
+    df = spark.createDataFrame([(t,) for t in texts], "text string").repartition(2)
+    from udfs.text import unicode_normalize
+    got = df.select("text", unicode_normalize(F.col("text"), "NFKC").alias("nfkc"),
+                    unicode_normalize(F.col("text"), "NFC").alias("nfc")).collect()
+    assert len(got) == len(texts) > 3000
+    wrong = [r["text"][:10] for r in got
+             if (r["nfkc"], r["nfc"]) != (unicodedata.normalize("NFKC", r["text"]), unicodedata.normalize("NFC", r["text"]))]
+    assert wrong == []
+
+
 def test_track_identity_prefers_mbid_else_case_folded_name_pair(spark):
     df = spark.createDataFrame([
         (MBID.upper(), "A", "x"),      # recording id wins, lower-cased
