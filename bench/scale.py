@@ -2,6 +2,7 @@
 
     .venv/bin/python bench/scale.py [--events 1000000 3000000 10000000] [--days 3] [--compare]
                                     [--workdir /tmp/setlist-scale] [--set key=value ...]
+    .venv/bin/python bench/scale.py --compare-on WAREHOUSE DATE [--only als recommend]
 
 For each number of events N of the ladder: `generate` N events over --days days (N/100 users, N/50
 tracks), then the nightly stages through `backfill` (ingest and clean of every day; the model stages
@@ -122,7 +123,9 @@ def rung(spark, base, events: int, days: int, workdir: Path, sampler) -> tuple[d
 
 
 def compare_als(spark, cfg, day) -> dict:
-    """Spark ALS (fit + top-N for every user) against implicit on the same matrix and parameters."""
+    """The als stage's work (MLlib ALS fit + each user's top N as recommend takes them,
+    models.als.top_scored) against implicit on the same matrix and parameters, fit + recommend for
+    every user; MLlib's own recommendForAllUsers is timed on the same model for reference."""
     import numpy as np
     import scipy.sparse as sparse
     from implicit.als import AlternatingLeastSquares
@@ -130,7 +133,7 @@ def compare_als(spark, cfg, day) -> dict:
 
     from jobs.core import delta_io
     from jobs.core.tables import SILVER_PLAYS
-    from models.als import AlsParams, AlsSettings
+    from models.als import AlsParams, AlsSettings, top_scored
     conf, n = cfg.als, cfg.recommend.candidates_per_source
     params = AlsParams(conf.rank, conf.reg_param, conf.alpha, conf.confidence)
     settings = AlsSettings.of(conf)
@@ -138,20 +141,27 @@ def compare_als(spark, cfg, day) -> dict:
     local = pairs.select("user_idx", "track_idx", "confidence").toPandas()
     clock = time.monotonic()
     model = settings.fit(pairs, params)
-    model.recommendForAllUsers(n).select(F.size("recommendations")).agg(F.sum("size(recommendations)")).first()
+    fit_s = time.monotonic() - clock
+    top_scored(model, pairs.select("user_idx"), n).write.format("noop").mode("overwrite").save()
     spark_s = time.monotonic() - clock
+    clock = time.monotonic()
+    model.recommendForAllUsers(n).select(F.size("recommendations")).agg(F.sum("size(recommendations)")).first()
+    mllib_topn_s = time.monotonic() - clock
     matrix = sparse.csr_matrix((local["confidence"].to_numpy(np.float32),
                                 (local["user_idx"].to_numpy(), local["track_idx"].to_numpy())))
     clock = time.monotonic()
     als = AlternatingLeastSquares(factors=conf.rank, regularization=conf.reg_param, alpha=conf.alpha,
                                   iterations=conf.max_iter, random_state=conf.seed)
     als.fit(matrix, show_progress=False)
+    implicit_fit_s = time.monotonic() - clock
     users = np.unique(local["user_idx"].to_numpy())
     als.recommend(users, matrix[users], N=n, filter_already_liked_items=False)
     implicit_s = time.monotonic() - clock
     pairs.unpersist()
-    return {"pairs": len(local), "spark_seconds": round(spark_s, 2), "implicit_seconds": round(implicit_s, 2),
-            "ratio": round(spark_s / implicit_s, 1)}
+    return {"pairs": len(local), "users": len(users), "rank": conf.rank, "iterations": conf.max_iter, "n": n,
+            "spark_seconds": round(spark_s, 2), "spark_fit_seconds": round(fit_s, 2),
+            "implicit_seconds": round(implicit_s, 2), "implicit_fit_seconds": round(implicit_fit_s, 2),
+            "mllib_recommendForAllUsers_seconds": round(mllib_topn_s, 2), "ratio": round(spark_s / implicit_s, 1)}
 
 
 DUCKDB_PASS = r"""
@@ -245,7 +255,9 @@ def compare_embed(spark, cfg, day) -> dict:
             "ratio_spark_to_gensim": round(seconds["spark"] / seconds["gensim"], 2)}
 
 
-def compare_recommend(spark, cfg, day, stages: dict) -> dict:
+def compare_recommend(spark, cfg, day, night_seconds: float) -> dict:
+    """recommend's time for one night (night_seconds) against MLlib's bare recommendForAllUsers
+    (top K for every user of the night's ALS model, written to Parquet)."""
     from pyspark.ml.recommendation import ALSModel
 
     from jobs.core import records
@@ -254,7 +266,7 @@ def compare_recommend(spark, cfg, day, stages: dict) -> dict:
     ALSModel.load(row["path"]).recommendForAllUsers(cfg.recommend.k).write.mode("overwrite").parquet(
         str(Path(cfg.warehouse).parent / "bare-recs"))
     bare = time.monotonic() - clock
-    ours = stages["recommend"]["seconds"] / 2  # two nights were measured
+    ours = night_seconds
     return {"recommend_seconds": round(ours, 1), "recommendForAllUsers_seconds": round(bare, 1),
             "ratio": round(ours / bare, 1)}
 
@@ -296,6 +308,10 @@ def main() -> None:
     parser.add_argument("--compare", action="store_true")
     parser.add_argument("--workdir", default="/tmp/setlist-scale")
     parser.add_argument("--set", action="append", default=[])
+    parser.add_argument("--compare-on", nargs=2, metavar=("WAREHOUSE", "DATE"),
+                        help="only side-by-side comparisons (--only), on an existing warehouse for DATE; "
+                             "recommend reruns DATE's recommend stage there (it writes: use a copy)")
+    parser.add_argument("--only", nargs="+", choices=("als", "recommend"), default=["als", "recommend"])
     args = parser.parse_args()
     spark, base = session(["warehouse=/tmp/unused", "raw_path=/tmp/unused", "log_level=WARNING",
                            "spark.master=local[2]", "spark.conf.spark.ui.enabled=true",
@@ -305,6 +321,21 @@ def main() -> None:
                            "generate.files_per_day=4", *args.set])
     from models.progress import Progress
     import logging
+    if args.compare_on:
+        from jobs import nightly
+        from jobs.core.config import with_overrides
+        cfg = with_overrides(base, [f"warehouse={args.compare_on[0]}"])
+        day = dt.date.fromisoformat(args.compare_on[1])
+        out = {}
+        if "als" in args.only:
+            out["als_vs_implicit"] = compare_als(spark, cfg, day)
+        if "recommend" in args.only:
+            clock = time.monotonic()
+            nightly.run_stages(spark, cfg, day, ("recommend",), force=True)
+            out["recommend_vs_recommendForAllUsers"] = compare_recommend(spark, cfg, day, time.monotonic() - clock)
+        print(json.dumps(out, indent=1))
+        spark.stop()
+        return
     progress = Progress(logging.getLogger("setlist.bench"), "scale", total=len(args.events), unit="rungs")
     sampler = HeapSampler(spark)
     master = spark.sparkContext.master  # local[N]: N cores; a cluster: the executors' task slots
@@ -329,7 +360,8 @@ def main() -> None:
         report["compare"] = {"als_vs_implicit": compare_als(spark, cfg, last),
                              "embed_gensim_vs_mllib": compare_embed(spark, cfg, last),
                              "ingest_clean_vs_duckdb": compare_ingest_clean(cfg, stages, args.days),
-                             "recommend_vs_recommendForAllUsers": compare_recommend(spark, cfg, last, stages),
+                             "recommend_vs_recommendForAllUsers": compare_recommend(spark, cfg, last,
+                                                                                  stages["recommend"]["seconds"] / 2),
                              "incremental_vs_rebuild": compare_rebuild(spark, cfg, stages, args.days, sampler)}
         print("\nside by side, on the largest rung:")
         for name, values in report["compare"].items():
