@@ -36,6 +36,7 @@ class AlsSettings:
     max_iter: int
     checkpoint_interval: int
     seed: int
+    blocks: int = 0                 # user and item blocks; 0: Spark's default parallelism
 
     @classmethod
     def of(cls, conf) -> "AlsSettings":
@@ -53,9 +54,13 @@ class AlsSettings:
         return pairs.select("user_idx", "track_idx", "plays", base.alias("confidence"))
 
     def fit(self, pairs: DataFrame, p: AlsParams) -> ALSModel:
+        # MLlib's default of 10 blocks makes 10 tasks of every iteration's jobs whatever the cores;
+        # one block per task slot cut a fit by 12-29% (1.4M pairs) to half (5,600 pairs) on 2 cores
+        blocks = self.blocks or pairs.sparkSession.sparkContext.defaultParallelism
         als = ALS(rank=p.rank, regParam=p.reg_param, alpha=p.alpha, maxIter=self.max_iter, implicitPrefs=True,
                   userCol="user_idx", itemCol="track_idx", ratingCol="confidence", coldStartStrategy="drop",
-                  checkpointInterval=self.checkpoint_interval, seed=self.seed, nonnegative=False)
+                  checkpointInterval=self.checkpoint_interval, seed=self.seed, nonnegative=False,
+                  numUserBlocks=blocks, numItemBlocks=blocks)
         return als.fit(pairs)
 
 

@@ -38,6 +38,18 @@ def test_als_ranks_held_out_items_of_the_users_taste_group_first(spark, base_cfg
         assert len(same_group) == 30
 
 
+def test_als_fits_one_block_per_task_slot_unless_als_blocks_says(spark, base_cfg):
+    """MLlib's default of 10 blocks made 10 tasks of every iteration whatever the cores; the factors
+    come back partitioned by block, so their partitions are the blocks the fit used."""
+    pairs = spark.createDataFrame([(u, i, 1.0 + (u * i) % 3) for u in range(12) for i in range(8) if (u + i) % 3],
+                                  "user_idx int, track_idx int, confidence double")
+    params = AlsParams(rank=2, reg_param=0.1, alpha=1.0)
+    default = AlsSettings.of(with_overrides(base_cfg, ["als.max_iter=2"]).als).fit(pairs, params)
+    assert default.userFactors.rdd.getNumPartitions() == spark.sparkContext.defaultParallelism != 10
+    three = AlsSettings.of(with_overrides(base_cfg, ["als.max_iter=2", "als.blocks=3"]).als).fit(pairs, params)
+    assert three.userFactors.rdd.getNumPartitions() == three.itemFactors.rdd.getNumPartitions() == 3
+
+
 def test_als_job_grid_search_writes_factors_model_and_metadata(spark, modelled):
     cfg = modelled
     summary = als.run(spark, cfg, D)

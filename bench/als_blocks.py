@@ -1,0 +1,47 @@
+"""The ALS fit of the als stage with different numbers of user and item blocks (`als.blocks`), on an
+existing warehouse's plays up to DATE, in one session.
+
+    .venv/bin/python bench/als_blocks.py WAREHOUSE DATE [--blocks 10 4 2] [--repeats 3]
+
+Each round fits ALS (als.rank, als.reg_param, als.alpha, als.max_iter, implicit) once per number of
+blocks through models.als.AlsSettings.fit and counts the user factors; prints seconds per fit. 0
+stands for the default (Spark's default parallelism). Read-only: the warehouse is not written.
+"""
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import datetime as dt
+import time
+
+from _common import session
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser()
+    ap.add_argument("warehouse")
+    ap.add_argument("date", type=dt.date.fromisoformat)
+    ap.add_argument("--blocks", type=int, nargs="+", default=[10, 4, 2])
+    ap.add_argument("--repeats", type=int, default=3)
+    args = ap.parse_args()
+    spark, cfg = session([f"warehouse={args.warehouse}", "tracking.enabled=false"])
+    from jobs.core import delta_io
+    from jobs.core.tables import SILVER_PLAYS
+    from models.als import AlsParams, AlsSettings
+    conf = cfg.als
+    settings = AlsSettings.of(conf)
+    params = AlsParams(conf.rank, conf.reg_param, conf.alpha, conf.confidence)
+    pairs = settings.interactions(delta_io.read(spark, cfg, SILVER_PLAYS), args.date, params.confidence).cache()
+    print(f"{pairs.count():,} user-track pairs; {spark.sparkContext.defaultParallelism} default parallelism")
+    for round_ in range(1, args.repeats + 1):
+        for blocks in args.blocks:
+            clock = time.monotonic()
+            model = settings.fit(pairs, params) if blocks == 0 else \
+                dataclasses.replace(settings, blocks=blocks).fit(pairs, params)
+            model.userFactors.count()
+            print(f"round {round_}: blocks {blocks or 'default'}: {time.monotonic() - clock:.2f} s", flush=True)
+    spark.stop()
+
+
+if __name__ == "__main__":
+    main()
