@@ -166,17 +166,11 @@ def classify(bronze: DataFrame, day: dt.date, ts_floor: dt.date) -> DataFrame:
 
 
 def to_plays(good: DataFrame, unicode_form: str) -> DataFrame:
-    """Good records as plays: normalised names, track identity, UTC play date. Names are normalised
-    once per distinct (artist, track) pair and joined back: the Unicode normal form is a Python UDF,
-    and a day has far fewer distinct names than plays."""
-    names = good.select("artist_name", "track_name").distinct()
-    normalised = names.select(F.col("artist_name").alias("_artist"), F.col("track_name").alias("_track"),
-                              normalize_name(F.col("artist_name"), unicode_form).alias("_artist_name"),
-                              normalize_name(F.col("track_name"), unicode_form).alias("_track_name"))
-    same = good["artist_name"].eqNullSafe(normalised["_artist"]) & good["track_name"].eqNullSafe(normalised["_track"])
-    return (good.join(normalised, same)
-            .withColumn("artist_name", F.col("_artist_name")).withColumn("track_name", F.col("_track_name"))
-            .drop("_artist", "_track", "_artist_name", "_track_name")
+    """Good records as plays: normalised names, track identity, UTC play date. The names are
+    normalised row by row in the JVM (udfs.text: ICU through `java_method`), which costs less than
+    a shuffle to normalise each distinct name once and join it back."""
+    return (good.withColumn("artist_name", normalize_name(F.col("artist_name"), unicode_form))
+            .withColumn("track_name", normalize_name(F.col("track_name"), unicode_form))
             .withColumn("track_id", track_id(F.col("recording_mbid"), F.col("artist_name"), F.col("track_name")))
             .withColumn("play_date", F.to_date("ts")))
 
