@@ -36,14 +36,13 @@ from jobs.core.frames import CacheScope
 from jobs.core.records import now
 from jobs.core.tables import (BRONZE_LISTENS, SILVER_CLEAN_RUNS, SILVER_PLAYS, SILVER_QUARANTINE, SILVER_TRACKS,
                               SILVER_USERS)
-from udfs.identity import track_id
+from udfs.identity import with_track_id
 from udfs.ids import new_ids
 from udfs.parse import logged_user, parse_records
 from models import alerts as alert_rules
 from models.alerts import Alert
 from udfs.quality import LISTEN_REASONS, quarantine_reason
 from udfs.sessions import last_play_per_user, sessionize
-from udfs.text import normalize_name
 
 log = logging.getLogger("setlist.clean")
 
@@ -169,10 +168,7 @@ def to_plays(good: DataFrame, unicode_form: str) -> DataFrame:
     """Good records as plays: normalised names, track identity, UTC play date. The names are
     normalised row by row in the JVM (udfs.text: ICU through `java_method`), which costs less than
     a shuffle to normalise each distinct name once and join it back."""
-    return (good.withColumn("artist_name", normalize_name(F.col("artist_name"), unicode_form))
-            .withColumn("track_name", normalize_name(F.col("track_name"), unicode_form))
-            .withColumn("track_id", track_id(F.col("recording_mbid"), F.col("artist_name"), F.col("track_name")))
-            .withColumn("play_date", F.to_date("ts")))
+    return with_track_id(good, unicode_form).withColumn("play_date", F.to_date("ts"))
 
 
 def other_nights_plays(spark: SparkSession, cfg: Config, day: dt.date, span) -> DataFrame | None:

@@ -30,10 +30,9 @@ from jobs.core.frames import CacheScope
 from jobs.core.rawfiles import Discovery, discover, has_feedback_folder, path_exists, raw_dir, read_lines
 from jobs.core.tables import BRONZE_LISTENS, SILVER_FEEDBACK, SILVER_QUARANTINE
 from udfs.formats import FEEDBACK_JSONL, LISTEN_FORMATS
-from udfs.identity import track_id
+from udfs.identity import with_track_id
 from udfs.parse import logged_user, parse_feedback
 from udfs.quality import FEEDBACK_REASONS, quarantine_reason
-from udfs.text import normalize_name
 
 log = logging.getLogger("setlist.ingest")
 
@@ -122,11 +121,8 @@ def ingest_listens(spark: SparkSession, cfg: Config, day: dt.date, fmt: str) -> 
 def feedback_events(lines: DataFrame, day: dt.date, ts_floor: dt.date, unicode_form: str) -> DataFrame:
     """Numbered raw feedback lines into feedback columns plus `reason` (null for a good line)."""
     parsed = parse_feedback(lines)
-    return (parsed
-            .withColumn("reason", quarantine_reason(day, ts_floor, FEEDBACK_REASONS))
-            .withColumn("artist_name", normalize_name(F.col("artist_name"), unicode_form))
-            .withColumn("track_name", normalize_name(F.col("track_name"), unicode_form))
-            .withColumn("track_id", track_id(F.col("recording_mbid"), F.col("artist_name"), F.col("track_name"))))
+    return with_track_id(parsed.withColumn("reason", quarantine_reason(day, ts_floor, FEEDBACK_REASONS)),
+                         unicode_form)
 
 
 def ingest_feedback(spark: SparkSession, cfg: Config, day: dt.date) -> dict:

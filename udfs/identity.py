@@ -6,10 +6,10 @@ lower-case recording id, or `name:` and 32 hex digits of the pair's SHA-256.
 """
 from __future__ import annotations
 
-from pyspark.sql import Column
+from pyspark.sql import Column, DataFrame
 from pyspark.sql import functions as F
 
-from udfs.text import name_key
+from udfs.text import name_key, normalize_name
 
 MBID_PATTERN = r"^[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}$"
 NAME_ID_PREFIX = "name:"
@@ -26,3 +26,11 @@ def track_id(recording_mbid: Column, artist_name: Column, track_name: Column) ->
     pair = F.concat_ws("\u001f", name_key(artist_name), name_key(track_name))
     by_name = F.concat(F.lit(NAME_ID_PREFIX), F.substring(F.sha2(pair, 256), 1, 32))
     return F.coalesce(recording_mbid, by_name)
+
+
+def with_track_id(records: DataFrame, unicode_form: str) -> DataFrame:
+    """Records (recording_mbid, artist_name, track_name) with their names in display form
+    (udfs.text, Unicode `unicode_form`) and the `track_id` those names and the recording id give."""
+    named = records.withColumns({name: normalize_name(F.col(name), unicode_form)
+                                 for name in ("artist_name", "track_name")})
+    return named.withColumn("track_id", track_id(F.col("recording_mbid"), F.col("artist_name"), F.col("track_name")))
