@@ -31,6 +31,9 @@ def test_both_shipped_configs_are_valid():
     assert local.spark.master.startswith("local")
     assert cluster.warehouse.startswith("hdfs://") and cluster.spark.master == "yarn"
     assert local.clean.session_gap_minutes == 30
+    from models.embeddings import choose_engine  # one machine: gensim at 10M plays; a cluster: MLlib
+    assert choose_engine(local.embed.engine, 10_000_000, local.embed.spark_above) == "gensim"
+    assert choose_engine(cluster.embed.engine, 10_000_000, cluster.embed.spark_above) == "spark"
 
 
 def test_unknown_key_names_file_and_dotted_key(tmp_path):
