@@ -5,6 +5,7 @@ from __future__ import annotations
 import datetime as dt
 
 import pytest
+from delta.tables import DeltaTable
 
 from jobs.core import delta_io
 from jobs.core.tables import GOLD_RECOMMENDATIONS, GOLD_RUNS, SILVER_PLAYS
@@ -19,6 +20,11 @@ def recs(spark, **changes):
 
 
 def test_good_rows_are_written_and_every_bad_one_fails_the_write(spark, cfg):
+    delta_io.ensure(spark, cfg, GOLD_RECOMMENDATIONS)
+    history = DeltaTable.forPath(spark, GOLD_RECOMMENDATIONS.path(cfg)).history().collect()
+    assert [h["operation"] for h in history] == ["CREATE TABLE"]  # its constraints in the creating commit
+    assert {f"delta.constraints.{name}" for name, _ in GOLD_RECOMMENDATIONS.checks} <= set(
+        delta_io.properties(spark, cfg, GOLD_RECOMMENDATIONS))
     delta_io.replace_date(recs(spark), cfg, GOLD_RECOMMENDATIONS, "run_date", DAY)
     assert delta_io.read(spark, cfg, GOLD_RECOMMENDATIONS).count() == 1
     for bad, constraint in [({"rank": 0}, "rank_positive"), ({"score": float("nan")}, "score_finite"),
