@@ -1,0 +1,76 @@
+"""Fixed costs a small night pays whatever its data: creating a fresh warehouse's tables, and
+re-cleaning a date that is already cleaned (no new users or tracks).
+
+    .venv/bin/python bench/fixed_costs.py ensure [--rounds 4] [--workdir /tmp/setlist-fixed]
+    .venv/bin/python bench/fixed_costs.py rerun-clean WAREHOUSE DATE [--rounds 4] [--raw-path RAW]
+
+`ensure` times `delta_io.ensure` of every declared table in a new, empty warehouse, `--rounds` times
+in one process (the first round also pays the process's first Delta operations). `rerun-clean`
+copies WAREHOUSE (never changed) and times `clean --date DATE` on the copy `--rounds` times; the
+first run also warms the process. To compare two versions of the code, run the script from a
+checkout of each, one after the other, alone on the machine.
+"""
+from __future__ import annotations
+
+import argparse
+import datetime as dt
+import shutil
+import time
+from pathlib import Path
+
+from _common import session
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser()
+    sub = ap.add_subparsers(dest="what", required=True)
+    ens = sub.add_parser("ensure")
+    ens.add_argument("--rounds", type=int, default=4)
+    ens.add_argument("--workdir", default="/tmp/setlist-fixed")
+    rer = sub.add_parser("rerun-clean")
+    rer.add_argument("warehouse")
+    rer.add_argument("date", type=dt.date.fromisoformat)
+    rer.add_argument("--rounds", type=int, default=4)
+    rer.add_argument("--raw-path", default=None, help="default: raw/ next to the warehouse")
+    rer.add_argument("--workdir", default="/tmp/setlist-fixed")
+    args = ap.parse_args()
+    work = Path(args.workdir)
+    shutil.rmtree(work, ignore_errors=True)
+    work.mkdir(parents=True)
+    if args.what == "ensure":
+        ensure_rounds(work, args.rounds)
+    else:
+        rerun_clean(work, Path(args.warehouse), args.date, args.rounds,
+                    args.raw_path or str(Path(args.warehouse).parent / "raw"))
+
+
+def ensure_rounds(work: Path, rounds: int) -> None:
+    spark, cfg = session([f"warehouse={work / 'wh'}", f"raw_path={work / 'raw'}"])
+    from jobs.core import delta_io
+    from jobs.core.config import with_overrides
+    from jobs.core.tables import ALL_TABLES
+    for r in range(rounds):
+        fresh = with_overrides(cfg, [f"warehouse={work / f'wh-{r}'}"])
+        start = time.monotonic()
+        for table in ALL_TABLES:
+            delta_io.ensure(spark, fresh, table)
+        print(f"round {r + 1}: {len(ALL_TABLES)} tables ensured in a new warehouse in {time.monotonic() - start:.1f} s",
+              flush=True)
+    spark.stop()
+
+
+def rerun_clean(work: Path, warehouse: Path, day: dt.date, rounds: int, raw_path: str) -> None:
+    copy = work / "wh"
+    shutil.copytree(warehouse, copy, ignore=shutil.ignore_patterns("_spark_events", "_lease"))
+    spark, cfg = session([f"warehouse={copy}", f"raw_path={raw_path}"])
+    from jobs import clean
+    for r in range(rounds):
+        start = time.monotonic()
+        summary = clean.run(spark, cfg, day)
+        print(f"run {r + 1}: clean {day} again in {time.monotonic() - start:.1f} s "
+              f"({summary['bronze_rows']} bronze rows, {summary['new_users']} new users)", flush=True)
+    spark.stop()
+
+
+if __name__ == "__main__":
+    main()
