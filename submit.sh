@@ -55,7 +55,6 @@ export PYSPARK_PYTHON="$PY" PYSPARK_DRIVER_PYTHON="$PY" SETLIST_ERROR_FILE="$err
 export OPENBLAS_NUM_THREADS="${OPENBLAS_NUM_THREADS:-1}"  # Spark runs a task per core; one BLAS thread each
 status=0
 "$(dirname "$PY")/spark-submit" \
-  --driver-java-options "-Dlog4j2.configurationFile=file:$ROOT/conf/log4j2.properties" \
   --conf "spark.pyspark.python=$PY" --conf "spark.pyspark.driver.python=$PY" \
   --conf "spark.executorEnv.PYTHONPATH=$zip:$(basename "$zip")" \
   "${spark_options[@]}" \

@@ -4,6 +4,7 @@
 # - the venv: built from requirements.txt in $SETLIST_CACHE (default ~/.cache/setlist), in a folder
 #   keyed by the hash of requirements.txt and the Python version, linked as .venv;
 # - the Delta jars: resolved once from Maven Central through Spark's Ivy into the same cache;
+# - the driver's class archive (JDK AppCDS): Spark's classes loaded once, mapped by later drivers;
 # - Horovod: setup/horovod.sh builds and caches its wheel (see issue "LSTM next-track model");
 # - a native BLAS: Spark's ALS and k-means call BLAS through netlib, which loads libblas.so.3 and
 #   falls back to a Java BLAS without it (as fast at rank 32, 1.4x slower ALS at rank 128: bench/blas.py); Debian's OpenBLAS is installed when missing.
@@ -38,6 +39,11 @@ from jobs.core.session import resolve_jars
 jars = resolve_jars(load_config(sys.argv[1]).spark.packages)
 print(f"setup: {len(jars)} Delta jars cached")
 PY
+
+# The driver's class archive (JDK AppCDS, jobs/core/cds.py): a tiny night run once, its classes
+# kept in $CACHE/cds keyed by the java, pyspark and Delta jars; every later driver maps them.
+PYTHONPATH="$ROOT" "$venv/bin/python" -m jobs.core.cds "$ROOT/conf/local.yaml" \
+  || echo "setup: the driver class archive was not built: drivers start without it"
 
 if ! ldconfig -p 2>/dev/null | grep -q "libblas\.so\.3 "; then
   install=(apt-get install -y -qq --no-install-recommends libopenblas0-pthread)

@@ -190,3 +190,50 @@ def test_uris_stay_uris_for_every_path_the_jobs_write(tmp_path):
     local = tmp_path / "out"  # the same helper on a local folder: atomic writes, listing
     storage.write_bytes(storage.join(str(local), "a", "x.bin"), b"1")
     assert storage.listdir(str(local / "a")) == ["x.bin"] and storage.read_bytes(str(local / "a" / "x.bin")) == b"1"
+
+
+def test_launch_hands_the_configs_driver_java_options_to_spark_submit(tmp_path):
+    """submit.sh's --driver-java-options replaced spark.driver.extraJavaOptions of the properties
+    file; the config's options now go with the log4j setting on that one flag."""
+    from jobs.core.launch import submit_options
+    path = write(tmp_path, "warehouse: /w\nraw_path: /r\nspark:\n  conf:\n"
+                           "    spark.driver.extraJavaOptions: -Dsetlist.probe=1 -XX:+UseParallelGC\n")
+    options = submit_options(["clean", "--conf", str(path), "--date", "2026-01-01"], str(tmp_path / "p"))
+    java = options[options.index("--driver-java-options") + 1]
+    assert java.startswith(f"-Dlog4j2.configurationFile=file:{ROOT / 'conf' / 'log4j2.properties'} ")
+    assert "-Dsetlist.probe=1 -XX:+UseParallelGC" in java
+
+
+def test_the_driver_class_archive_is_added_once_built_and_only_where_the_driver_runs(tmp_path, monkeypatch):
+    from jobs.core import cds
+    from jobs.core.session import spark_conf
+    monkeypatch.setenv("SETLIST_CACHE", str(tmp_path / "cache"))
+    own = "-Dsetlist.probe=1"
+    cfg = load_config(write(tmp_path, f"warehouse: /w\nraw_path: /r\nspark:\n  conf:\n"
+                                      f"    spark.driver.extraJavaOptions: {own}\n"))
+    assert spark_conf(cfg)["spark.driver.extraJavaOptions"] == own  # not built: the config's own options
+    archive = cds.archive_path(cfg.spark.packages)
+    archive.parent.mkdir(parents=True)
+    archive.write_bytes(b"jsa")
+    assert spark_conf(cfg)["spark.driver.extraJavaOptions"] == f"{own} -XX:SharedArchiveFile={archive} {cds.QUIET}"
+    remote = with_overrides(cfg, ["spark.conf.spark.submit.deployMode=cluster"])
+    assert spark_conf(remote)["spark.driver.extraJavaOptions"] == own  # the driver starts on another machine
+    dumping = with_overrides(cfg, ["spark.conf.spark.driver.extraJavaOptions=-XX:ArchiveClassesAtExit=/tmp/x.jsa"])
+    assert spark_conf(dumping)["spark.driver.extraJavaOptions"] == "-XX:ArchiveClassesAtExit=/tmp/x.jsa"
+
+
+def test_the_test_sessions_driver_maps_the_class_archive_setup_built(spark, base_cfg):
+    """`make setup` built the archive (jobs/core/cds.py) and this session's JVM mapped all of it: a
+    class path that did not match would leave only the JDK's own small base archive mapped."""
+    import re
+
+    from jobs.core import cds
+    archive = cds.archive_path(base_cfg.spark.packages)
+    assert archive is not None and archive.is_file(), f"setup did not build {archive}: see its build.log"
+    jvm = spark.sparkContext._jvm
+    assert f"-XX:SharedArchiveFile={archive}" in list(jvm.java.lang.management.ManagementFactory
+                                                    .getRuntimeMXBean().getInputArguments())
+    pid = jvm.java.lang.ProcessHandle.current().pid()
+    info = subprocess.run([str(cds.java_binary().parent / "jcmd"), str(pid), "VM.info"], capture_output=True, text=True, timeout=120).stdout
+    mapped = re.search(r"CDS archive\(s\) mapped at: .*?size (\d+)", info)
+    assert mapped and int(mapped.group(1)) >= archive.stat().st_size, mapped and mapped.group(0)

@@ -3,19 +3,23 @@
 `python -m jobs.core.launch JOB [job args]` validates the config exactly as the job will (exit 2 with
 one line on a bad key, before any JVM starts) and prints, one per line: `UMASK <octal>` (submit.sh
 applies it before spark-submit, so every file the run writes gets it), then spark-submit's options:
---master, --name (`setlist-JOB`, or `setlist-JOB1+JOB2` for jobs chained with --then), --properties-file
-and --jars with the cached Delta jars (resolved from Maven Central through Spark's Ivy on first use,
-offline after). Spark settings (Delta's and every `spark.conf`
-entry, secrets included) go into the properties file named by $SETLIST_PROPERTIES_FILE (submit.sh
+--master, --name (`setlist-JOB`, or `setlist-JOB1+JOB2` for jobs chained with --then), --properties-file,
+--jars with the cached Delta jars (resolved from Maven Central through Spark's Ivy on first use,
+offline after) and --driver-java-options (the log4j setting, the config's spark.driver.extraJavaOptions
+and the driver's class archive of jobs/core/cds.py once setup built it). Spark settings (Delta's and
+every `spark.conf` entry, secrets included) go into the properties file named by $SETLIST_PROPERTIES_FILE (submit.sh
 makes it with mktemp: readable by the user only), never onto a command line where `ps` shows them.
 """
 from __future__ import annotations
 
 import os
 import sys
+from pathlib import Path
 
 from jobs.core.errors import ConfigError
 from jobs.main import parse_chain
+
+ROOT = Path(__file__).resolve().parents[2]
 
 
 def properties(conf: dict[str, str]) -> str:
@@ -32,11 +36,17 @@ def submit_options(argv: list[str], properties_file: str) -> list[str]:
     chain, cfg = parse_chain(argv)
     from jobs.core.session import resolve_jars, spark_conf
     fd = os.open(properties_file, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    conf = spark_conf(cfg)
     with os.fdopen(fd, "w", encoding="utf-8") as out:
-        out.write(properties(spark_conf(cfg)))
+        out.write(properties(conf))
     name = f"{cfg.spark.app_name}-{'+'.join(a.job for a in chain)}"
+    # spark-submit's --driver-java-options replaces spark.driver.extraJavaOptions of the properties
+    # file, so the config's options (and the driver's class archive) go with the log4j setting here.
+    log4j = f"-Dlog4j2.configurationFile=file:{ROOT / 'conf' / 'log4j2.properties'}"
+    java_options = " ".join(o for o in (log4j, conf.get("spark.driver.extraJavaOptions", "")) if o)
     return [f"UMASK {cfg.file_umask}", "--master", cfg.spark.master, "--name", name,
-            "--properties-file", properties_file, "--jars", ",".join(resolve_jars(cfg.spark.packages))]
+            "--properties-file", properties_file, "--jars", ",".join(resolve_jars(cfg.spark.packages)),
+            "--driver-java-options", java_options]
 
 
 def main() -> int:

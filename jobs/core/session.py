@@ -81,6 +81,9 @@ def spark_conf(cfg: Config) -> dict[str, str]:
     if cfg.spark.event_log:
         conf |= {"spark.eventLog.enabled": "true", "spark.eventLog.dir": event_log_dir(cfg)}
     conf.update({k: str(v).lower() if isinstance(v, bool) else str(v) for k, v in cfg.spark.conf.items()})
+    from jobs.core.cds import driver_java_options  # the driver's class archive, once setup built it
+    if options := driver_java_options(cfg, conf):
+        conf["spark.driver.extraJavaOptions"] = options
     return conf
 
 
