@@ -1,20 +1,26 @@
-"""Fixed costs a small night pays whatever its data: creating a fresh warehouse's tables, and
-re-cleaning a date that is already cleaned (no new users or tracks).
+"""Fixed costs a small night pays whatever its data: creating a fresh warehouse's tables,
+re-cleaning a date that is already cleaned (no new users or tracks), and starting a driver.
 
     .venv/bin/python bench/fixed_costs.py ensure [--rounds 4] [--workdir /tmp/setlist-fixed]
     .venv/bin/python bench/fixed_costs.py rerun-clean WAREHOUSE DATE [--rounds 4] [--raw-path RAW]
+    .venv/bin/python bench/fixed_costs.py driver-start WAREHOUSE [--rounds 3]
 
 `ensure` times `delta_io.ensure` of every declared table in a new, empty warehouse, `--rounds` times
 in one process (the first round also pays the process's first Delta operations). `rerun-clean`
 copies WAREHOUSE (never changed) and times `clean --date DATE` on the copy `--rounds` times; the
-first run also warms the process. To compare two versions of the code, run the script from a
-checkout of each, one after the other, alone on the machine.
+first run also warms the process. `driver-start` runs `submit.sh tables` on WAREHOUSE (read only:
+it counts every table) `--rounds` times with the driver's class archive and without
+(`spark.class_archive=false`), alternating, each a new spark-submit, and prints the ratio of the
+medians. To compare two versions of the code, run the script from a checkout of each, one after the
+other, alone on the machine.
 """
 from __future__ import annotations
 
 import argparse
 import datetime as dt
 import shutil
+import statistics
+import subprocess
 import time
 from pathlib import Path
 
@@ -33,7 +39,13 @@ def main() -> None:
     rer.add_argument("--rounds", type=int, default=4)
     rer.add_argument("--raw-path", default=None, help="default: raw/ next to the warehouse")
     rer.add_argument("--workdir", default="/tmp/setlist-fixed")
+    drv = sub.add_parser("driver-start")
+    drv.add_argument("warehouse")
+    drv.add_argument("--rounds", type=int, default=3)
     args = ap.parse_args()
+    if args.what == "driver-start":
+        driver_start(Path(args.warehouse), args.rounds)
+        return
     work = Path(args.workdir)
     shutil.rmtree(work, ignore_errors=True)
     work.mkdir(parents=True)
@@ -70,6 +82,24 @@ def rerun_clean(work: Path, warehouse: Path, day: dt.date, rounds: int, raw_path
         print(f"run {r + 1}: clean {day} again in {time.monotonic() - start:.1f} s "
               f"({summary['bronze_rows']} bronze rows, {summary['new_users']} new users)", flush=True)
     spark.stop()
+
+
+def driver_start(warehouse: Path, rounds: int) -> None:
+    root = Path(__file__).resolve().parents[1]
+    times: dict[bool, list[float]] = {True: [], False: []}
+    for r in range(rounds):
+        for archive in (True, False):
+            start = time.monotonic()
+            proc = subprocess.run([str(root / "submit.sh"), "tables", "--set", f"warehouse={warehouse}",
+                                   "--set", f"spark.class_archive={str(archive).lower()}",
+                                   "--set", "spark.event_log=false"], capture_output=True, text=True, cwd=root)
+            if proc.returncode != 0:
+                raise SystemExit(f"submit.sh tables failed ({proc.returncode}): {proc.stderr.strip()[-500:]}")
+            times[archive].append(time.monotonic() - start)
+            print(f"round {r + 1}: submit.sh tables {'with' if archive else 'without'} the class archive "
+                  f"in {times[archive][-1]:.1f} s", flush=True)
+    with_, without = statistics.median(times[True]), statistics.median(times[False])
+    print(f"median {with_:.1f} s with the archive, {without:.1f} s without: x{with_ / without:.2f}")
 
 
 if __name__ == "__main__":

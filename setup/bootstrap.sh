@@ -40,9 +40,9 @@ jars = resolve_jars(load_config(sys.argv[1]).spark.packages)
 print(f"setup: {len(jars)} Delta jars cached")
 PY
 
-# The driver's class archive (JDK AppCDS, jobs/core/cds.py): a tiny night run once, its classes
+# The driver's class archive (JDK AppCDS, setup/class_archive.py): a tiny night run once, its classes
 # kept in $CACHE/cds keyed by the java, pyspark and Delta jars; every later driver maps them.
-PYTHONPATH="$ROOT" "$venv/bin/python" -m jobs.core.cds "$ROOT/conf/local.yaml" \
+"$venv/bin/python" "$ROOT/setup/class_archive.py" "$ROOT/conf/local.yaml" \
   || echo "setup: the driver class archive was not built: drivers start without it"
 
 if ! ldconfig -p 2>/dev/null | grep -q "libblas\.so\.3 "; then

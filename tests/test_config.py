@@ -87,7 +87,7 @@ def test_main_exits_2_with_one_line_before_spark(tmp_path, capsys):
     assert main(["clean", "--conf", str(path), "--date", "2026-01-01"]) == 2
     err = capsys.readouterr().err.strip()
     assert err == (f"setlist: error: {path}: spark.mastr: unknown key "
-                   f"(known here: app_name, conf, event_log, master, packages)")
+                   f"(known here: app_name, class_archive, conf, event_log, master, packages)")
     assert main(["clean", "--conf", str(path), "--date", "2026-02-30"]) == 2
     assert "--date 2026-02-30: not a date" in capsys.readouterr().err
     assert main(["nosuchjob"]) == 2
@@ -205,35 +205,35 @@ def test_launch_hands_the_configs_driver_java_options_to_spark_submit(tmp_path):
 
 
 def test_the_driver_class_archive_is_added_once_built_and_only_where_the_driver_runs(tmp_path, monkeypatch):
-    from jobs.core import cds
-    from jobs.core.session import spark_conf
+    from jobs.core.session import CLASS_ARCHIVE_QUIET, class_archive_path, spark_conf
     monkeypatch.setenv("SETLIST_CACHE", str(tmp_path / "cache"))
     own = "-Dsetlist.probe=1"
     cfg = load_config(write(tmp_path, f"warehouse: /w\nraw_path: /r\nspark:\n  conf:\n"
                                       f"    spark.driver.extraJavaOptions: {own}\n"))
     assert spark_conf(cfg)["spark.driver.extraJavaOptions"] == own  # not built: the config's own options
-    archive = cds.archive_path(cfg.spark.packages)
+    archive = class_archive_path(cfg.spark.packages)
     archive.parent.mkdir(parents=True)
     archive.write_bytes(b"jsa")
-    assert spark_conf(cfg)["spark.driver.extraJavaOptions"] == f"{own} -XX:SharedArchiveFile={archive} {cds.QUIET}"
+    assert spark_conf(cfg)["spark.driver.extraJavaOptions"] == f"{own} -XX:SharedArchiveFile={archive} {CLASS_ARCHIVE_QUIET}"
     remote = with_overrides(cfg, ["spark.conf.spark.submit.deployMode=cluster"])
     assert spark_conf(remote)["spark.driver.extraJavaOptions"] == own  # the driver starts on another machine
+    assert spark_conf(with_overrides(cfg, ["spark.class_archive=false"]))["spark.driver.extraJavaOptions"] == own
     dumping = with_overrides(cfg, ["spark.conf.spark.driver.extraJavaOptions=-XX:ArchiveClassesAtExit=/tmp/x.jsa"])
     assert spark_conf(dumping)["spark.driver.extraJavaOptions"] == "-XX:ArchiveClassesAtExit=/tmp/x.jsa"
 
 
 def test_the_test_sessions_driver_maps_the_class_archive_setup_built(spark, base_cfg):
-    """`make setup` built the archive (jobs/core/cds.py) and this session's JVM mapped all of it: a
-    class path that did not match would leave only the JDK's own small base archive mapped."""
+    """`make setup` built the archive (setup/class_archive.py) and this session's JVM mapped all of it:
+    a class path that did not match would leave only the JDK's own small base archive mapped."""
     import re
 
-    from jobs.core import cds
-    archive = cds.archive_path(base_cfg.spark.packages)
+    from jobs.core.session import class_archive_path, java_binary
+    archive = class_archive_path(base_cfg.spark.packages)
     assert archive is not None and archive.is_file(), f"setup did not build {archive}: see its build.log"
     jvm = spark.sparkContext._jvm
     assert f"-XX:SharedArchiveFile={archive}" in list(jvm.java.lang.management.ManagementFactory
                                                     .getRuntimeMXBean().getInputArguments())
     pid = jvm.java.lang.ProcessHandle.current().pid()
-    info = subprocess.run([str(cds.java_binary().parent / "jcmd"), str(pid), "VM.info"], capture_output=True, text=True, timeout=120).stdout
+    info = subprocess.run([str(java_binary().parent / "jcmd"), str(pid), "VM.info"], capture_output=True, text=True, timeout=120).stdout
     mapped = re.search(r"CDS archive\(s\) mapped at: .*?size (\d+)", info)
     assert mapped and int(mapped.group(1)) >= archive.stat().st_size, mapped and mapped.group(0)

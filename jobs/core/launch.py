@@ -6,7 +6,7 @@ applies it before spark-submit, so every file the run writes gets it), then spar
 --master, --name (`setlist-JOB`, or `setlist-JOB1+JOB2` for jobs chained with --then), --properties-file,
 --jars with the cached Delta jars (resolved from Maven Central through Spark's Ivy on first use,
 offline after) and --driver-java-options (the log4j setting, the config's spark.driver.extraJavaOptions
-and the driver's class archive of jobs/core/cds.py once setup built it). Spark settings (Delta's and
+and the driver's class archive once setup built it: setup/class_archive.py). Spark settings (Delta's and
 every `spark.conf` entry, secrets included) go into the properties file named by $SETLIST_PROPERTIES_FILE (submit.sh
 makes it with mktemp: readable by the user only), never onto a command line where `ps` shows them.
 """

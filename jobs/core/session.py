@@ -10,6 +10,7 @@ from __future__ import annotations
 import hashlib
 import logging
 import os
+import shutil
 from pathlib import Path
 from urllib.parse import urlparse
 
@@ -74,6 +75,51 @@ def resolve_jars(packages: list[str]) -> list[str]:
         spark.stop()
 
 
+# The driver's class archive (JDK AppCDS): setup/class_archive.py builds it once by running a tiny
+# night (generate, ingest, clean) in a driver started with -XX:ArchiveClassesAtExit, which writes the
+# ~20,000 classes it loaded (Spark, Catalyst, Delta, Scala) into one file at exit; a later driver
+# started with -XX:SharedArchiveFile maps them instead of reading and verifying the jars again. It
+# lives in $SETLIST_CACHE/cds, keyed by what it depends on: the java binary, pyspark's version and
+# jars, the Delta jars and CLASS_ARCHIVE_VERSION. A JVM whose class path does not match (other jars
+# added) ignores it and loads its classes as usual: the archive can make a start faster, never wrong.
+CLASS_ARCHIVE_VERSION = "1"  # bump when setup/class_archive.py's workload changes what it loads
+CLASS_ARCHIVE_QUIET = "-Xlog:cds=off -Xlog:cds+dynamic=off"  # a mismatch is no error: no JVM warning
+
+
+def java_binary() -> Path | None:
+    """The java that spark-submit starts: $JAVA_HOME/bin/java, else the one on PATH."""
+    home = os.environ.get("JAVA_HOME")
+    found = Path(home) / "bin" / "java" if home else (Path(p) if (p := shutil.which("java")) else None)
+    return found.resolve() if found and found.exists() else None
+
+
+def class_archive_path(packages: list[str]) -> Path | None:
+    """Where the archive for this java, this pyspark and these Delta packages lives (None: no java)."""
+    import pyspark
+    java = java_binary()
+    if java is None:
+        return None
+    spark_jars = sorted(p.name for p in (Path(pyspark.__file__).parent / "jars").glob("*.jar"))
+    stat = java.stat()
+    parts = [str(java), str(stat.st_size), str(int(stat.st_mtime)), pyspark.__version__, *spark_jars,
+             *(cached_jars(packages) or sorted(packages)), CLASS_ARCHIVE_VERSION]
+    key = hashlib.sha256("\n".join(parts).encode()).hexdigest()[:16]
+    return cache_dir() / "cds" / f"driver-{key}.jsa"
+
+
+def driver_java_options(cfg: Config, conf: dict[str, str]) -> str:
+    """The config's spark.driver.extraJavaOptions, plus the class archive once setup built it, when
+    `spark.class_archive` is on and the driver starts on this machine (not in cluster deploy mode)."""
+    own = conf.get("spark.driver.extraJavaOptions", "")
+    if (not cfg.spark.class_archive or "SharedArchiveFile" in own or "ArchiveClassesAtExit" in own
+            or conf.get("spark.submit.deployMode", "client") == "cluster"):
+        return own
+    path = class_archive_path(cfg.spark.packages)
+    if path is None or not path.is_file():
+        return own
+    return " ".join(part for part in (own, f"-XX:SharedArchiveFile={path}", CLASS_ARCHIVE_QUIET) if part)
+
+
 def spark_conf(cfg: Config) -> dict[str, str]:
     """Every Spark setting the environment asks for: Delta's, the files' umask, then the config file's."""
     conf = dict(DELTA_CONF) | {"spark.hadoop.fs.permissions.umask-mode": cfg.file_umask,
@@ -81,8 +127,7 @@ def spark_conf(cfg: Config) -> dict[str, str]:
     if cfg.spark.event_log:
         conf |= {"spark.eventLog.enabled": "true", "spark.eventLog.dir": event_log_dir(cfg)}
     conf.update({k: str(v).lower() if isinstance(v, bool) else str(v) for k, v in cfg.spark.conf.items()})
-    from jobs.core.cds import driver_java_options  # the driver's class archive, once setup built it
-    if options := driver_java_options(cfg, conf):
+    if options := driver_java_options(cfg, conf):  # the driver's class archive, once setup built it
         conf["spark.driver.extraJavaOptions"] = options
     return conf
 
