@@ -97,13 +97,11 @@ def run(spark: SparkSession, cfg: Config, day: dt.date) -> dict:
         delta_io.replace_date(sessions, cfg, SILVER_PLAYS, "ingest_date", day)
         delta_io.replace_partition(quarantine, cfg, SILVER_QUARANTINE, ingest_date=day, stage="clean")
 
-    play_count, quarantined = committed_counts(spark, cfg, day)
+    play_count, quarantined, new_users, new_tracks = committed_counts(spark, cfg, day)
     if bronze_rows != play_count + quarantined + duplicates + erased:
         raise RuntimeError(f"clean {day}: counts do not reconcile: bronze {bronze_rows} != plays {play_count} "
                            f"+ quarantined {quarantined} + duplicates {duplicates} + erased {erased} (as committed); "
                            f"{SILVER_CLEAN_RUNS.full_name} is not marked, so the date is not cleaned")
-    new_users = first_seen_on(spark, cfg, SILVER_USERS, day)
-    new_tracks = first_seen_on(spark, cfg, SILVER_TRACKS, day)
     summary = {
         "ingest_date": day, "bronze_rows": bronze_rows, "plays": play_count, "quarantined": quarantined,
         "duplicates": duplicates, "new_users": new_users, "new_tracks": new_tracks,
@@ -192,17 +190,22 @@ def count_duplicates(good: DataFrame, good_rows: int, others: DataFrame | None) 
     return repeats + held
 
 
-def committed_counts(spark: SparkSession, cfg: Config, day: dt.date) -> tuple[int, int]:
-    """(plays, quarantined) of the date as committed in silver.plays and silver.quarantine."""
-    plays = delta_io.read(spark, cfg, SILVER_PLAYS).where(F.col("ingest_date") == F.lit(day)).count()
-    quarantined = delta_io.read(spark, cfg, SILVER_QUARANTINE).where(
-        (F.col("ingest_date") == F.lit(day)) & (F.col("stage") == "clean")).count()
-    return plays, quarantined
-
-
-def first_seen_on(spark: SparkSession, cfg: Config, table, day: dt.date) -> int:
-    """Keys of `table` first seen on `day`: the same count on a rerun or after a crash."""
-    return delta_io.read(spark, cfg, table).where(F.col("first_seen_date") == F.lit(day)).count()
+def committed_counts(spark: SparkSession, cfg: Config, day: dt.date) -> tuple[int, int, int, int]:
+    """(plays, quarantined, new users, new tracks) of the date as committed: its rows of silver.plays
+    and silver.quarantine, and the keys of silver.users and silver.tracks first seen on it (the same
+    counts on a rerun or after a crash). One Spark job for the four."""
+    day_ = F.lit(day)
+    parts = [("plays", delta_io.read(spark, cfg, SILVER_PLAYS).where(F.col("ingest_date") == day_)),
+             ("quarantined", delta_io.read(spark, cfg, SILVER_QUARANTINE).where(
+                 (F.col("ingest_date") == day_) & (F.col("stage") == "clean"))),
+             ("users", delta_io.read(spark, cfg, SILVER_USERS).where(F.col("first_seen_date") == day_)),
+             ("tracks", delta_io.read(spark, cfg, SILVER_TRACKS).where(F.col("first_seen_date") == day_))]
+    union = None
+    for name, frame in parts:
+        one = frame.select(F.lit(name).alias("part"))
+        union = one if union is None else union.unionAll(one)
+    counted = {r["part"]: r["count"] for r in union.groupBy("part").count().collect()}
+    return tuple(int(counted.get(name, 0)) for name, _ in parts)
 
 
 def drop_duplicates(plays: DataFrame, earlier: DataFrame | None = None) -> DataFrame:

@@ -65,14 +65,15 @@ def run(spark: SparkSession, cfg: Config, day: dt.date) -> dict:
         if n_users == 0:
             raise InputError(f"recommend {day}: no users in {SILVER_USERS.full_name}: run clean first")
         window = plays_within(plays, day, conf.history_days)
-        parts, used = candidates(spark, cfg, day, window, warm, everyone)
+        latest = records.latest_models(spark, cfg, ("als", "lstm", "ranker"), day)  # gold.models read once
+        parts, used = candidates(spark, cfg, day, window, warm, everyone, latest)
         log.info("recommend %s: %d users (%d cold start), sources %s", day, n_users, cold.count(), used)
         features = candidate_features(parts, window, day, conf.weights(), cold).withColumn("run_date", F.lit(day))
         delta_io.replace_date(features, cfg, GOLD_CANDIDATES, "run_date", day)
         # read back, not cached: scoring needs a few of its columns, which Parquet reads faster than
         # Spark builds an in-memory copy of all of them (measured at 1M events)
         stored = delta_io.read(spark, cfg, GOLD_CANDIDATES).where(F.col("run_date") == F.lit(day))
-        config, model, chosen = served_config(spark, cfg, day)
+        config, model, chosen = served_config(spark, cfg, day, latest["ranker"])
         log.info("recommend %s: ordering %d candidates by %s (%s)", day, stored.count(), config, chosen)
         blended = ranker.score_config(stored, config, model)
         if conf.exclude_played_days > 0:
@@ -106,16 +107,17 @@ def run(spark: SparkSession, cfg: Config, day: dt.date) -> dict:
 
 
 def candidates(spark: SparkSession, cfg: Config, day: dt.date, plays: DataFrame, warm: DataFrame,
-               everyone: DataFrame) -> tuple[list[DataFrame], dict]:
-    """Every available source's scored candidates, and which model or data each one used."""
+               everyone: DataFrame, latest: dict) -> tuple[list[DataFrame], dict]:
+    """Every available source's scored candidates, and which model or data each one used; `latest`:
+    the gold.models rows of the models to use (records.latest_models)."""
     conf, n = cfg.recommend, cfg.recommend.candidates_per_source
     parts = [history_scores(plays, warm, n)]
     used = {"history": f"plays up to {day}"}
-    als_row = records.latest_model(spark, cfg, "als", day)
+    als_row = latest.get("als")
     if als_row is not None:
         parts.append(source_scores(top_scored(ALSModel.load(als_row["path"]), warm, n), n, "als"))
         used["als"] = als_row["version"]
-    lstm_row = records.latest_model(spark, cfg, "lstm", day)
+    lstm_row = latest.get("lstm")
     if lstm_row is not None:
         saved = serving.load(lstm_row["path"])
         windows = sources.latest_windows(plays.join(warm, "user_idx"), saved["window"])
@@ -166,10 +168,15 @@ def publish(spark: SparkSession, cfg: Config, day: dt.date, expected_users: Data
     return {"passed": True} | measured
 
 
-def served_config(spark: SparkSession, cfg: Config, day: dt.date) -> tuple[str, object, str]:
+_READ = object()
+
+
+def served_config(spark: SparkSession, cfg: Config, day: dt.date, row=_READ) -> tuple[str, object, str]:
     """(configuration, ranker model or None, where the choice comes from) for D: the rank stage's
-    choice of D (or of its latest night before D), else rank.default_config."""
-    row = records.latest_model(spark, cfg, "ranker", day)
+    choice of D (or of its latest night before D), else rank.default_config. `row`: the ranker's
+    gold.models row when the caller has read it (None: there is none); read here otherwise."""
+    if row is _READ:
+        row = records.latest_model(spark, cfg, "ranker", day)
     if row is None:
         return cfg.rank.default_config, None, "rank.default_config: no night validated yet"
     served = json.loads(row["metrics"])["served"]

@@ -127,7 +127,7 @@ def test_the_publish_gate_keeps_a_bad_night_from_consumers_and_keeps_it_for_insp
     shift = 1.0 - counts.get("popularity", 0) / sum(counts.values())
     assert shift > 0.2
     strict = with_overrides(cfg, [f"publish.max_source_shift={shift - 0.1:.3f}"])
-    monkeypatch.setattr(recommend, "served_config", lambda spark_, cfg_, day_: ("popularity", None, "planted"))
+    monkeypatch.setattr(recommend, "served_config", lambda *args: ("popularity", None, "planted"))
     with pytest.raises(PublishRefused, match=f"source mix moved by {shift:.2f} .* since the previous night"):
         recommend.run(spark, strict, day)
     assert PublishRefused.exit_code == 5

@@ -46,3 +46,26 @@ def test_constraints_are_added_to_a_table_written_before_they_existed(spark, cfg
     status = spark.createDataFrame([{"run_date": DAY, "stage": "clean", "status": "exploded"}], GOLD_RUNS.schema)
     with pytest.raises(Exception, match="status_known"):
         delta_io.upsert(spark, cfg, GOLD_RUNS, [status.first().asDict()], ("run_date", "stage"))
+
+
+def test_upsert_replaces_the_row_of_its_key_in_one_commit_and_keeps_the_others(spark, cfg):
+    def run(day, stage, status, error=None):
+        return {"run_date": day, "stage": stage, "status": status, "started_at": None, "finished_at": None,
+                "rows": None, "error": error}
+    keys = ("run_date", "stage")
+    other = DAY - dt.timedelta(days=1)
+    for row in (run(DAY, "clean", "failed", "boom"), run(DAY, "embed", "succeeded"), run(other, "clean", "succeeded")):
+        delta_io.upsert(spark, cfg, GOLD_RUNS, [row], keys)
+    table = DeltaTable.forPath(spark, GOLD_RUNS.path(cfg))
+    version = table.history(1).first()["version"]
+    delta_io.upsert(spark, cfg, GOLD_RUNS, [run(DAY, "clean", "succeeded")], keys)  # the rerun's outcome
+    assert table.history(1).first()["version"] == version + 1  # one commit
+    got = sorted((r["run_date"], r["stage"], r["status"], r["error"]) for r in table.toDF().collect())
+    assert got == [(other, "clean", "succeeded", None), (DAY, "clean", "succeeded", None),
+                   (DAY, "embed", "succeeded", None)]
+    with pytest.raises(ValueError, match="needs a value for each of"):
+        delta_io.upsert(spark, cfg, GOLD_RUNS, [run(None, "clean", "succeeded")], keys)
+    # a quote in a key value is a literal, not SQL
+    delta_io.upsert(spark, cfg, GOLD_RUNS, [run(DAY, "it's", "succeeded")], keys)
+    delta_io.upsert(spark, cfg, GOLD_RUNS, [run(DAY, "it's", "failed")], keys)
+    assert [r["status"] for r in table.toDF().where("stage = \"it's\"").collect()] == ["failed"]

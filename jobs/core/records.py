@@ -6,7 +6,7 @@ import datetime as dt
 import json
 import logging
 
-from pyspark.sql import SparkSession
+from pyspark.sql import SparkSession, Window
 from pyspark.sql import functions as F
 
 from jobs.core import delta_io, tracking
@@ -48,10 +48,19 @@ def record_model(spark: SparkSession, cfg: Config, day: dt.date, model: str, ver
 
 def latest_model(spark: SparkSession, cfg: Config, model: str, day: dt.date):
     """The gold.models row of `model` trained most recently on or before `day`, or None."""
+    return latest_models(spark, cfg, (model,), day)[model]
+
+
+def latest_models(spark: SparkSession, cfg: Config, models: tuple[str, ...], day: dt.date) -> dict:
+    """{model: its gold.models row trained most recently on or before `day`, or None}, in one query
+    (a stage that needs several models reads the table once)."""
+    found = dict.fromkeys(models)
     if not delta_io.exists(spark, cfg, GOLD_MODELS):
-        return None
-    return (delta_io.read(spark, cfg, GOLD_MODELS).where((F.col("model") == model) & (F.col("run_date") <= F.lit(day)))
-            .orderBy(F.desc("run_date")).first())
+        return found
+    newest = Window.partitionBy("model").orderBy(F.desc("run_date"))
+    rows = (delta_io.read(spark, cfg, GOLD_MODELS).where(F.col("model").isin(*models) & (F.col("run_date") <= F.lit(day)))
+            .withColumn("_n", F.row_number().over(newest)).where("_n = 1").drop("_n").collect())
+    return found | {row["model"]: row for row in rows}
 
 
 def write_metrics(spark: SparkSession, cfg: Config, day: dt.date, stage: str, k: int,
