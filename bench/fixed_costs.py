@@ -1,9 +1,11 @@
 """Fixed costs a small night pays whatever its data: creating a fresh warehouse's tables,
-re-cleaning a date that is already cleaned (no new users or tracks), and starting a driver.
+re-cleaning a date that is already cleaned (no new users or tracks), starting a driver, and the
+bookkeeping reads and writes of every stage.
 
     .venv/bin/python bench/fixed_costs.py ensure [--rounds 4] [--workdir /tmp/setlist-fixed]
     .venv/bin/python bench/fixed_costs.py rerun-clean WAREHOUSE DATE [--rounds 4] [--raw-path RAW]
     .venv/bin/python bench/fixed_costs.py driver-start WAREHOUSE [--rounds 3]
+    .venv/bin/python bench/fixed_costs.py bookkeeping WAREHOUSE DATE [--rounds 50]
 
 `ensure` times `delta_io.ensure` of every declared table in a new, empty warehouse, `--rounds` times
 in one process (the first round also pays the process's first Delta operations). `rerun-clean`
@@ -11,7 +13,14 @@ copies WAREHOUSE (never changed) and times `clean --date DATE` on the copy `--ro
 first run also warms the process. `driver-start` runs `submit.sh tables` on WAREHOUSE (read only:
 it counts every table) `--rounds` times with the driver's class archive and without
 (`spark.class_archive=false`), alternating, each a new spark-submit, and prints the ratio of the
-medians. To compare two versions of the code, run the script from a checkout of each, one after the
+medians. `bookkeeping` copies WAREHOUSE (a cleaned and modelled one, e.g. bench/profile_stages.py's)
+and times, interleaved in one process, each of three pairs `--rounds` times: a gold.runs row
+written by `delta_io.upsert` (replaceWhere on its key) against the MERGE it replaced (update
+matched, insert the rest), once with new keys (a night's rows) and once replacing the rows of five
+keys (a rerun's); clean's post-commit counts of DATE (`clean.committed_counts`, one job)
+against four counts; recommend's read of the ALS, LSTM and ranker rows of gold.models
+(`records.latest_models`, once) against three `records.latest_model` reads. It prints the medians.
+To compare two versions of the code, run the script from a checkout of each, one after the
 other, alone on the machine.
 """
 from __future__ import annotations
@@ -42,6 +51,11 @@ def main() -> None:
     drv = sub.add_parser("driver-start")
     drv.add_argument("warehouse")
     drv.add_argument("--rounds", type=int, default=3)
+    book = sub.add_parser("bookkeeping")
+    book.add_argument("warehouse")
+    book.add_argument("date", type=dt.date.fromisoformat)
+    book.add_argument("--rounds", type=int, default=50)
+    book.add_argument("--workdir", default="/tmp/setlist-fixed")
     args = ap.parse_args()
     if args.what == "driver-start":
         driver_start(Path(args.warehouse), args.rounds)
@@ -51,6 +65,8 @@ def main() -> None:
     work.mkdir(parents=True)
     if args.what == "ensure":
         ensure_rounds(work, args.rounds)
+    elif args.what == "bookkeeping":
+        bookkeeping(work, Path(args.warehouse), args.date, args.rounds)
     else:
         rerun_clean(work, Path(args.warehouse), args.date, args.rounds,
                     args.raw_path or str(Path(args.warehouse).parent / "raw"))
@@ -100,6 +116,66 @@ def driver_start(warehouse: Path, rounds: int) -> None:
                   f"in {times[archive][-1]:.1f} s", flush=True)
     with_, without = statistics.median(times[True]), statistics.median(times[False])
     print(f"median {with_:.1f} s with the archive, {without:.1f} s without: x{with_ / without:.2f}")
+
+
+def bookkeeping(work: Path, warehouse: Path, day: dt.date, rounds: int) -> None:
+    copy = work / "wh"
+    shutil.copytree(warehouse, copy, ignore=shutil.ignore_patterns("_spark_events", "_lease"))
+    spark, cfg = session([f"warehouse={copy}", "spark.event_log=false"])
+    from pyspark.sql import functions as F
+
+    from jobs import clean
+    from jobs.core import delta_io, records
+    from jobs.core.tables import GOLD_RUNS, SILVER_PLAYS, SILVER_QUARANTINE, SILVER_TRACKS, SILVER_USERS
+
+    def run_row(stage: str) -> dict:
+        return {"run_date": day, "stage": stage, "status": "succeeded", "started_at": records.now(),
+                "finished_at": records.now(), "rows": None, "error": None}
+
+    def upserted(stage: str) -> None:
+        delta_io.upsert(spark, cfg, GOLD_RUNS, [run_row(stage)], ("run_date", "stage"))
+
+    def merged(stage: str) -> None:  # the upsert before: a MERGE, update matched rows, insert the rest
+        frame = delta_io.conform(spark.createDataFrame([run_row(stage)], GOLD_RUNS.schema), GOLD_RUNS)
+        (delta_io.ensure(spark, cfg, GOLD_RUNS).alias("t")
+         .merge(frame.alias("s"), "t.run_date = s.run_date AND t.stage = s.stage")
+         .whenMatchedUpdateAll().whenNotMatchedInsertAll().execute())
+
+    def counted_apart(n: int) -> tuple:  # clean's counts before: one count per table
+        at = F.lit(day)
+        return (delta_io.read(spark, cfg, SILVER_PLAYS).where(F.col("ingest_date") == at).count(),
+                delta_io.read(spark, cfg, SILVER_QUARANTINE).where(
+                    (F.col("ingest_date") == at) & (F.col("stage") == "clean")).count(),
+                delta_io.read(spark, cfg, SILVER_USERS).where(F.col("first_seen_date") == at).count(),
+                delta_io.read(spark, cfg, SILVER_TRACKS).where(F.col("first_seen_date") == at).count())
+
+    models = ("als", "lstm", "ranker")
+    # a night's own rows are new keys; a rerun's replace the row of their key (each side its own keys)
+    pairs = {
+        "gold.runs row, a new key": (lambda n: upserted(f"now-{n}"), lambda n: merged(f"before-{n}")),
+        "gold.runs row, the key's row replaced": (lambda n: upserted(f"now-{n % 5}"),
+                                                  lambda n: merged(f"before-{n % 5}")),
+        "clean's committed counts": (lambda n: clean.committed_counts(spark, cfg, day), counted_apart),
+        "gold.models rows of three models": (
+            lambda n: tuple(records.latest_models(spark, cfg, models, day).values()),
+            lambda n: tuple(records.latest_model(spark, cfg, m, day) for m in models)),
+    }
+    for name, (now_, before) in pairs.items():
+        if not name.startswith("gold.runs row"):
+            assert now_(0) == before(0), name  # the same answer
+        times: dict[str, list[float]] = {"now": [], "before": []}
+        for r in range(rounds):
+            order = (("now", now_), ("before", before)) if r % 2 == 0 else (("before", before), ("now", now_))
+            for label, fn in order:
+                start = time.monotonic()
+                fn(r)
+                times[label].append(time.monotonic() - start)
+        a, b = statistics.median(times["now"]), statistics.median(times["before"])
+        print(f"{name}: median {a:.3f} s now, {b:.3f} s before, x{a / b:.2f} ({rounds} rounds each, interleaved)",
+              flush=True)
+    keys = delta_io.read(spark, cfg, GOLD_RUNS).groupBy("run_date", "stage").count().where("count > 1").count()
+    assert keys == 0, "gold.runs holds a key twice"
+    spark.stop()
 
 
 if __name__ == "__main__":
