@@ -58,7 +58,8 @@ def latest_models(spark: SparkSession, cfg: Config, models: tuple[str, ...], day
     if not delta_io.exists(spark, cfg, GOLD_MODELS):
         return found
     newest = Window.partitionBy("model").orderBy(F.desc("run_date"))
-    rows = (delta_io.read(spark, cfg, GOLD_MODELS).where(F.col("model").isin(*models) & (F.col("run_date") <= F.lit(day)))
+    wanted = F.col("model").isin(*models) & (F.col("run_date") <= F.lit(day))
+    rows = (delta_io.read(spark, cfg, GOLD_MODELS).where(wanted)
             .withColumn("_n", F.row_number().over(newest)).where("_n = 1").drop("_n").collect())
     return found | {row["model"]: row for row in rows}
 
