@@ -19,7 +19,7 @@ written by `delta_io.upsert` (replaceWhere on its key) against the MERGE it repl
 matched, insert the rest), once with new keys (a night's rows) and once replacing the rows of five
 keys (a rerun's); clean's post-commit counts of DATE (`clean.committed_counts`, one job)
 against four counts; recommend's read of the ALS, LSTM and ranker rows of gold.models
-(`records.latest_models`, once) against three `records.latest_model` reads. It prints the medians.
+(`records.latest_models`, once) against the three queries it replaced (one per model). It prints the medians.
 To compare two versions of the code, run the script from a checkout of each, one after the
 other, alone on the machine.
 """
@@ -126,7 +126,7 @@ def bookkeeping(work: Path, warehouse: Path, day: dt.date, rounds: int) -> None:
 
     from jobs import clean
     from jobs.core import delta_io, records
-    from jobs.core.tables import GOLD_RUNS, SILVER_PLAYS, SILVER_QUARANTINE, SILVER_TRACKS, SILVER_USERS
+    from jobs.core.tables import GOLD_MODELS, GOLD_RUNS, SILVER_PLAYS, SILVER_QUARANTINE, SILVER_TRACKS, SILVER_USERS
 
     def run_row(stage: str) -> dict:
         return {"run_date": day, "stage": stage, "status": "succeeded", "started_at": records.now(),
@@ -149,6 +149,10 @@ def bookkeeping(work: Path, warehouse: Path, day: dt.date, rounds: int) -> None:
                 delta_io.read(spark, cfg, SILVER_USERS).where(F.col("first_seen_date") == at).count(),
                 delta_io.read(spark, cfg, SILVER_TRACKS).where(F.col("first_seen_date") == at).count())
 
+    def read_apart(m: str):  # recommend's read before: one query per model, newest row first
+        return (delta_io.read(spark, cfg, GOLD_MODELS).where((F.col("model") == m) & (F.col("run_date") <= F.lit(day)))
+                .orderBy(F.desc("run_date")).first())
+
     models = ("als", "lstm", "ranker")
     # a night's own rows are new keys; a rerun's replace the row of their key (each side its own keys)
     pairs = {
@@ -158,7 +162,7 @@ def bookkeeping(work: Path, warehouse: Path, day: dt.date, rounds: int) -> None:
         "clean's committed counts": (lambda n: clean.committed_counts(spark, cfg, day), counted_apart),
         "gold.models rows of three models": (
             lambda n: tuple(records.latest_models(spark, cfg, models, day).values()),
-            lambda n: tuple(records.latest_model(spark, cfg, m, day) for m in models)),
+            lambda n: tuple(read_apart(m) for m in models)),
     }
     for name, (now_, before) in pairs.items():
         if not name.startswith("gold.runs row"):

@@ -166,7 +166,7 @@ def upsert(spark: SparkSession, cfg: Config, table: Table, rows: list[dict], key
     """Insert rows, replacing any row with the same `keys` values (one commit): an overwrite with
     replaceWhere on the rows' keys, which Delta writes as the matching rows' removal and the new
     rows in one commit. It replaced a MERGE (update matched, insert the rest) that planned a join
-    of the table with the new rows: x0.76 for a gold.runs row of a new key, x0.83 for one that
+    of the table with the new rows: x0.79 for a gold.runs row of a new key, x0.89 for one that
     replaces its key's row (`bench/fixed_costs.py bookkeeping`; README, "Cheaper bookkeeping").
     The rows of different keys commute, so a conflict with a concurrent writer is retried (backing
     off) up to `attempts` times."""
