@@ -7,8 +7,8 @@ a checkpoint directory under the warehouse, so that many iterations cannot overf
 Hyperparameters (rank, regularisation, alpha, confidence transform) are chosen every night for the
 data at hand: the combinations of als.grid_* are trained on plays before the last
 als.validation_days days and ranked on them (a ranking metric, never RMSE), the last night's choice
-(or the configured values) first and the rest in a seeded random order, until als.tune_minutes are
-spent; the best is retrained on all plays. Before any validation window exists, the first is used. The model is saved in a new folder <warehouse>/models/als/<D>/<run>,
+(or the configured values) first and the rest in a seeded random order, als.search_parallelism at
+once, until als.tune_minutes are spent; the best is retrained on all plays. Before any validation window exists, the first is used. The model is saved in a new folder <warehouse>/models/als/<D>/<run>,
 its factors go to gold.als_user_factors / gold.als_item_factors, and a row with parameters,
 validation metrics and that folder to gold.models, last: the row publishes the model.
 """
@@ -55,7 +55,7 @@ def run(spark: SparkSession, cfg: Config, day: dt.date) -> dict:
             log.info("als %s: validating up to %d parameter set(s) on the last %d day(s) within %.1f minutes", day,
                      len(candidates), conf.validation_days, conf.tune_minutes)
             validated = validate(plays, day, conf.validation_days, candidates, settings, k, conf.grid_metric,
-                                 conf.tune_minutes * 60.0)
+                                 conf.tune_minutes * 60.0, conf.search_parallelism)
         if validated is None:
             log.warning("als %s: no validation window yet (first days of data): training %s without validation",
                         day, candidates[0])

@@ -9,8 +9,10 @@ import itertools
 import logging
 import random
 import time
+from concurrent.futures import FIRST_COMPLETED, ThreadPoolExecutor, wait
 
 import numpy as np
+from pyspark import inheritable_thread_target
 from pyspark.ml.recommendation import ALS, ALSModel
 from pyspark.sql import DataFrame
 from pyspark.sql import functions as F
@@ -97,33 +99,53 @@ def grid(ranks: list[int], reg_params: list[float], alphas: list[float], confide
 
 
 def validate(plays: DataFrame, day: dt.date, validation_days: int, candidates: list[AlsParams],
-             settings: AlsSettings, k: int, metric: str, budget_s: float = float("inf")
+             settings: AlsSettings, k: int, metric: str, budget_s: float = float("inf"), parallelism: int = 1
              ) -> tuple[AlsParams, dict, int] | None:
     """Train candidates on plays before the validation window (the last validation_days days up to
     day) and rank them on the window, in order, until the time budget is spent (the first is always
-    tried); (the best by `metric`@k, its metrics, candidates tried). None when the window or the days
-    before it have no plays."""
+    tried); (the best by `metric`@k, ties to the earlier candidate, its metrics, candidates tried).
+    None when the window or the days before it have no plays.
+
+    `parallelism` sets are fitted at once, from threads of this driver sharing the Spark application
+    (as MLlib's CrossValidator `parallelism` does): a small fit leaves task slots idle while the
+    driver plans its next job, and a second fit fills them. A set starts only while the budget
+    lasts, as one after another; the fits and their metrics are the same either way."""
     train, held_out = temporal_split(plays, day, validation_days)
     truth = truth_of(held_out, train).persist()
     before = day - dt.timedelta(days=validation_days)
     pairs = {}
+
+    def trial(p: AlsParams) -> dict:
+        metrics = score_lists(top_n(settings.fit(pairs[p.confidence], p), truth, k), truth, k)
+        log.info("als %s: validation %s -> %s@%d %.4f", day, p, metric, k, metrics[metric])
+        return metrics
+
     try:
         if truth.isEmpty() or train.isEmpty():
             return None
-        best, best_metrics, tried, started = None, None, 0, time.monotonic()
-        for p in candidates:
-            if tried and time.monotonic() - started > budget_s:
-                log.info("als %s: time budget of %.0f s spent after %d of %d parameter sets", day, budget_s, tried,
-                         len(candidates))
-                break
-            if p.confidence not in pairs:
-                pairs[p.confidence] = settings.interactions(train, before, p.confidence).persist()
-            metrics = score_lists(top_n(settings.fit(pairs[p.confidence], p), truth, k), truth, k)
-            tried += 1
-            log.info("als %s: validation %s -> %s@%d %.4f", day, p, metric, k, metrics[metric])
-            if best is None or metrics[metric] > best_metrics[metric]:
+        started, running = time.monotonic(), []
+        with ThreadPoolExecutor(max(1, parallelism), thread_name_prefix="als-search") as pool:
+            for i, p in enumerate(candidates):
+                if i and time.monotonic() - started > budget_s:
+                    log.info("als %s: time budget of %.0f s spent after starting %d of %d parameter sets", day,
+                             budget_s, i, len(candidates))
+                    break
+                if p.confidence not in pairs:
+                    pairs[p.confidence] = settings.interactions(train, before, p.confidence).persist()
+                running.append((p, pool.submit(inheritable_thread_target(trial), p)))
+                pending = [future for _, future in running if not future.done()]
+                while len(pending) >= max(1, parallelism):  # a slot frees when a fit ends
+                    pending = list(wait(pending, return_when=FIRST_COMPLETED).not_done)
+                failed = next((future.exception() for _, future in running if future.done()
+                               and future.exception()), None)
+                if failed:
+                    raise failed
+            done = [(p, future.result()) for p, future in running]
+        best, best_metrics = done[0]
+        for p, metrics in done[1:]:
+            if metrics[metric] > best_metrics[metric]:
                 best, best_metrics = p, metrics
-        return best, best_metrics, tried
+        return best, best_metrics, len(done)
     finally:
         truth.unpersist()
         for frame in pairs.values():

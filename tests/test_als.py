@@ -86,3 +86,37 @@ def test_als_searches_within_its_time_budget_and_reuses_the_choice_between_searc
                                                                         searched["confidence"])
     row = delta_io.read(spark, cfg, GOLD_MODELS).where(f"model = 'als' AND run_date = '{NIGHTS[2]}'").first()
     assert json.loads(row["metrics"])["ndcg@10"] > 0  # the search's validation carried along
+
+
+def test_als_search_fits_sets_at_once_and_chooses_as_it_would_one_after_another(spark, modelled):
+    """als.search_parallelism: the sets are fitted from driver threads sharing the application, so
+    their fits overlap in time, and the choice, its metrics and the count tried are those of one fit
+    after another."""
+    import time
+
+    from jobs.core.tables import PLAY_EVENTS
+    from models.als import grid, validate
+
+    class Timed(AlsSettings):
+        spans: list = []
+
+        def fit(self, pairs, p):
+            start = time.monotonic()
+            model = super().fit(pairs, p)
+            self.spans.append((start, time.monotonic()))
+            return model
+
+    def overlaps(spans):
+        return sum(a0 < b1 and b0 < a1 for i, (a0, a1) in enumerate(spans) for b0, b1 in spans[i + 1:])
+
+    plays = delta_io.read(spark, modelled, SILVER_PLAYS).select(*PLAY_EVENTS)
+    settings = Timed.of(with_overrides(modelled, ["als.max_iter=3"]).als)
+    candidates = grid([4], [0.05], [10.0], ["log", "linear"], seed=7)
+    one = validate(plays, D, 1, candidates, settings, 10, "ndcg", parallelism=1)
+    assert len(Timed.spans) == 2 and overlaps(Timed.spans) == 0
+    Timed.spans.clear()
+    two = validate(plays, D, 1, candidates, settings, 10, "ndcg", parallelism=2)
+    assert len(Timed.spans) == 2 and overlaps(Timed.spans) >= 1
+    assert two == one and one[2] == 2 and one[1]["ndcg"] > 0
+    Timed.spans.clear()
+    assert validate(plays, D, 1, candidates, settings, 10, "ndcg", budget_s=0, parallelism=2)[2] == 1

@@ -177,6 +177,7 @@ class AlsConf:
                                       help="confidence transforms searched (empty: `confidence`)")
     tune_minutes: float = key(1.0, ge=0, help="time budget of a search (the first set is always tried)")
     tune_every_days: int = key(7, gt=0, help="search every N nights; in between the last choice is retrained")
+    search_parallelism: int = key(2, gt=0, help="parameter sets fitted at once in a search (driver threads)")
     validation_days: int = key(1, gt=0, help="the grid's validation window: the last N days up to D")
     grid_metric: str = key("ndcg", choices=("ndcg", "recall", "map", "hit_rate"),
                            help="the grid's metric at `evaluate.k` (never RMSE)")
