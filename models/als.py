@@ -124,6 +124,7 @@ def validate(plays: DataFrame, day: dt.date, validation_days: int, candidates: l
         if truth.isEmpty() or train.isEmpty():
             return None
         started, running = time.monotonic(), []
+        in_thread = inheritable_thread_target(plays.sparkSession)(trial)  # the caller's job properties and tags
         with ThreadPoolExecutor(max(1, parallelism), thread_name_prefix="als-search") as pool:
             for i, p in enumerate(candidates):
                 if i and time.monotonic() - started > budget_s:
@@ -132,7 +133,7 @@ def validate(plays: DataFrame, day: dt.date, validation_days: int, candidates: l
                     break
                 if p.confidence not in pairs:
                     pairs[p.confidence] = settings.interactions(train, before, p.confidence).persist()
-                running.append((p, pool.submit(inheritable_thread_target(trial), p)))
+                running.append((p, pool.submit(in_thread, p)))
                 pending = [future for _, future in running if not future.done()]
                 while len(pending) >= max(1, parallelism):  # a slot frees when a fit ends
                     pending = list(wait(pending, return_when=FIRST_COMPLETED).not_done)
