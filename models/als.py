@@ -123,9 +123,9 @@ def validate(plays: DataFrame, day: dt.date, validation_days: int, candidates: l
     try:
         if truth.isEmpty() or train.isEmpty():
             return None
-        started, running = time.monotonic(), []
+        started, running, slots = time.monotonic(), [], max(1, parallelism)
         in_thread = inheritable_thread_target(plays.sparkSession)(trial)  # the caller's job properties and tags
-        with ThreadPoolExecutor(max(1, parallelism), thread_name_prefix="als-search") as pool:
+        with ThreadPoolExecutor(slots, thread_name_prefix="als-search") as pool:
             for i, p in enumerate(candidates):
                 if i and time.monotonic() - started > budget_s:
                     log.info("als %s: time budget of %.0f s spent after starting %d of %d parameter sets", day,
@@ -135,17 +135,14 @@ def validate(plays: DataFrame, day: dt.date, validation_days: int, candidates: l
                     pairs[p.confidence] = settings.interactions(train, before, p.confidence).persist()
                 running.append((p, pool.submit(in_thread, p)))
                 pending = [future for _, future in running if not future.done()]
-                while len(pending) >= max(1, parallelism):  # a slot frees when a fit ends
+                while len(pending) >= slots:  # a slot frees when a fit ends
                     pending = list(wait(pending, return_when=FIRST_COMPLETED).not_done)
                 failed = next((future.exception() for _, future in running if future.done()
                                and future.exception()), None)
                 if failed:
                     raise failed
             done = [(p, future.result()) for p, future in running]
-        best, best_metrics = done[0]
-        for p, metrics in done[1:]:
-            if metrics[metric] > best_metrics[metric]:
-                best, best_metrics = p, metrics
+        best, best_metrics = max(done, key=lambda tried: tried[1][metric])  # the first of equals
         return best, best_metrics, len(done)
     finally:
         truth.unpersist()
