@@ -163,8 +163,17 @@ class JsonLines(logging.Formatter):
         return json.dumps(entry, ensure_ascii=False)
 
 
+def quiet_py4j_retry(record: logging.LogRecord) -> bool:
+    """False for py4j's INFO record of a retried command, logged with its traceback on the root
+    logger (py4j 0.10.9.9 calls `logging.info(..., exc_info=True)`) when a thread's closed connection
+    is replaced: the retry succeeds, and a traceback in a night's log reads as a failure. A command
+    that fails for good is still logged, at ERROR."""
+    return not (record.levelno < logging.WARNING and record.getMessage() == "Exception while sending command.")
+
+
 def setup_logging(level: str, fmt: str = "text") -> None:
     handler = logging.StreamHandler(sys.stderr)
+    handler.addFilter(quiet_py4j_retry)
     handler.setFormatter(JsonLines() if fmt == "json" else
                          logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
     logging.basicConfig(level=getattr(logging, level), handlers=[handler], force=True)

@@ -10,7 +10,7 @@ import pytest
 from conftest import ROOT
 from jobs.core.config import declared_keys, load_config, markdown_table, with_overrides
 from jobs.core.errors import ConfigError
-from jobs.main import main
+from jobs.main import main, setup_logging
 
 
 def write(tmp_path, text: str):
@@ -91,6 +91,30 @@ def test_main_exits_2_with_one_line_before_spark(tmp_path, capsys):
     assert main(["clean", "--conf", str(path), "--date", "2026-02-30"]) == 2
     assert "--date 2026-02-30: not a date" in capsys.readouterr().err
     assert main(["nosuchjob"]) == 2
+
+
+def test_the_log_drops_py4js_retried_command_trace_and_keeps_the_rest(capsys):
+    """py4j logs a retried command (a closed thread connection replaced, the command then succeeds)
+    at INFO with a traceback on the root logger; a night's log must not show it as a failure."""
+    import logging
+    root = logging.getLogger()
+    handlers, level = root.handlers[:], root.level
+    try:
+        setup_logging("INFO")
+        try:
+            raise ConnectionResetError(104, "Connection reset by peer")
+        except ConnectionResetError:
+            logging.info("Exception while sending command.", exc_info=True)  # py4j's call, verbatim
+            logging.info("a stage's own line")
+            logging.exception("Exception while sending command.")  # py4j's call when the retry fails
+    finally:
+        root.handlers[:] = handlers
+        root.setLevel(level)
+    err = capsys.readouterr().err
+    assert "a stage's own line" in err
+    assert err.count("Exception while sending command.") == 1
+    assert "ERROR root: Exception while sending command." in err
+    assert err.count("[Errno 104]") == 1  # one traceback: the failed command's
 
 
 def test_chained_jobs_are_all_checked_before_the_first_runs(tmp_path, capsys):
