@@ -7,7 +7,8 @@ cluster, als, train, rank, recommend, evaluate, maintain) only for the last `bac
 dates, on their cadence (nightly.<stage>_every_days); with model_days 0, none (load a history, train
 later). With the default, the ranker of D2 finds
 the candidates and outcomes of the days before it that it learns from. Progress after every date:
-dates done / total, raw rows per second, the time left.
+dates done / total, raw rows per second, the time left (dates with the model stages and dates
+without them each at their own pace; the model dates before the first of them is timed are named).
 """
 from __future__ import annotations
 
@@ -40,7 +41,8 @@ def run(spark: SparkSession, cfg: Config, first: dt.date, last: dt.date, force: 
         raise ConfigError(f"backfill: --to {last} is before --from {first}")
     dates = dates_between(first, last)
     with_models = model_dates(dates, cfg.backfill.model_days)
-    progress = Progress(log, "backfill", total=len(dates), unit="dates")
+    progress = Progress(log, "backfill", total=len(dates), unit="dates",
+                        kinds=["model" if day in with_models else "data" for day in dates])
     outcomes: dict[str, dict[str, str]] = {}
     log.info("backfill %s..%s: %d dates; models for %s", first, last, len(dates),
              f"{len(with_models)} date(s) from {with_models[0]}" if with_models else "none (backfill.model_days 0)")

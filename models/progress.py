@@ -6,9 +6,14 @@ ranks can use it too: models never import jobs.)
     for day in dates:
         ...
         progress.step(rows=rows_of_the_day, what=str(day))
+
+Steps of different cost (backfill's dates with and without the model stages) are told apart by
+`kinds`, the kind of every step in order: the time left is each remaining step at the mean time of
+the steps of its kind done so far, and the steps of a kind not yet timed are named, not guessed.
 """
 from __future__ import annotations
 
+import collections
 import logging
 import time
 
@@ -25,23 +30,34 @@ def duration(seconds: float) -> str:
 
 class Progress:
     def __init__(self, log: logging.Logger, label: str, total: int, unit: str = "steps",
-                 clock=time.monotonic):
+                 clock=time.monotonic, kinds: list[str] | None = None):
+        if kinds is not None and len(kinds) != total:
+            raise ValueError(f"progress {label}: {len(kinds)} kinds for {total} {unit}")
         self.log, self.label, self.total, self.unit, self.clock = log, label, total, unit, clock
+        self.kinds = list(kinds) if kinds is not None else None
         self.done, self.rows = 0, 0
-        self.started = clock()
+        self.started = self.last = clock()
+        self.spent: dict[str, list[float]] = collections.defaultdict(list)  # kind -> seconds of each step done
 
     @property
     def elapsed(self) -> float:
         return self.clock() - self.started
 
     def left(self, elapsed: float | None = None) -> float | None:
-        """Seconds left at the mean pace so far (None before the first step)."""
+        """Seconds left at the mean pace so far (None before the first step); with kinds, the
+        remaining steps of the kinds timed so far (see untimed() for the others)."""
         if self.done == 0:
             return None
-        return (self.elapsed if elapsed is None else elapsed) / self.done * (self.total - self.done)
+        if self.kinds is None:
+            return (self.elapsed if elapsed is None else elapsed) / self.done * (self.total - self.done)
+        return sum(sum(self.spent[k]) / len(self.spent[k]) for k in self.kinds[self.done:] if self.spent[k])
 
-    def line(self, what: str = "") -> str:
-        elapsed = self.elapsed
+    def untimed(self) -> dict[str, int]:
+        """The remaining steps by kind, for the kinds none of whose steps is done yet."""
+        return dict(collections.Counter(k for k in (self.kinds or [])[self.done:] if not self.spent[k]))
+
+    def line(self, what: str = "", now: float | None = None) -> str:
+        elapsed = (self.clock() if now is None else now) - self.started
         parts = [f"{self.label}: {self.done}/{self.total} {self.unit}"]
         if what:
             parts[0] += f" ({what})"
@@ -50,12 +66,17 @@ class Progress:
         parts.append(f"{duration(elapsed)} elapsed")
         left = self.left(elapsed)
         if left is not None and self.done < self.total:
-            parts.append(f"about {duration(left)} left")
+            untimed = [f"{n} {kind} {self.unit} not timed yet" for kind, n in self.untimed().items()]
+            timed = [f"about {duration(left)} left"] if left or not untimed else []
+            parts.append(" + ".join(timed + untimed))
         return ", ".join(parts)
 
     def step(self, rows: int = 0, what: str = "") -> str:
+        now = self.clock()
+        self.spent[self.kinds[self.done] if self.kinds is not None else ""].append(now - self.last)
+        self.last = now
         self.done += 1
         self.rows += int(rows or 0)
-        text = self.line(what)
+        text = self.line(what, now)
         self.log.info("%s", text)
         return text

@@ -26,6 +26,20 @@ def test_progress_reports_counts_rates_and_time_left():
     assert duration(3725) == "1h02m" and duration(125) == "2m05s"
 
 
+def test_progress_times_dates_with_and_without_models_apart():
+    """A backfill's last dates run the model stages and cost many times a data-only date: the time
+    left counts each date at the pace of its own kind, and names the kinds not timed yet."""
+    clock = iter([0.0, 10.0, 20.0, 220.0, 420.0]).__next__
+    progress = Progress(logging.getLogger("test"), "backfill", total=5, unit="dates", clock=clock,
+                        kinds=["data", "data", "model", "model", "model"])
+    assert progress.step().endswith("10s elapsed, about 10s left + 3 model dates not timed yet")
+    assert progress.step().endswith("20s elapsed, 3 model dates not timed yet")
+    assert progress.step().endswith("3m40s elapsed, about 6m40s left")  # two more at 200 s, not 73 s
+    assert progress.step().endswith("7m00s elapsed, about 3m20s left")
+    with pytest.raises(ValueError, match="2 kinds for 5 dates"):
+        Progress(logging.getLogger("test"), "backfill", total=5, unit="dates", kinds=["data", "model"])
+
+
 def test_the_model_stages_run_only_for_the_last_model_days_dates():
     dates = backfill.dates_between(DAYS[0], DAYS[-1])
     assert dates == DAYS
