@@ -15,11 +15,12 @@ from jobs.core.config import load_config  # noqa: E402
 from jobs.main import setup_logging  # noqa: E402
 
 
-def session(overrides: list[str]):
+def session(overrides: list[str], java_options: tuple[str, ...] = ()):
     # Spark's own logging as under submit.sh (conf/log4j2.properties: warnings of Spark's noisy
-    # loggers off), so a bench prints its figures, not pages of WARN lines.
-    log4j = f"spark.conf.spark.driver.extraJavaOptions=-Dlog4j2.configurationFile=file:{ROOT / 'conf' / 'log4j2.properties'}"
-    cfg = load_config(ROOT / "conf" / "local.yaml", [log4j, *overrides])
+    # loggers off), so a bench prints its figures, not pages of WARN lines; then the bench's own
+    # driver Java options, if any.
+    options = " ".join((f"-Dlog4j2.configurationFile=file:{ROOT / 'conf' / 'log4j2.properties'}", *java_options))
+    cfg = load_config(ROOT / "conf" / "local.yaml", [f"spark.conf.spark.driver.extraJavaOptions={options}", *overrides])
     setup_logging(cfg.log_level)
     from jobs.core.session import get_spark
     return get_spark(cfg), cfg

@@ -19,17 +19,12 @@ import sys
 import time
 from pathlib import Path
 
-HERE = Path(__file__).resolve().parent
-
 
 def child(args) -> dict:
     from _common import session
-    java_opts = f"-Dlog4j2.configurationFile=file:{HERE.parent / 'conf' / 'log4j2.properties'}"
-    if args.blas == "java":
-        java_opts += (" -Ddev.ludovic.netlib.blas.nativeLib=libsetlist-none.so"
-                      " -Ddev.ludovic.netlib.lapack.nativeLib=libsetlist-none.so")
-    spark, cfg = session([f"spark.conf.spark.driver.extraJavaOptions={java_opts}", "spark.event_log=false",
-                          f"warehouse={args.workdir}/{args.blas}", *args.set])
+    java_opts = (("-Ddev.ludovic.netlib.blas.nativeLib=libsetlist-none.so",
+                  "-Ddev.ludovic.netlib.lapack.nativeLib=libsetlist-none.so") if args.blas == "java" else ())
+    spark, cfg = session(["spark.event_log=false", f"warehouse={args.workdir}/{args.blas}", *args.set], java_opts)
     import numpy as np
     import pandas as pd
     from pyspark.ml.functions import array_to_vector

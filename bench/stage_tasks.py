@@ -13,7 +13,7 @@ writes into the warehouse: copy it first to compare two versions of the code on 
 
 --warmup N runs the stage N times first in the same process, untimed (a night's later stages run
 in a JVM that earlier stages warmed up: its JIT has compiled Spark's hot code). With --jfr FILE the driver JVM (which also runs the tasks in local mode) records the stage with the
-JDK's Flight Recorder (the `profile` settings, CPU load per thread every second) into FILE, and the
+JDK's Flight Recorder (the `default` settings, CPU load per thread every second) into FILE, and the
 bench prints where that JVM's CPU went: the share of each thread group (JIT compiler threads, task
 threads, the threads that plan and run queries) and the share of Java stack samples inside Delta,
 Catalyst's analyzer and optimizer, code generation and its Janino compiler, class loading and task
@@ -34,7 +34,7 @@ import shutil
 import subprocess
 import time
 
-from _common import ROOT, session
+from _common import session
 from profile_stages import read_jobs, union_seconds
 
 
@@ -110,14 +110,6 @@ def jfr_summary(jfr: str, recording: str) -> list[str]:
     return lines
 
 
-def java_options(*more: str) -> list[str]:
-    """The driver's Java options as bench/_common.session sets them (the log4j file), plus `more`."""
-    if not more:
-        return []
-    log4j = f"-Dlog4j2.configurationFile=file:{ROOT / 'conf' / 'log4j2.properties'}"
-    return [f"spark.conf.spark.driver.extraJavaOptions={' '.join((log4j, *more))}"]
-
-
 def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("warehouse")
@@ -132,11 +124,11 @@ def main() -> None:
     if args.jfr and not jfr:
         raise SystemExit("stage_tasks: --jfr needs the JDK's `jfr` tool on PATH")
     # The recorder starts with the JVM: one started later retransforms classes, and the recompilation
-    # that follows made a warm stage 3x slower. The stage's own recording starts before it runs.
-    jfr_start = ["-XX:StartFlightRecording=settings=default"] if args.jfr else []
-    spark, cfg = session([f"warehouse={args.warehouse}", "spark.event_log=true", *java_options(*jfr_start),
+    # that follows made a warm stage about 3x slower. The stage's own recording starts before it runs.
+    jfr_start = ("-XX:StartFlightRecording=settings=default",) if args.jfr else ()
+    spark, cfg = session([f"warehouse={args.warehouse}", "spark.event_log=true",
                           "spark.conf.spark.eventLog.compress=false", "spark.conf.spark.eventLog.rolling.enabled=false",
-                          *args.set])
+                          *args.set], jfr_start)
     from jobs import nightly
     cores = spark.sparkContext.defaultParallelism
     for _ in range(args.warmup):
