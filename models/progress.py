@@ -34,7 +34,7 @@ class Progress:
         if kinds is not None and len(kinds) != total:
             raise ValueError(f"progress {label}: {len(kinds)} kinds for {total} {unit}")
         self.log, self.label, self.total, self.unit, self.clock = log, label, total, unit, clock
-        self.kinds = list(kinds) if kinds is not None else None
+        self.kinds = list(kinds) if kinds is not None else [""] * total  # one kind: the mean pace of all
         self.done, self.rows = 0, 0
         self.started = self.last = clock()
         self.spent: dict[str, list[float]] = collections.defaultdict(list)  # kind -> seconds of each step done
@@ -43,18 +43,16 @@ class Progress:
     def elapsed(self) -> float:
         return self.clock() - self.started
 
-    def left(self, elapsed: float | None = None) -> float | None:
-        """Seconds left at the mean pace so far (None before the first step); with kinds, the
-        remaining steps of the kinds timed so far (see untimed() for the others)."""
+    def left(self) -> float | None:
+        """Seconds left (None before the first step): each remaining step at the mean time of the
+        steps of its kind done so far; the kinds not timed yet count nothing (see untimed())."""
         if self.done == 0:
             return None
-        if self.kinds is None:
-            return (self.elapsed if elapsed is None else elapsed) / self.done * (self.total - self.done)
         return sum(sum(self.spent[k]) / len(self.spent[k]) for k in self.kinds[self.done:] if self.spent[k])
 
     def untimed(self) -> dict[str, int]:
         """The remaining steps by kind, for the kinds none of whose steps is done yet."""
-        return dict(collections.Counter(k for k in (self.kinds or [])[self.done:] if not self.spent[k]))
+        return dict(collections.Counter(k for k in self.kinds[self.done:] if not self.spent[k]))
 
     def line(self, what: str = "", now: float | None = None) -> str:
         elapsed = (self.clock() if now is None else now) - self.started
@@ -64,7 +62,7 @@ class Progress:
         if self.rows:
             parts.append(f"{self.rows:,} rows, {self.rows / elapsed if elapsed > 0 else 0:,.0f} rows/s")
         parts.append(f"{duration(elapsed)} elapsed")
-        left = self.left(elapsed)
+        left = self.left()
         if left is not None and self.done < self.total:
             untimed = [f"{n} {kind} {self.unit} not timed yet" for kind, n in self.untimed().items()]
             timed = [f"about {duration(left)} left"] if left or not untimed else []
@@ -73,7 +71,7 @@ class Progress:
 
     def step(self, rows: int = 0, what: str = "") -> str:
         now = self.clock()
-        self.spent[self.kinds[self.done] if self.kinds is not None else ""].append(now - self.last)
+        self.spent[self.kinds[self.done]].append(now - self.last)
         self.last = now
         self.done += 1
         self.rows += int(rows or 0)
