@@ -10,8 +10,11 @@ day are exactly what `nightly` would serve; the held-out day is never ingested b
 written. Then scores against what each user played on the held-out day (binary relevance, K =
 evaluate.k): the served lists; every configuration the rank stage could choose (ranker, linear
 blend, most played) and every single source over the same candidates; and an ablation: the ranker
-retrained on the same training nights without each group of features. Prints one table and writes
-it as JSON under the workdir.
+retrained on the same training nights without each group of features; and the record of every night
+the backfill evaluated (the evaluate stage's rows of gold.metrics: the lists served for each night
+against the users' most played tracks, both scored on the day after it), which judges the rank
+stage's choice on many days rather than one. Prints the tables and writes them as JSON under the
+workdir. `--nights-only` prints only that record, of the workdir's existing warehouse.
 
 Datasets:
 - lfm1b: ../shared/data/lfm1b-dev (real LFM-1b sessions of 250 users, 28 days; held_out.json holds
@@ -149,9 +152,16 @@ def main() -> None:
     parser.add_argument("--buckets", type=int, default=30)
     parser.add_argument("--keep", action="store_true", help="reuse the workdir's warehouse (resume a backfill)")
     parser.add_argument("--set", action="append", default=[])
+    parser.add_argument("--nights-only", action="store_true",
+                        help="run nothing: print the served-vs-most-played record of the workdir's warehouse")
     args = parser.parse_args()
     args.workdir = args.workdir or f"/tmp/setlist-bench-{args.dataset}" + (
         f"-{args.seed}" if args.dataset == "generated" else "")
+    if args.nights_only:
+        spark, cfg = session([f"warehouse={args.workdir}/warehouse", "spark.master=local[2]"])
+        print_nights(served_nights(spark, cfg))
+        spark.stop()
+        return
     if not args.keep:
         shutil.rmtree(args.workdir, ignore_errors=True)
     overrides, first, last = {"lfm1b": lfm1b, "generated": generated, "movielens": movielens}[args.dataset](args)
@@ -192,8 +202,10 @@ def main() -> None:
     served_row = ranker_choice(spark, cfg, last)
     report = {"dataset": args.dataset, "last_train_day": last.isoformat(), "k": k, "users": truth.count(),
               "backfill_seconds": round(backfill_s), "rank_choice": served_row, "results": results,
-              "ablation": ablation, "stage_seconds": stage_seconds(spark, cfg, first, last), "overrides": args.set}
+              "ablation": ablation, "stage_seconds": stage_seconds(spark, cfg, first, last), "overrides": args.set,
+              "served_nights": served_nights(spark, cfg)}
     print_report(report)
+    print_nights(report["served_nights"])
     Path(args.workdir, "quality.json").write_text(json.dumps(report, indent=1, default=str))
     spark.stop()
 
@@ -212,6 +224,44 @@ def stage_seconds(spark, cfg, first, last) -> dict:
             out.setdefault(row["stage"], {})[row["run_date"].isoformat()] = timing["seconds"]
     return {stage: {"last_night": by_day.get(last.isoformat()), "median": round(statistics.median(by_day.values()), 1),
                     "nights": len(by_day)} for stage, by_day in out.items()}
+
+
+def served_nights(spark, cfg) -> dict:
+    """The record of every night the backfill evaluated (the evaluate stage's gold.metrics rows; the
+    row of run date D scores night N = D - evaluate.test_days on the plays of (N, D]): NDCG@k of the
+    lists served for N against the users' most played tracks over the same candidates, night by
+    night, and over all of them (weighted by the users scored)."""
+    from jobs.core import delta_io
+    from jobs.core.tables import GOLD_METRICS
+    from jobs.evaluate import SERVED
+    lag = dt.timedelta(days=cfg.evaluate.test_days)
+    rows = (delta_io.read(spark, cfg, GOLD_METRICS)
+            .where("stage = 'evaluate' AND metric = 'ndcg' AND model IN ('most_played', 'served_yesterday')")
+            .select("run_date", "model", "value", "users").collect())
+    by_night: dict[str, dict] = {}
+    for row in rows:
+        night = by_night.setdefault((row["run_date"] - lag).isoformat(),
+                                    {"scored_through": row["run_date"].isoformat(), "users": int(row["users"])})
+        night["served" if row["model"] == SERVED else "most_played"] = round(float(row["value"]), 4)
+    nights = {d: v for d, v in sorted(by_night.items()) if "served" in v and "most_played" in v}
+    users = sum(v["users"] for v in nights.values())
+    mean = {name: round(sum(v[name] * v["users"] for v in nights.values()) / users, 4) if users else None
+            for name in ("served", "most_played")}
+    return {"nights": nights, "below_most_played": [d for d, v in nights.items() if v["served"] < v["most_played"]],
+            "user_weighted_mean": mean}
+
+
+def print_nights(record: dict) -> None:
+    print("\nevery night the backfill evaluated (gold.metrics, stage evaluate): ndcg of the lists served for "
+          "the night vs the users' most played, on the plays after it")
+    for night, v in record["nights"].items():
+        print(f"  {night} (scored through {v['scored_through']}, {v['users']:>4} users)  served {v['served']:.4f}  "
+              f"most played {v['most_played']:.4f}  {ratio(v['served'], v['most_played'])}")
+    mean = record["user_weighted_mean"]
+    if mean["served"] is not None:
+        print(f"  over {len(record['nights'])} nights (user-weighted): served {mean['served']:.4f}, most played "
+              f"{mean['most_played']:.4f} ({ratio(mean['served'], mean['most_played'])}); below most played on "
+              f"{len(record['below_most_played'])}: {', '.join(record['below_most_played']) or 'none'}")
 
 
 def ranker_lists(candidates, model, k):
