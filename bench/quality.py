@@ -230,19 +230,21 @@ def served_nights(spark, cfg) -> dict:
     """The record of every night the backfill evaluated (the evaluate stage's gold.metrics rows; the
     row of run date D scores night N = D - evaluate.test_days on the plays of (N, D]): NDCG@k of the
     lists served for N against the users' most played tracks over the same candidates, night by
-    night, and over all of them (weighted by the users scored)."""
+    night, and over all of them (weighted by the users scored); with what the blend and the ranker of
+    the night (served or not) scored there."""
     from jobs.core import delta_io
     from jobs.core.tables import GOLD_METRICS
     from jobs.evaluate import SERVED
     lag = dt.timedelta(days=cfg.evaluate.test_days)
     rows = (delta_io.read(spark, cfg, GOLD_METRICS)
-            .where("stage = 'evaluate' AND metric = 'ndcg' AND model IN ('most_played', 'served_yesterday')")
+            .where("stage = 'evaluate' AND metric = 'ndcg' AND model IN ('most_played', 'blend', 'ranker', "
+                   "'served_yesterday')")
             .select("run_date", "model", "value", "users").collect())
     by_night: dict[str, dict] = {}
     for row in rows:
         night = by_night.setdefault((row["run_date"] - lag).isoformat(),
                                     {"scored_through": row["run_date"].isoformat(), "users": int(row["users"])})
-        night["served" if row["model"] == SERVED else "most_played"] = round(float(row["value"]), 4)
+        night["served" if row["model"] == SERVED else row["model"]] = round(float(row["value"]), 4)
     nights = {d: v for d, v in sorted(by_night.items()) if "served" in v and "most_played" in v}
     users = sum(v["users"] for v in nights.values())
     mean = {name: round(sum(v[name] * v["users"] for v in nights.values()) / users, 4) if users else None
@@ -256,7 +258,8 @@ def print_nights(record: dict) -> None:
           "the night vs the users' most played, on the plays after it")
     for night, v in record["nights"].items():
         print(f"  {night} (scored through {v['scored_through']}, {v['users']:>4} users)  served {v['served']:.4f}  "
-              f"most played {v['most_played']:.4f}  {ratio(v['served'], v['most_played'])}")
+              f"most played {v['most_played']:.4f}  {ratio(v['served'], v['most_played']):>6}  "
+              + "  ".join(f"{name} {v[name]:.4f}" for name in ("blend", "ranker") if name in v))
     mean = record["user_weighted_mean"]
     if mean["served"] is not None:
         print(f"  over {len(record['nights'])} nights (user-weighted): served {mean['served']:.4f}, most played "
