@@ -160,6 +160,7 @@ def main() -> None:
     if args.nights_only:
         spark, cfg = session([f"warehouse={args.workdir}/warehouse", "spark.master=local[2]"])
         print_nights(served_nights(spark, cfg))
+        print_next_track(next_track_record(spark, cfg))
         spark.stop()
         return
     if not args.keep:
@@ -203,9 +204,10 @@ def main() -> None:
     report = {"dataset": args.dataset, "last_train_day": last.isoformat(), "k": k, "users": truth.count(),
               "backfill_seconds": round(backfill_s), "rank_choice": served_row, "results": results,
               "ablation": ablation, "stage_seconds": stage_seconds(spark, cfg, first, last), "overrides": args.set,
-              "served_nights": served_nights(spark, cfg)}
+              "served_nights": served_nights(spark, cfg), "next_track": next_track_record(spark, cfg)}
     print_report(report)
     print_nights(report["served_nights"])
+    print_next_track(report["next_track"])
     Path(args.workdir, "quality.json").write_text(json.dumps(report, indent=1, default=str))
     spark.stop()
 
@@ -265,6 +267,29 @@ def print_nights(record: dict) -> None:
         print(f"  over {len(record['nights'])} nights (user-weighted): served {mean['served']:.4f}, most played "
               f"{mean['most_played']:.4f} ({ratio(mean['served'], mean['most_played'])}); below most played on "
               f"{len(record['below_most_played'])}: {', '.join(record['below_most_played']) or 'none'}")
+
+
+def next_track_record(spark, cfg) -> dict:
+    """The train stage's next-track scores of every night it trained (gold.metrics rows of models
+    `next_track:<source>`: hit rate and NDCG@k of the LSTM and its baselines on the night's
+    validation examples): {night: {source: {metric: value}, "examples": n}}."""
+    from jobs.core import delta_io
+    from jobs.core.tables import GOLD_METRICS
+    rows = (delta_io.read(spark, cfg, GOLD_METRICS).where("stage = 'train' AND model LIKE 'next_track:%'")
+            .select("run_date", "model", "metric", "value", "users").collect())
+    out: dict[str, dict] = {}
+    for row in sorted(rows, key=lambda r: (r["run_date"], r["model"])):
+        night = out.setdefault(row["run_date"].isoformat(), {"examples": int(row["users"])})
+        night.setdefault(row["model"].split(":", 1)[1], {})[row["metric"]] = round(float(row["value"]), 4)
+    return out
+
+
+def print_next_track(record: dict) -> None:
+    print("\nnext-track quality of every night the train stage ran (gold.metrics, stage train; hit rate@k / ndcg@k "
+          "on the night's validation examples)")
+    for night, v in record.items():
+        scores = "  ".join(f"{name} {m['hit_rate']:.4f}/{m['ndcg']:.4f}" for name, m in v.items() if name != "examples")
+        print(f"  {night} ({v['examples']} examples)  {scores}")
 
 
 def ranker_lists(candidates, model, k):
