@@ -14,7 +14,8 @@ retrained on the same training nights without each group of features; and the re
 the backfill evaluated (the evaluate stage's rows of gold.metrics: the lists served for each night
 against the users' most played tracks, both scored on the day after it), which judges the rank
 stage's choice on many days rather than one. Prints the tables and writes them as JSON under the
-workdir. `--nights-only` prints only that record, of the workdir's existing warehouse.
+workdir; then the train stage's next-track scores of every night it trained. `--nights-only` prints
+only these two records, of the workdir's existing warehouse.
 
 Datasets:
 - lfm1b: ../shared/data/lfm1b-dev (real LFM-1b sessions of 250 users, 28 days; held_out.json holds
@@ -153,7 +154,8 @@ def main() -> None:
     parser.add_argument("--keep", action="store_true", help="reuse the workdir's warehouse (resume a backfill)")
     parser.add_argument("--set", action="append", default=[])
     parser.add_argument("--nights-only", action="store_true",
-                        help="run nothing: print the served-vs-most-played record of the workdir's warehouse")
+                        help="run nothing: print the nights' records (served vs most played, next-track) "
+                             "of the workdir's warehouse")
     args = parser.parse_args()
     args.workdir = args.workdir or f"/tmp/setlist-bench-{args.dataset}" + (
         f"-{args.seed}" if args.dataset == "generated" else "")
