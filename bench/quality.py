@@ -163,6 +163,9 @@ def main() -> None:
         spark, cfg = session([f"warehouse={args.workdir}/warehouse", "spark.master=local[2]"])
         print_nights(served_nights(spark, cfg))
         print_next_track(next_track_record(spark, cfg))
+        stored = Path(args.workdir, "quality.json")
+        report = json.loads(stored.read_text()) if stored.exists() else {}
+        print_replay(replay_guard(spark, cfg, report.get("results"), report.get("last_train_day")))
         spark.stop()
         return
     if not args.keep:
@@ -207,9 +210,11 @@ def main() -> None:
               "backfill_seconds": round(backfill_s), "rank_choice": served_row, "results": results,
               "ablation": ablation, "stage_seconds": stage_seconds(spark, cfg, first, last), "overrides": args.set,
               "served_nights": served_nights(spark, cfg), "next_track": next_track_record(spark, cfg)}
+    report["guard_replay"] = replay_guard(spark, cfg, results, last.isoformat())
     print_report(report)
     print_nights(report["served_nights"])
     print_next_track(report["next_track"])
+    print_replay(report["guard_replay"])
     Path(args.workdir, "quality.json").write_text(json.dumps(report, indent=1, default=str))
     spark.stop()
 
@@ -269,6 +274,64 @@ def print_nights(record: dict) -> None:
         print(f"  over {len(record['nights'])} nights (user-weighted): served {mean['served']:.4f}, most played "
               f"{mean['most_played']:.4f} ({ratio(mean['served'], mean['most_played'])}); below most played on "
               f"{len(record['below_most_played'])}: {', '.join(record['below_most_played']) or 'none'}")
+
+
+def replay_guard(spark, cfg, held_out: dict | None = None, last: str | None = None,
+                 options: tuple[int, ...] = (1, 2, 3, 4)) -> dict:
+    """The rank stage's choice of every night replayed under each rank.record_nights in `options`:
+    jobs.rank.choose on the night's stored validation scores and confidence (its gold.models row)
+    and jobs.rank.earlier_record read from this warehouse; each choice scored by what that
+    configuration's lists of the night scored on the day after (the evaluate stage's rows), or on
+    the held-out day for the night `last` (held_out: the report's results). Nothing is refitted:
+    the rank stage's choice does not feed back into later nights' candidates or rankers."""
+    from jobs import rank
+    from jobs.core import delta_io
+    from jobs.core.config import with_overrides
+    from jobs.core.tables import GOLD_MODELS
+    nights = served_nights(spark, cfg)["nights"]
+    stored = {}
+    for row in delta_io.read(spark, cfg, GOLD_MODELS).where("model = 'ranker'").collect():
+        stored[row["run_date"].isoformat()] = (json.loads(row["metrics"]), json.loads(row["params"]))
+    out = {}
+    for option in options:
+        conf = with_overrides(cfg, [f"rank.record_nights={option}"])
+        rows = {}
+        for day, (metrics, params) in sorted(stored.items()):
+            valid = dt.date.fromisoformat(params["validation_night"])
+            choice = rank.choose(metrics["validation"], metrics["confidence_over_most_played"],
+                                 params.get("min_gain", cfg.rank.min_gain), cfg.rank.confidence, valid,
+                                 cfg.evaluate.k, rank.earlier_record(spark, conf, valid))[0]
+            if day == last and held_out:
+                scores = {name: held_out[name]["ndcg"] for name in ("most_played", "blend", "ranker") if name in held_out}
+                users = held_out["most_played"]["users"]
+            elif day in nights and choice in nights[day]:
+                scores, users = nights[day], nights[day]["users"]
+            else:
+                continue
+            rows[day] = {"stored": metrics["served"], "choice": choice, "ndcg": scores[choice],
+                         "most_played": scores["most_played"], "users": users, "held_out": day == last}
+        evaluated = [v for v in rows.values() if not v["held_out"]]
+        users = sum(v["users"] for v in evaluated)
+        out[option] = {"nights": rows, "evaluated": len(evaluated),
+                       "below_most_played": [d for d, v in rows.items() if v["ndcg"] < v["most_played"] and not v["held_out"]],
+                       "user_weighted": {name: round(sum(v[name] * v["users"] for v in evaluated) / users, 4)
+                                         if users else None for name in ("ndcg", "most_played")}}
+    return out
+
+
+def print_replay(replay: dict) -> None:
+    print("\nthe rank stage's choices replayed under rank.record_nights (stored validation scores; each choice "
+          "scored on the day after its night, or on the held-out day)")
+    for option, v in replay.items():
+        mean, held = v["user_weighted"], [(d, n) for d, n in v["nights"].items() if n["held_out"]]
+        switched = [f"{d} {n['stored']}->{n['choice']} ({n['ndcg']:.4f} vs most played {n['most_played']:.4f})"
+                    for d, n in v["nights"].items() if n["choice"] != n["stored"]]
+        print(f"  record_nights={option}: over {v['evaluated']} evaluated nights (user-weighted) served {mean['ndcg']:.4f}, most played "
+              f"{mean['most_played']:.4f} ({ratio(mean['ndcg'], mean['most_played'])}); below most played: "
+              f"{', '.join(v['below_most_played']) or 'none'}"
+              + "".join(f"; held-out {d}: {n['choice']} {n['ndcg']:.4f} vs {n['most_played']:.4f}" for d, n in held))
+        if switched:
+            print(f"    unlike what was served: {'; '.join(switched)}")
 
 
 def next_track_record(spark, cfg) -> dict:

@@ -7,9 +7,11 @@ whether the user played it the next day. The latest such night validates; the ni
 train a learning-to-rank model (XGBoost's SparkXGBRanker, objective rank:ndcg, one query per
 user and night; models.ranker). On the validation night, every configuration's lists (the ranker,
 the linear blend, the users' own most played tracks) are scored against what the users played the
-next day, and the night serves the best: the ranker only when it beats the best other one by
-rank.min_gain, so a night never serves worse than the users' favourites did on the validation
-window. The choice, why, every configuration's validation metrics, the ranker's parameters, its
+next day, and the night serves the best: a challenger (the ranker, the blend) only when it beats
+the users' most played tracks there by rank.min_gain and with confidence, and also over the last
+rank.record_nights nights (the validation night and the evaluate stage's out-of-sample scores of the
+nights before it, user-weighted), so one lucky night does not switch what is served and a night
+never serves what did worse than the users' favourites on its validation window. The choice, why, every configuration's validation metrics, the ranker's parameters, its
 training nights and the Delta version of the candidates it read, and its feature importance go to
 gold.models (model `ranker`, read by recommend) and gold.metrics (stage `rank`).
 """
@@ -28,13 +30,14 @@ from jobs.core.errors import NotEnoughHistory
 from jobs.core.frames import CacheScope
 from jobs.core.paths import new_artifact
 from jobs.core.records import input_versions, record_model, write_metrics
-from jobs.core.tables import GOLD_CANDIDATES, SILVER_PLAYS
+from jobs.core.tables import GOLD_CANDIDATES, GOLD_METRICS, SILVER_PLAYS
 from models import ranker
 from models.features import next_day_labels
 
 log = logging.getLogger("setlist.rank")
 
 MODEL = "ranker"
+CHALLENGERS = ("blend", "ranker")
 
 
 @dataclass
@@ -97,7 +100,8 @@ def run(spark: SparkSession, cfg: Config, day: dt.date) -> dict:
         validation, per_user = ranker.evaluate_configs(valid, data.valid_next, k, configs)
     confidence = {name: round(ranker.confidence_of_gain(per_user[name], per_user["most_played"]), 3)
                   for name in per_user if name != "most_played"}
-    served, why = choose(validation, confidence, conf.min_gain, conf.confidence, data.valid_night, k)
+    record = earlier_record(spark, cfg, data.valid_night)
+    served, why = choose(validation, confidence, conf.min_gain, conf.confidence, data.valid_night, k, record)
     log.info("rank %s: %s", day, why)
     path = None
     if model is not None:
@@ -106,8 +110,8 @@ def run(spark: SparkSession, cfg: Config, day: dt.date) -> dict:
     params = ranker.params_dict(ranker.RankerParams.of(conf)) | {
         "objective": "rank:ndcg", "train_nights": [d.isoformat() for d in data.train_nights],
         "validation_night": data.valid_night.isoformat(), "candidates_version": data.candidates_version,
-        "features": list(ranker.FEATURES), "min_gain": conf.min_gain} | {f"train_{k_}": v for k_, v in trained.items()}
-    metrics = {"served": served, "why": why, "confidence_over_most_played": confidence,
+        "features": list(ranker.FEATURES), "min_gain": conf.min_gain, "record_nights": conf.record_nights} | {f"train_{k_}": v for k_, v in trained.items()}
+    metrics = {"served": served, "why": why, "confidence_over_most_played": confidence, "earlier_record": record,
                "validation": {name: {m: round(v, 4) for m, v in values.items()} for name, values in validation.items()},
                "importance": ranker.importance(model) if model is not None else {}}
     record_model(spark, cfg, day, MODEL, f"ranker-{day.isoformat()}", "xgboost-spark", conf.workers, params, metrics,
@@ -118,22 +122,68 @@ def run(spark: SparkSession, cfg: Config, day: dt.date) -> dict:
             "validation_night": data.valid_night.isoformat(), "validation": metrics["validation"]}
 
 
+def earlier_record(spark: SparkSession, cfg: Config, valid_night: dt.date) -> dict[str, dict]:
+    """What each challenger scored against most_played on the nights before the validation night, at
+    most rank.record_nights - 1 of them: the evaluate stage's gold.metrics rows (NDCG@evaluate.k of
+    night N, run date N + evaluate.test_days; out of sample: the ranker there is the one night N
+    served or would have served). {challenger: {"gain": user-weighted sum of (its NDCG - most_played's),
+    "users": users scored, "nights": [N, ...]}}; empty when no such night was evaluated."""
+    nights = cfg.rank.record_nights - 1
+    if nights <= 0 or not delta_io.exists(spark, cfg, GOLD_METRICS):
+        return {}
+    lag = dt.timedelta(days=cfg.evaluate.test_days)
+    rows = (delta_io.read(spark, cfg, GOLD_METRICS)
+            .where((F.col("stage") == "evaluate") & (F.col("metric") == "ndcg") & (F.col("k") == cfg.evaluate.k)
+                   & F.col("model").isin("most_played", *CHALLENGERS)
+                   & F.col("run_date").between(F.lit(valid_night - dt.timedelta(days=nights) + lag),
+                                               F.lit(valid_night - dt.timedelta(days=1) + lag)))
+            .select("run_date", "model", "value", "users").collect())
+    by_night: dict[dt.date, dict[str, tuple[float, int]]] = {}
+    for r in rows:
+        by_night.setdefault(r["run_date"] - lag, {})[r["model"]] = (float(r["value"]), int(r["users"]))
+    record: dict[str, dict] = {}
+    for night, scores in sorted(by_night.items()):
+        if "most_played" not in scores:
+            continue
+        base, users = scores["most_played"]
+        for name in CHALLENGERS:
+            if name in scores:
+                entry = record.setdefault(name, {"gain": 0.0, "users": 0, "nights": []})
+                entry["gain"] += (scores[name][0] - base) * users
+                entry["users"] += users
+                entry["nights"].append(night.isoformat())
+    return record
+
+
 def choose(validation: dict[str, dict[str, float]], confidence: dict[str, float], min_gain: float,
-           wanted: float, night: dt.date, k: int) -> tuple[str, str]:
+           wanted: float, night: dt.date, k: int, record: dict[str, dict] | None = None) -> tuple[str, str]:
     """(configuration to serve, why). The users' most played tracks are served unless a challenger
     (the ranker or the blend, the better first) beats them on the validation night by min_gain (a
     share of their NDCG) and with confidence: in at least `wanted` of the bootstrap resamples of the
-    night's users (a win on a few users is noise, and a night must not switch on noise)."""
+    night's users (a win on a few users is noise, and a night must not switch on noise); and also
+    over the earlier nights of `record` (earlier_record) together with the validation night, by the
+    user-weighted mean NDCG (one lucky night must not switch either)."""
     base = validation["most_played"]["ndcg"]
     scores = ", ".join(f"{name} {v['ndcg']:.4f}" for name, v in validation.items())
     head = f"validation night {night} scored on {night + dt.timedelta(days=1)} (ndcg@{k}: {scores})"
     verdicts = []
     for name in sorted((n for n in validation if n != "most_played"), key=lambda n: -validation[n]["ndcg"]):
         gain, sure = validation[name]["ndcg"], confidence.get(name, 0.0)
-        if gain > base * (1.0 + min_gain) and gain > base and sure >= wanted:
+        if not (gain > base * (1.0 + min_gain) and gain > base and sure >= wanted):
+            verdicts.append(f"{name} is better than most_played in {sure:.0%} of resamples"
+                            if gain > base else f"{name} does not beat most_played")
+            continue
+        earlier = (record or {}).get(name)
+        if not earlier:
             return name, f"{head}: serving {name} (better than most_played in {sure:.0%} of resamples)"
-        verdicts.append(f"{name} is better than most_played in {sure:.0%} of resamples"
-                        if gain > base else f"{name} does not beat most_played")
+        users = validation["most_played"].get("users", 0)
+        pooled = ((gain - base) * users + earlier["gain"]) / max(users + earlier["users"], 1)
+        over = (f"{len(earlier['nights']) + 1} nights ({', '.join(earlier['nights'])} and {night}: "
+                f"mean ndcg gain {pooled:+.4f})")
+        if pooled > 0:
+            return name, (f"{head}: serving {name} (better than most_played in {sure:.0%} of resamples, "
+                          f"and over {over})")
+        verdicts.append(f"{name} is better than most_played in {sure:.0%} of resamples but not over {over}")
     lone = "" if "ranker" in validation else "no ranker yet (one labelled night); "
     return "most_played", (f"{head}: {lone}{'; '.join(verdicts)} (rank.confidence={wanted}, rank.min_gain={min_gain}), "
                            f"serving most_played")

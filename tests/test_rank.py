@@ -14,6 +14,7 @@ from pyspark.sql import functions as F
 from jobs import nightly, rank, recommend
 from jobs.core import delta_io
 from jobs.core.config import with_overrides
+from jobs.core.records import write_metrics
 from jobs.core.tables import GOLD_CANDIDATES, GOLD_MODELS, GOLD_RUNS, SILVER_PLAYS
 from models import ranker
 from models.features import FEATURES
@@ -66,6 +67,12 @@ def rank_cfg(cfg):
 def test_the_ranker_learns_the_weights_the_blend_gets_wrong(spark, rank_cfg):
     cfg = rank_cfg
     plant(spark, cfg, "als")
+    # the evaluate stage's record of the night before the validation night (run date = night + 1):
+    # the ranker won there too; a row of the validation night itself (run date NIGHTS[3]) must not count
+    write_metrics(spark, cfg, NIGHTS[2], "evaluate", 10, {"most_played": {"ndcg": 0.5, "users": 40},
+                                                          "ranker": {"ndcg": 0.6, "users": 40}})
+    write_metrics(spark, cfg, NIGHTS[3], "evaluate", 10, {"most_played": {"ndcg": 0.9, "users": 4000},
+                                                          "ranker": {"ndcg": 0.0, "users": 4000}})
     day = NIGHTS[3]  # learns from the first two nights, validates on the third
     result = rank.run(spark, cfg, day)
     validation = result["validation"]
@@ -75,8 +82,12 @@ def test_the_ranker_learns_the_weights_the_blend_gets_wrong(spark, rank_cfg):
     assert validation["ranker"]["ndcg"] > validation["blend"]["ndcg"] + 0.2
     assert validation["ranker"]["ndcg"] > validation["most_played"]["ndcg"] + 0.2
     assert result["served"] == "ranker"
+    assert f"and over 2 nights ({NIGHTS[1]} and {NIGHTS[2]}: mean ndcg gain +" in result["why"]
     row = delta_io.read(spark, cfg, GOLD_MODELS).where("model = 'ranker'").first()
     params, metrics = json.loads(row["params"]), json.loads(row["metrics"])
+    assert metrics["earlier_record"]["ranker"] == {"gain": pytest.approx(0.1 * 40), "users": 40,
+                                                   "nights": [NIGHTS[1].isoformat()]}
+    assert params["record_nights"] == 3
     assert params["train_nights"] == [d.isoformat() for d in NIGHTS[:2]] and params["features"] == list(FEATURES)
     assert params["candidates_version"] >= 0 and metrics["served"] == "ranker"
     top = list(metrics["importance"])
@@ -131,3 +142,22 @@ def test_a_challenger_replaces_most_played_only_when_it_wins_with_confidence():
     assert "blend does not beat most_played" in why
     served, _ = rank.choose(validation, {"ranker": 0.99, "blend": 0.3}, 1.0, 0.95, night, 10)
     assert served == "most_played"  # a gain below rank.min_gain (here 100%) is not enough
+
+
+def test_a_challenger_that_wins_one_night_but_not_its_record_is_not_served():
+    night = NIGHTS[2]
+    validation = {"most_played": {"ndcg": 0.60, "users": 100}, "blend": {"ndcg": 0.62, "users": 100},
+                  "ranker": {"ndcg": 0.58, "users": 100}}
+    confidence = {"blend": 0.99, "ranker": 0.1}
+    # the blend lost to most played by 0.03 over the 200 users of the two nights before: -6 + 2 < 0
+    losing = {"blend": {"gain": -0.03 * 200, "users": 200, "nights": ["2026-02-01", "2026-02-02"]}}
+    served, why = rank.choose(validation, confidence, 0.0, 0.95, night, 10, losing)
+    assert served == "most_played"
+    assert ("blend is better than most_played in 99% of resamples but not over 3 nights (2026-02-01, 2026-02-02 "
+            f"and {night}: mean ndcg gain -0.0133)") in why
+    # a smaller loss that the validation night outweighs: (-1 + 2) / 300 > 0
+    close = {"blend": {"gain": -0.005 * 200, "users": 200, "nights": ["2026-02-01", "2026-02-02"]}}
+    served, why = rank.choose(validation, confidence, 0.0, 0.95, night, 10, close)
+    assert served == "blend" and "mean ndcg gain +0.0033" in why
+    # no earlier record (the first evaluated nights): the validation night decides alone
+    assert rank.choose(validation, confidence, 0.0, 0.95, night, 10, {})[0] == "blend"

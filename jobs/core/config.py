@@ -233,6 +233,9 @@ class RankConf:
                                           "NDCG is higher by this share (0.02: 2%)")
     confidence: float = key(0.95, ge=0, le=1, help="... and only if it wins in this share of bootstrap resamples of the "
                                                    "validation night's users (paired)")
+    record_nights: int = key(3, gt=0, help="... and only if it also beats most_played over the last N nights, "
+                                           "user-weighted: the validation night and the evaluate stage's scores "
+                                           "of the N-1 nights before it (1: the validation night alone)")
     default_config: str = key("most_played", choices=("most_played", "blend"),
                               help="what a night serves before any configuration could be validated")
 
