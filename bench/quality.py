@@ -302,7 +302,8 @@ def replay_guard(spark, cfg, held_out: dict | None = None, last: str | None = No
                                  params.get("min_gain", cfg.rank.min_gain), cfg.rank.confidence, valid,
                                  cfg.evaluate.k, rank.earlier_record(spark, conf, valid))[0]
             if day == last and held_out:
-                scores = {name: held_out[name]["ndcg"] for name in ("most_played", "blend", "ranker") if name in held_out}
+                scores = {name: held_out[name]["ndcg"] for name in ("most_played", *rank.CHALLENGERS)
+                          if name in held_out}
                 users = held_out["most_played"]["users"]
             elif day in nights and choice in nights[day]:
                 scores, users = nights[day], nights[day]["users"]
@@ -313,7 +314,8 @@ def replay_guard(spark, cfg, held_out: dict | None = None, last: str | None = No
         evaluated = [v for v in rows.values() if not v["held_out"]]
         users = sum(v["users"] for v in evaluated)
         out[option] = {"nights": rows, "evaluated": len(evaluated),
-                       "below_most_played": [d for d, v in rows.items() if v["ndcg"] < v["most_played"] and not v["held_out"]],
+                       "below_most_played": [d for d, v in rows.items()
+                                             if v["ndcg"] < v["most_played"] and not v["held_out"]],
                        "user_weighted": {name: round(sum(v[name] * v["users"] for v in evaluated) / users, 4)
                                          if users else None for name in ("ndcg", "most_played")}}
     return out
@@ -326,9 +328,9 @@ def print_replay(replay: dict) -> None:
         mean, held = v["user_weighted"], [(d, n) for d, n in v["nights"].items() if n["held_out"]]
         switched = [f"{d} {n['stored']}->{n['choice']} ({n['ndcg']:.4f} vs most played {n['most_played']:.4f})"
                     for d, n in v["nights"].items() if n["choice"] != n["stored"]]
-        print(f"  record_nights={option}: over {v['evaluated']} evaluated nights (user-weighted) served {mean['ndcg']:.4f}, most played "
-              f"{mean['most_played']:.4f} ({ratio(mean['ndcg'], mean['most_played'])}); below most played: "
-              f"{', '.join(v['below_most_played']) or 'none'}"
+        print(f"  record_nights={option}: over {v['evaluated']} evaluated nights (user-weighted) served "
+              f"{mean['ndcg']:.4f}, most played {mean['most_played']:.4f} ({ratio(mean['ndcg'], mean['most_played'])}); "
+              f"below most played: {', '.join(v['below_most_played']) or 'none'}"
               + "".join(f"; held-out {d}: {n['choice']} {n['ndcg']:.4f} vs {n['most_played']:.4f}" for d, n in held))
         if switched:
             print(f"    unlike what was served: {'; '.join(switched)}")

@@ -11,9 +11,10 @@ next day, and the night serves the best: a challenger (the ranker, the blend) on
 the users' most played tracks there by rank.min_gain and with confidence, and also over the last
 rank.record_nights nights (the validation night and the evaluate stage's out-of-sample scores of the
 nights before it, user-weighted), so one lucky night does not switch what is served and a night
-never serves what did worse than the users' favourites on its validation window. The choice, why, every configuration's validation metrics, the ranker's parameters, its
-training nights and the Delta version of the candidates it read, and its feature importance go to
-gold.models (model `ranker`, read by recommend) and gold.metrics (stage `rank`).
+never serves what did worse than the users' favourites on its validation window. The choice, why,
+every configuration's validation metrics, the ranker's parameters, its training nights and the
+Delta version of the candidates it read, and its feature importance go to gold.models (model
+`ranker`, read by recommend) and gold.metrics (stage `rank`).
 """
 from __future__ import annotations
 
@@ -110,7 +111,8 @@ def run(spark: SparkSession, cfg: Config, day: dt.date) -> dict:
     params = ranker.params_dict(ranker.RankerParams.of(conf)) | {
         "objective": "rank:ndcg", "train_nights": [d.isoformat() for d in data.train_nights],
         "validation_night": data.valid_night.isoformat(), "candidates_version": data.candidates_version,
-        "features": list(ranker.FEATURES), "min_gain": conf.min_gain, "record_nights": conf.record_nights} | {f"train_{k_}": v for k_, v in trained.items()}
+        "features": list(ranker.FEATURES), "min_gain": conf.min_gain, "record_nights": conf.record_nights,
+    } | {f"train_{k_}": v for k_, v in trained.items()}
     metrics = {"served": served, "why": why, "confidence_over_most_played": confidence, "earlier_record": record,
                "validation": {name: {m: round(v, 4) for m, v in values.items()} for name, values in validation.items()},
                "importance": ranker.importance(model) if model is not None else {}}
