@@ -185,9 +185,12 @@ def count_duplicates(good: DataFrame, good_rows: int, others: DataFrame | None) 
     and plays another night already holds. Counted apart from the dedupe itself, so that the
     reconciliation can fail."""
     distinct = good.select(*DUPLICATE_KEY).distinct()
-    repeats = good_rows - distinct.count()
-    held = 0 if others is None else distinct.join(others.select(*DUPLICATE_KEY).distinct(), list(DUPLICATE_KEY)).count()
-    return repeats + held
+    if others is None:
+        return good_rows - distinct.count()
+    held = others.select(*DUPLICATE_KEY).distinct().withColumn("_held", F.lit(True))
+    row = distinct.join(held, list(DUPLICATE_KEY), "left").agg(F.count("*").alias("distinct"),
+                                                                F.count("_held").alias("held")).first()
+    return good_rows - row["distinct"] + row["held"]  # one pass for both counts
 
 
 def committed_counts(spark: SparkSession, cfg: Config, day: dt.date) -> tuple[int, int, int, int]:

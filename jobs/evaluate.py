@@ -106,8 +106,8 @@ def all_lists(spark: SparkSession, cfg: Config, night: dt.date, candidates: Data
               ) -> dict[str, DataFrame]:
     """(user_idx, recs) of every configuration and single source over the night's candidates, and the
     lists served that night."""
-    present = {s for s in SINGLE_SOURCES
-               if candidates.where(F.col(f"{s}_rank").isNotNull()).limit(1).count()}
+    found = candidates.agg(*[F.count(f"{s}_rank").alias(s) for s in SINGLE_SOURCES]).first()  # one pass
+    present = {s for s in SINGLE_SOURCES if found[s]}
     configs = {"most_played": None, "blend": None}
     model = night_ranker(spark, cfg, night)
     if model is not None:

@@ -61,13 +61,15 @@ def run(spark: SparkSession, cfg: Config, day: dt.date) -> dict:
         play_counts = play_counts.fillna(0, ["n"])
         warm = play_counts.where(F.col("n") >= conf.min_history).select("user_idx")
         cold = play_counts.where(F.col("n") < conf.min_history).select("user_idx")
-        n_users = everyone.count()
+        sizes = play_counts.agg(F.count("*").alias("users"),
+                                F.sum((F.col("n") < conf.min_history).cast("long")).alias("cold")).first()
+        n_users, n_cold = int(sizes["users"]), int(sizes["cold"] or 0)
         if n_users == 0:
             raise InputError(f"recommend {day}: no users in {SILVER_USERS.full_name}: run clean first")
         window = plays_within(plays, day, conf.history_days)
         latest = records.latest_models(spark, cfg, ("als", "lstm", "ranker"), day)  # gold.models read once
         parts, used = candidates(spark, cfg, day, window, warm, everyone, latest)
-        log.info("recommend %s: %d users (%d cold start), sources %s", day, n_users, cold.count(), used)
+        log.info("recommend %s: %d users (%d cold start), sources %s", day, n_users, n_cold, used)
         features = candidate_features(parts, window, day, conf.weights(), cold).withColumn("run_date", F.lit(day))
         delta_io.replace_date(features, cfg, GOLD_CANDIDATES, "run_date", day)
         # read back, not cached: scoring needs a few of its columns, which Parquet reads faster than
@@ -88,13 +90,10 @@ def run(spark: SparkSession, cfg: Config, day: dt.date) -> dict:
         delta_io.replace_date(out, cfg, GOLD_STAGED_RECOMMENDATIONS, "run_date", day)
         available = (blended.groupBy("user_idx").agg(F.count("*").alias("candidates"))
                      .join(users.select("user_idx", "user_id"), "user_idx").drop("user_idx"))
-        gate = publish(spark, cfg, day, users.select("user_id"), available)
-    written = delta_io.read(spark, cfg, GOLD_RECOMMENDATIONS).where(F.col("run_date") == F.lit(day))
-    stats = written.groupBy("user_id").count().agg(F.count("*").alias("users"), F.min("count").alias("min_k"),
-                                                   F.sum("count").alias("rows")).first()
-    by_source = {r["source"]: r["count"] for r in written.groupBy("source").count().collect()}
-    summary = {"users": stats["users"], "rows": stats["rows"], "min_per_user": stats["min_k"], "sources": by_source,
-               "models": used, "served": config, "chosen_by": chosen, "gate": gate}
+        gate, lists = publish(spark, cfg, day, users.select("user_id"), available)
+    # the published rows are the staged rows the gate measured (one commit replaced D's rows by them)
+    summary = {"users": lists["users"], "rows": lists["rows"], "min_per_user": lists["min_per_user"],
+               "sources": lists["sources"], "models": used, "served": config, "chosen_by": chosen, "gate": gate}
     log.info("recommend %s: %s", day, summary)
     # the lineage of D's lists: which models, configuration and data versions made them
     record_model(spark, cfg, day, "recommendations", f"recommendations-{day.isoformat()}", config, 0,
@@ -140,10 +139,13 @@ def candidates(spark: SparkSession, cfg: Config, day: dt.date, plays: DataFrame,
     return parts, used
 
 
-def publish(spark: SparkSession, cfg: Config, day: dt.date, expected_users: DataFrame, available: DataFrame) -> dict:
+def publish(spark: SparkSession, cfg: Config, day: dt.date, expected_users: DataFrame, available: DataFrame
+            ) -> tuple[dict, dict]:
     """The publish gate (models.gate) on D's staged lists; when every check passes they replace D's
     rows of gold.recommendations in one commit, else PublishRefused (exit code 5): the previous
-    nights' lists stay what consumers see and D's staged rows stay for inspection."""
+    nights' lists stay what consumers see and D's staged rows stay for inspection. Returns (the
+    gate's outcome and measurements, what the checks measured of the lists: users, rows,
+    min_per_user, sources)."""
     staged = delta_io.read(spark, cfg, GOLD_STAGED_RECOMMENDATIONS).where(F.col("run_date") == F.lit(day))
     previous = None
     if delta_io.exists(spark, cfg, GOLD_RECOMMENDATIONS):
@@ -157,15 +159,16 @@ def publish(spark: SparkSession, cfg: Config, day: dt.date, expected_users: Data
                     .where((F.col("event") == "dislike") & (F.col("ts") < utc_midnight(day + dt.timedelta(days=1))))
                     .select("user_id", "track_id").distinct())
     conf = cfg.publish
-    drift, measured = gate.collapsed(staged, previous, conf.max_changed_share, conf.max_source_shift)
-    problems = gate.list_checks(staged, expected_users, available, cfg.recommend.k)
+    sources = gate.source_counts(staged)
+    drift, measured = gate.collapsed(staged, previous, conf.max_changed_share, conf.max_source_shift, sources)
+    problems, lists = gate.list_checks(staged, expected_users, available, cfg.recommend.k)
     problems += [problem for problem in (gate.disliked(staged, dislikes), drift) if problem]
     if problems:
         raise PublishRefused(f"recommend {day}: the lists were not published: {'; '.join(problems)}; consumers keep "
                              f"the previous night's, and D's rows stay in {GOLD_STAGED_RECOMMENDATIONS.full_name}")
     delta_io.replace_date(staged, cfg, GOLD_RECOMMENDATIONS, "run_date", day)
     log.info("recommend %s: the publish gate passed (%s); the lists are published", day, measured or "first night")
-    return {"passed": True} | measured
+    return {"passed": True} | measured, lists | {"sources": sources}
 
 
 _READ = object()

@@ -16,9 +16,11 @@ from pyspark.sql import DataFrame
 from pyspark.sql import functions as F
 
 
-def list_checks(lists: DataFrame, expected_users: DataFrame, available: DataFrame, k: int) -> list[str]:
+def list_checks(lists: DataFrame, expected_users: DataFrame, available: DataFrame, k: int
+                ) -> tuple[list[str], dict]:
     """Every user who should have a list has one; each holds exactly min(k, the user's candidates)
-    tracks; no (user, rank) and no (user, track) twice; every score finite. One pass over the lists.
+    tracks; no (user, rank) and no (user, track) twice; every score finite. One pass over the lists,
+    which also measures them: (problems, {users with a list, rows, the shortest list's length}).
     available: (user_id, candidates) after every filter."""
     per_user = lists.groupBy("user_id").agg(
         F.count("*").alias("n"), F.countDistinct("rank").alias("ranks"), F.countDistinct("track_id").alias("tracks"),
@@ -30,7 +32,9 @@ def list_checks(lists: DataFrame, expected_users: DataFrame, available: DataFram
                 F.sum((F.col("n") != F.least(F.lit(k), F.col("candidates"))).cast("int")).alias("wrong_size"),
                 F.sum((F.col("n") - F.col("ranks")).cast("long")).alias("dup_ranks"),
                 F.sum((F.col("n") - F.col("tracks")).cast("long")).alias("dup_tracks"),
-                F.sum("bad").alias("bad")).first())
+                F.sum("bad").alias("bad"), F.count("n").alias("users"), F.sum("n").alias("rows"),
+                F.min("n").alias("min_per_user")).first())
+    measured = {"users": int(row["users"] or 0), "rows": int(row["rows"] or 0), "min_per_user": row["min_per_user"]}
     problems = []
     if row["missing"]:
         problems.append(f"{row['missing']} user(s) have no list")
@@ -41,7 +45,12 @@ def list_checks(lists: DataFrame, expected_users: DataFrame, available: DataFram
                         f"row(s)")
     if row["bad"]:
         problems.append(f"{row['bad']} row(s) with a score that is not a finite number")
-    return problems
+    return problems, measured
+
+
+def source_counts(lists: DataFrame) -> dict[str, int]:
+    """Rows of the lists per source (empty for no lists)."""
+    return {r["source"]: int(r["count"]) for r in lists.groupBy("source").count().collect()}
 
 
 def disliked(lists: DataFrame, dislikes: DataFrame | None) -> str | None:
@@ -51,10 +60,12 @@ def disliked(lists: DataFrame, dislikes: DataFrame | None) -> str | None:
     return f"{found} row(s) recommend a track the user disliked" if found else None
 
 
-def collapsed(lists: DataFrame, previous: DataFrame | None, max_changed_share: float, max_source_shift: float
-              ) -> tuple[str | None, dict]:
-    """Against the previous night's lists (None on the first night): (problem or None, measurements)."""
-    if previous is None or previous.isEmpty():
+def collapsed(lists: DataFrame, previous: DataFrame | None, max_changed_share: float, max_source_shift: float,
+              sources: dict[str, int] | None = None) -> tuple[str | None, dict]:
+    """Against the previous night's lists (None or empty on the first night): (problem or None,
+    measurements). `sources`: the lists' source_counts when the caller has them."""
+    before = source_counts(previous) if previous is not None else {}
+    if not before:
         return None, {}
     both = lists.select("user_id").distinct().join(previous.select("user_id").distinct(), "user_id")
     overlap = (lists.join(previous.select("user_id", "track_id"), ["user_id", "track_id"])
@@ -63,11 +74,10 @@ def collapsed(lists: DataFrame, previous: DataFrame | None, max_changed_share: f
         F.count("*").alias("users"), F.sum(F.col("count").isNull().cast("int")).alias("changed")).first()
     changed = (stats["changed"] or 0) / stats["users"] if stats["users"] else 0.0
 
-    def shares(frame: DataFrame) -> dict[str, float]:
-        rows = frame.groupBy("source").count().collect()
-        total = sum(r["count"] for r in rows) or 1
-        return {r["source"]: r["count"] / total for r in rows}
-    now, before = shares(lists), shares(previous)
+    def shares(counts: dict[str, int]) -> dict[str, float]:
+        total = sum(counts.values()) or 1
+        return {source: n / total for source, n in counts.items()}
+    now, before = shares(source_counts(lists) if sources is None else sources), shares(before)
     shift = 0.5 * sum(abs(now.get(s, 0.0) - before.get(s, 0.0)) for s in set(now) | set(before))
     measured = {"changed_share": round(changed, 4), "source_shift": round(shift, 4)}
     problems = []

@@ -64,8 +64,12 @@ def test_excluded_window_and_rerun_replaces_the_date_atomically(spark, three_nig
     cfg, _ = three_nights
     day = NIGHTS[2]
     strict = with_overrides(cfg, ["recommend.exclude_played_days=2"])
-    recommend.run(spark, strict, day)
+    summary = recommend.run(spark, strict, day)
     recs = delta_io.read(spark, cfg, GOLD_RECOMMENDATIONS).where(F.col("run_date") == F.lit(day))
+    # the summary (gold.runs, the nightly's table) measures exactly the published rows
+    assert (summary["users"], summary["rows"], summary["min_per_user"]) == (
+        recs.select("user_id").distinct().count(), recs.count(), K)
+    assert summary["sources"] == {r["source"]: r["count"] for r in recs.groupBy("source").count().collect()}
     lately = delta_io.read(spark, cfg, SILVER_PLAYS).where(F.col("play_date") >= F.lit(NIGHTS[1]))
     assert recs.join(lately, ["user_id", "track_id"]).count() == 0
     assert recs.groupBy("user_id").count().where(F.col("count") != K).count() == 0
@@ -199,15 +203,19 @@ def test_the_gate_checks_name_each_problem(spark):
                                   "user_id string, rank int, track_id string, score double, source string")
     expected = spark.createDataFrame([("a",), ("b",), ("c",), ("d",)], "user_id string")
     available = spark.createDataFrame([("a", 5), ("b", 2), ("c", 1)], "user_id string, candidates long")
-    problems = gate.list_checks(lists, expected, available, 2)
+    problems, measured = gate.list_checks(lists, expected, available, 2)
     assert problems == ["1 user(s) have no list",
                         "1 duplicate (user, rank) and 0 duplicate (user, track) row(s)",
                         "1 row(s) with a score that is not a finite number"]  # c has 1 of 1 candidate: fine
-    assert gate.list_checks(lists.where("user_id = 'a'"), expected.where("user_id = 'a'"), available, 3) == [
+    assert measured == {"users": 3, "rows": 5, "min_per_user": 1}  # what the nightly summary reports
+    assert gate.list_checks(lists.where("user_id = 'a'"), expected.where("user_id = 'a'"), available, 3)[0] == [
         "1 list(s) do not hold exactly K=3 tracks though the candidates allow"]
+    assert gate.source_counts(lists) == {"als": 5}
     dislikes = spark.createDataFrame([("a", "t2")], "user_id string, track_id string")
     assert gate.disliked(lists, dislikes) == "1 row(s) recommend a track the user disliked"
     previous = spark.createDataFrame([("a", "t9", "history"), ("c", "t1", "als")],
                                      "user_id string, track_id string, source string")
     problem, measured = gate.collapsed(lists, previous, 0.4, 0.9)
     assert measured["changed_share"] == 0.5 and "50% of users' lists changed completely" in problem
+    assert measured["source_shift"] == 0.5  # als 1.0 now against 0.5 before
+    assert gate.collapsed(lists, previous.where("user_id = 'x'"), 0.4, 0.9) == (None, {})  # no lists before
