@@ -53,8 +53,10 @@ log = logging.getLogger("setlist.recommend")
 def run(spark: SparkSession, cfg: Config, day: dt.date) -> dict:
     conf = cfg.recommend
     with CacheScope() as cache:
+        # hash-partitioned by user once: the per-user windows and aggregations of the sources and the
+        # features below then read it without a shuffle of their own
         plays = cache(delta_io.read(spark, cfg, SILVER_PLAYS).where(F.col("play_date") <= F.lit(day))
-                      .select(*PLAY_EVENTS))
+                      .select(*PLAY_EVENTS).repartition("user_idx"))
         users = delta_io.read(spark, cfg, SILVER_USERS).where(F.col("first_seen_date") <= F.lit(day))
         everyone = users.select("user_idx")
         play_counts = everyone.join(plays.groupBy("user_idx").agg(F.count("*").alias("n")), "user_idx", "left")
