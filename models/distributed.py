@@ -97,11 +97,14 @@ class _Horovod:
     def mean(self, value: float) -> float:
         return float(self.hvd.allreduce(torch.tensor([value], dtype=torch.float64), op=self.hvd.Average)[0])
 
+    # Horovod matches a collective across ranks by its name, and the *_object helpers name theirs
+    # after the object's type unless told: rank 0's checkpoint (a tuple) against the others' None
+    # left every rank waiting on a different broadcast. One fixed name per call site.
     def broadcast(self, obj):
-        return self.hvd.broadcast_object(obj, root_rank=0)
+        return self.hvd.broadcast_object(obj, root_rank=0, name="setlist.broadcast")
 
     def gather(self, obj) -> list:
-        return self.hvd.allgather_object(obj)
+        return self.hvd.allgather_object(obj, name="setlist.gather")
 
     def barrier(self):
         self.hvd.barrier()
