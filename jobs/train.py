@@ -40,7 +40,7 @@ from models.distributed import TrainSpec, latest_checkpoint, load_checkpoint, ru
 from models.embeddings import Word2VecParams, choose_engine, train_word2vec
 from models.export import export
 from models.lstm import LstmParams, NextTrackLSTM, Vocabulary
-from models.scoring import ranked_lists, score_lists
+from models.scoring import ranked_lists, score_named
 from models.serving import next_track_scores, saved_model
 from udfs.dates import plays_within
 
@@ -198,7 +198,7 @@ def evaluate_next_track(spark: SparkSession, cfg: Config, day: dt.date, model: N
         lstm = ranked_lists(next_track_scores(spark, saved_model(model, conf.window, vocabulary),
                                               valid.select("example", "x"), "example", k), k, key="example")
         lists = {"lstm": lstm} | next_track_baselines(spark, cfg, valid, train_plays, day, k)
-        results = {name: score_lists(recs, truth, k, key="example") for name, recs in lists.items()}
+        results = score_named(lists, truth, k, key="example")  # every list in one pass
     write_metrics(spark, cfg, day, "train", k,
                   {name: {m: v for m, v in values.items() if m in ("hit_rate", "ndcg", "recall", "map", "users")}
                    for name, values in results.items()}, prefix=NEXT_TRACK)
