@@ -5,6 +5,10 @@ from __future__ import annotations
 import datetime as dt
 import json
 import os
+import re
+import shutil
+import signal
+import time
 from pathlib import Path
 
 import numpy as np
@@ -149,6 +153,58 @@ def test_train_lstm_with_horovod_end_to_end(spark, modelled):
     assert result["metrics"]["lstm"]["hit_rate"] > result["metrics"]["popularity"]["hit_rate"]
     # evaluate's rows of the same date were kept beside train's
     assert delta_io.read(spark, cfg, GOLD_METRICS).where(~F.col("model").startswith("next_track:")).count() > 0
+
+
+def rank_processes() -> list[str]:
+    """Command lines of running Horovod rank processes (gloo_exec_fn, under any Spark task)."""
+    found = []
+    for cmdline in Path("/proc").glob("[0-9]*/cmdline"):
+        try:
+            text = cmdline.read_bytes().replace(b"\0", b" ").decode(errors="replace")
+        except OSError:
+            continue
+        if "horovod.spark.task.gloo_exec_fn" in text and not text.startswith("/bin/sh"):
+            found.append(text)
+    return found
+
+
+def test_a_training_killed_mid_run_reruns_from_its_last_checkpoint_under_horovod(spark, modelled, tmp_path):
+    """The production backend, real processes: the train job is SIGKILLed after its second
+    checkpoint; no rank outlives it; the rerun resumes there and publishes the model of all epochs."""
+    from test_operations import conf_file, finish, job
+    # Without the checkpoints other tests left for this date: the only ones are this run's.
+    shutil.copytree(modelled.warehouse, tmp_path / "wh", ignore=shutil.ignore_patterns("_lease", "_checkpoints"))
+    epochs = 60
+    cfg = with_overrides(modelled, [f"warehouse={tmp_path / 'wh'}", "train.backend=horovod", f"train.epochs={epochs}",
+                                    "train.embed_dim=16", "train.hidden=32", "train.batch_size=128", "train.window=5",
+                                    "train.sequence_files=4", "train.eval_examples=500", "train.timeout_minutes=1.5",
+                                    "log_level=INFO", "spark.event_log=false"])
+    conf = conf_file(cfg, tmp_path / "c.yaml")
+    day = str(NIGHTS[-1])
+    proc = job(conf, "train", "--date", day)
+    folder = tmp_path / "wh" / "_checkpoints" / "lstm" / day
+    deadline = time.monotonic() + 240
+    while not list(folder.glob("*/epoch-0002.pt")):
+        assert proc.poll() is None and time.monotonic() < deadline, "train ended before its second checkpoint"
+        time.sleep(0.05)
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    deadline = time.monotonic() + 60
+    while rank_processes():  # the JVM and its Python workers go with the driver, and the ranks with them
+        assert time.monotonic() < deadline, f"ranks outlived the killed job: {rank_processes()}"
+        time.sleep(0.5)
+    runs = list(folder.iterdir())
+    assert len(runs) == 1, runs
+    killed_at = latest_checkpoint(str(runs[0]))[0]
+    assert 2 <= killed_at < epochs
+    code, err = finish(job(conf, "train", "--date", day), timeout=600)
+    assert code == 0, err[-3000:]
+    resumed = re.search(r"resumed after epoch (\d+)", err)
+    assert resumed and int(resumed.group(1)) == killed_at  # no epoch trained twice, none lost
+    row = delta_io.read(spark, cfg, GOLD_MODELS).where(F.col("model") == "lstm").where(
+        F.col("run_date") == F.lit(NIGHTS[-1])).collect()
+    assert len(row) == 1 and row[0]["backend"] == "horovod"
+    assert len(json.loads(row[0]["metrics"])["loss_by_epoch"]) == epochs
 
 
 def test_lstm_scores_on_executors_match_the_model_through_its_vocabulary(spark):
