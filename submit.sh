@@ -7,7 +7,7 @@
 # project's code for --py-files, and calls the venv's spark-submit with the environment's master,
 # Spark conf and the cached Delta jars. Driver and executors run the project's Python
 # ($SETLIST_PYTHON, default .venv/bin/python) unless the config sets spark.pyspark.python.
-# The job's exit code is this script's: 0 success, 1 failure, 2 bad config or usage, 3 missing input.
+# The job's exit code is this script's (0 success; README, "Exit codes"); a SIGTERM stops the run: 143.
 # Jobs chained with --then run in order in one Spark application (one JVM start); the first
 # failure stops the chain and its exit code is the script's.
 set -euo pipefail
@@ -27,6 +27,7 @@ fi
 # Spark conf (secrets included) goes through a properties file only the user can read, never argv.
 props="$(mktemp "${TMPDIR:-/tmp}/setlist-spark.XXXXXX.properties")"
 trap 'rm -f "$props"' EXIT
+trap 'exit 143' TERM; trap 'exit 130' INT; trap 'exit 129' HUP  # stopped before any JVM: clean up, exit
 status=0
 options="$(SETLIST_PROPERTIES_FILE="$props" PYTHONPATH="$ROOT${PYTHONPATH:+:$PYTHONPATH}" \
            "$PY" -m jobs.core.launch "$@")" || status=$?
@@ -53,13 +54,26 @@ PYZIP
 # through this file and goes to our stderr.
 export PYSPARK_PYTHON="$PY" PYSPARK_DRIVER_PYTHON="$PY" SETLIST_ERROR_FILE="$errors"
 export OPENBLAS_NUM_THREADS="${OPENBLAS_NUM_THREADS:-1}"  # Spark runs a task per core; one BLAS thread each
-status=0
+# A stop request to this script (SIGTERM, SIGINT or SIGHUP, e.g. from a scheduler that signals only
+# the process it started) goes on to spark-submit as SIGTERM: its JVM's shutdown stops the Spark
+# application, the driver and every process its tasks started, and this script exits with the run's
+# code (143). Without this, bash died alone and the run went on, orphaned, holding the warehouse.
+run="" stopping=""
+trap 'stopping=1; [ -z "$run" ] || kill -TERM "$run" 2>/dev/null || true' TERM INT HUP
 "$(dirname "$PY")/spark-submit" \
   --conf "spark.pyspark.python=$PY" --conf "spark.pyspark.driver.python=$PY" \
   --conf "spark.executorEnv.PYTHONPATH=$zip:$(basename "$zip")" \
   "${spark_options[@]}" \
   --py-files "$zip" \
-  "$ROOT/jobs/main.py" "$@" || status=$?
+  "$ROOT/jobs/main.py" "$@" <&0 &
+run=$!
+[ -z "$stopping" ] || kill -TERM "$run" 2>/dev/null || true  # a stop that came while it was starting
+status=0
+wait "$run" || status=$?
+while [ -n "$stopping" ]; do  # a signal ended the wait, not the run: wait for the run itself
+  stopping="" status=0
+  wait "$run" || status=$?
+done
 if [ -s "$errors" ]; then
   cat "$errors" >&2
 fi

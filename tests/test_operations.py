@@ -1,6 +1,7 @@
 """Fault injection under real operations (issue 10): concurrent runs as separate OS processes, a
-SIGKILL at a commit point, re-delivered and late files, hostile files in a date folder, hostile
-bytes. Every run here is a real process or a real file on real Spark and Delta tables."""
+SIGKILL at a commit point, a scheduler's SIGTERM to submit.sh, re-delivered and late files, hostile
+files in a date folder, hostile bytes. Every run here is a real process or a real file on real Spark
+and Delta tables."""
 from __future__ import annotations
 
 import base64
@@ -138,6 +139,74 @@ def test_a_clean_killed_at_a_commit_point_reruns_to_the_uninterrupted_tables(spa
     assert code == 0, err[-3000:]
     for table in (*SILVER, SILVER_CLEAN_RUNS):
         assert rows(spark, cfg, table) == rows(spark, reference, table), table.full_name
+
+
+def process_tree(root: int) -> set[int]:
+    """The pids of `root` and every process below it (by parent pid, read from /proc)."""
+    children: dict[int, list[int]] = {}
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            text = stat.read_text()
+        except OSError:
+            continue
+        parent = int(text.rsplit(") ", 1)[1].split()[1])  # the fields after the command's name: state, ppid, ...
+        children.setdefault(parent, []).append(int(text.split(" (", 1)[0]))
+    found, todo = set(), [root]
+    while todo:
+        pid = todo.pop()
+        found.add(pid)
+        todo.extend(children.get(pid, []))
+    return found
+
+
+def running(pid: int) -> bool:
+    """The process exists and is not a zombie."""
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().rsplit(") ", 1)[1].split()[0] != "Z"
+    except (OSError, IndexError):
+        return False
+
+
+def test_a_stop_request_to_submit_sh_stops_the_whole_run_and_exits_143(spark, two_days, tmp_path):
+    """A scheduler stops a run by signalling the process it started, submit.sh, with SIGTERM. The
+    signal must reach the Spark application: no process of the run outlives it (before, bash died
+    alone and the JVM, its driver and its workers went on, orphaned, holding the warehouse's lease),
+    and the exit code says the run was stopped (143 = 128 + SIGTERM)."""
+    cfg = warehouse(two_days, tmp_path)
+    ingest.run(spark, cfg, D1)
+    conf = conf_file(cfg, tmp_path / "c.yaml")
+    with (tmp_path / "run.log").open("w") as log:
+        proc = subprocess.Popen([str(ROOT / "submit.sh"), "clean", "--date", str(D1), "--conf", str(conf)],
+                                stdout=log, stderr=subprocess.STDOUT, cwd=ROOT, start_new_session=True,
+                                env={**os.environ, "SETLIST_PYTHON": sys.executable, "SPARK_LOCAL_IP": "127.0.0.1"})
+    tree: set[int] = set()
+    try:
+        tracks_log = Path(SILVER_TRACKS.path(cfg)) / "_delta_log"
+        deadline = time.monotonic() + 240
+        while not (tracks_log / "00000000000000000001.json").exists():  # mid-stage: the new ids are committed
+            assert proc.poll() is None and time.monotonic() < deadline, "clean ended before its ids were committed"
+            time.sleep(0.05)
+        tree = process_tree(proc.pid) - {proc.pid}
+        assert len(tree) >= 2  # spark-submit's JVM and the driver's Python, at least
+        proc.send_signal(signal.SIGTERM)
+        code = proc.wait(timeout=120)
+        deadline = time.monotonic() + 30
+        while [pid for pid in tree if running(pid)]:
+            assert time.monotonic() < deadline, f"processes outlived the stopped run (exit code {code}): " + \
+                "; ".join(Path(f"/proc/{p}/cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace")[:120]
+                          for p in tree if running(p))
+            time.sleep(0.5)
+        # stopped, so not marked cleaned (before, the orphaned run went on and finished the date)
+        marked = delta_io.read(spark, cfg, SILVER_CLEAN_RUNS).count() if delta_io.exists(spark, cfg,
+                                                                                        SILVER_CLEAN_RUNS) else 0
+        assert marked == 0, f"the stopped run (exit code {code}) went on and marked the date cleaned"
+        assert code == 143, (tmp_path / "run.log").read_text()[-3000:]
+        lease = Path(cfg.warehouse) / "_lease"
+        assert not lease.exists() or not running(json.loads(lease.read_text())["pid"])
+    finally:
+        for pid in tree | {proc.pid}:
+            if running(pid):
+                os.kill(pid, signal.SIGKILL)
 
 
 def test_a_redelivered_file_adds_its_changed_lines_and_clean_reads_the_newest(spark, cfg):
