@@ -2,8 +2,11 @@
 
 Copy into the Airflow dags folder and set SETLIST_HOME (the checkout on the worker) and the
 config. The task's exit code is submit.sh's: 0 success; 2 bad config (retrying will not help);
-3 missing input (often the logs arrive late: retries wait for them); 1 other failures. A re-run of
-a failed date resumes at the failed stage (stages already committed are skipped).
+3 missing input (often the logs arrive late: retries wait for them); 4 the warehouse is busy
+(another run holds its lease); 5 the publish gate refused the night's lists; 6 the day's data
+quality is past a fail threshold; 143 stopped (execution_timeout or a manual stop: the SIGTERM
+reaches the Spark application, nothing of the run goes on); 1 other failures. A re-run of a failed
+or stopped date resumes at the failed stage (stages already committed are skipped).
 """
 from __future__ import annotations
 
