@@ -22,6 +22,17 @@ from jobs.core.config import Config, load_config, with_overrides  # noqa: E402
 SHARED = ROOT.parent / "shared"
 LASTFM_SAMPLE = SHARED / "data" / "lastfm1k-sample" / "listens.tsv"
 
+def command_lines() -> dict[int, str]:
+    """Every running process's command line (its arguments joined by spaces), by pid, from /proc."""
+    lines = {}
+    for cmdline in Path("/proc").glob("[0-9]*/cmdline"):
+        try:
+            lines[int(cmdline.parent.name)] = cmdline.read_bytes().replace(b"\0", b" ").decode(errors="replace")
+        except OSError:
+            continue
+    return lines
+
+
 TEST_SPARK = [
     "spark.master=local[2]",
     "spark.conf.spark.sql.shuffle.partitions=2",

@@ -19,7 +19,7 @@ import pytest
 import yaml
 from pyspark.sql import functions as F
 
-from conftest import ROOT, small_generate
+from conftest import ROOT, command_lines, small_generate
 from jobs import clean, generate, ingest
 from jobs.core import delta_io
 from jobs.core.config import as_dict, with_overrides
@@ -193,8 +193,7 @@ def test_a_stop_request_to_submit_sh_stops_the_whole_run_and_exits_143(spark, tw
         deadline = time.monotonic() + 30
         while [pid for pid in tree if running(pid)]:
             assert time.monotonic() < deadline, f"processes outlived the stopped run (exit code {code}): " + \
-                "; ".join(Path(f"/proc/{p}/cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace")[:120]
-                          for p in tree if running(p))
+                "; ".join(command_lines().get(p, "?")[:120] for p in tree if running(p))
             time.sleep(0.5)
         # stopped, so not marked cleaned (before, the orphaned run went on and finished the date)
         marked = delta_io.read(spark, cfg, SILVER_CLEAN_RUNS).count() if delta_io.exists(spark, cfg,

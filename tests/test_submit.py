@@ -16,7 +16,7 @@ import pyspark
 import pytest
 from pyspark.sql import functions as F
 
-from conftest import ROOT, small_generate
+from conftest import ROOT, command_lines, small_generate
 from jobs import generate
 from jobs.core import delta_io
 from jobs.core.config import with_overrides
@@ -80,17 +80,6 @@ def submit(*args: str) -> subprocess.CompletedProcess:
                           timeout=300)
 
 
-def command_lines() -> list[str]:
-    """Every process's command line on this machine."""
-    lines = []
-    for proc in Path("/proc").iterdir():
-        try:
-            lines.append((proc / "cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace"))
-        except OSError:
-            continue
-    return lines
-
-
 def test_submit_runs_jobs_on_a_standalone_cluster(spark, base_cfg, cluster, tmp_path):
     import threading
 
@@ -104,7 +93,7 @@ def test_submit_runs_jobs_on_a_standalone_cluster(spark, base_cfg, cluster, tmp_
 
     def watch():  # what `ps` would show while the jobs run
         while not done.is_set():
-            seen.extend(line for line in command_lines() if secret in line)
+            seen.extend(line for line in command_lines().values() if secret in line)
             time.sleep(0.2)
 
     watcher = threading.Thread(target=watch, daemon=True)

@@ -15,7 +15,7 @@ import numpy as np
 import pytest
 from pyspark.sql import functions as F
 
-from conftest import NIGHTS
+from conftest import NIGHTS, command_lines
 from jobs import train
 from jobs.core import delta_io
 from jobs.core.config import with_overrides
@@ -157,15 +157,8 @@ def test_train_lstm_with_horovod_end_to_end(spark, modelled):
 
 def rank_processes() -> list[str]:
     """Command lines of running Horovod rank processes (gloo_exec_fn, under any Spark task)."""
-    found = []
-    for cmdline in Path("/proc").glob("[0-9]*/cmdline"):
-        try:
-            text = cmdline.read_bytes().replace(b"\0", b" ").decode(errors="replace")
-        except OSError:
-            continue
-        if "horovod.spark.task.gloo_exec_fn" in text and not text.startswith("/bin/sh"):
-            found.append(text)
-    return found
+    return [text for text in command_lines().values()
+            if "horovod.spark.task.gloo_exec_fn" in text and not text.startswith("/bin/sh")]
 
 
 def test_a_training_killed_mid_run_reruns_from_its_last_checkpoint_under_horovod(spark, modelled, tmp_path):
