@@ -22,6 +22,7 @@ from jobs.core.config import Config, load_config, with_overrides  # noqa: E402
 SHARED = ROOT.parent / "shared"
 LASTFM_SAMPLE = SHARED / "data" / "lastfm1k-sample" / "listens.tsv"
 
+
 def command_lines() -> dict[int, str]:
     """Every running process's command line (its arguments joined by spaces), by pid, from /proc."""
     lines = {}

@@ -141,16 +141,21 @@ def test_a_clean_killed_at_a_commit_point_reruns_to_the_uninterrupted_tables(spa
         assert rows(spark, cfg, table) == rows(spark, reference, table), table.full_name
 
 
+def stat_fields(pid: int) -> list[str] | None:
+    """The fields of /proc/PID/stat after the command's name (state, ppid, ...); None when gone."""
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().rsplit(") ", 1)[1].split()
+    except (OSError, IndexError):
+        return None
+
+
 def process_tree(root: int) -> set[int]:
     """The pids of `root` and every process below it (by parent pid, read from /proc)."""
     children: dict[int, list[int]] = {}
-    for stat in Path("/proc").glob("[0-9]*/stat"):
-        try:
-            text = stat.read_text()
-        except OSError:
-            continue
-        parent = int(text.rsplit(") ", 1)[1].split()[1])  # the fields after the command's name: state, ppid, ...
-        children.setdefault(parent, []).append(int(text.split(" (", 1)[0]))
+    for entry in Path("/proc").glob("[0-9]*"):
+        fields = stat_fields(int(entry.name))
+        if fields:
+            children.setdefault(int(fields[1]), []).append(int(entry.name))
     found, todo = set(), [root]
     while todo:
         pid = todo.pop()
@@ -161,10 +166,8 @@ def process_tree(root: int) -> set[int]:
 
 def running(pid: int) -> bool:
     """The process exists and is not a zombie."""
-    try:
-        return Path(f"/proc/{pid}/stat").read_text().rsplit(") ", 1)[1].split()[0] != "Z"
-    except (OSError, IndexError):
-        return False
+    fields = stat_fields(pid)
+    return fields is not None and fields[0] != "Z"
 
 
 def test_a_stop_request_to_submit_sh_stops_the_whole_run_and_exits_143(spark, two_days, tmp_path):
