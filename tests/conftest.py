@@ -43,6 +43,14 @@ TEST_SPARK = [
     "spark.conf.spark.databricks.delta.snapshotPartitions=1",
     "spark.conf.spark.sql.sources.parallelPartitionDiscovery.parallelism=1",
     "log_level=WARNING",
+    # A test's data is a few thousand rows, where generating and compiling Java for every distinct
+    # query (whole-stage code generation, then Janino) and re-planning between query stages (adaptive
+    # execution) cost more than they save: Spark's interpreted expressions run the same queries to the
+    # same results, and tests/test_clean.py with tests/test_recommend.py took 0.71x the time (README,
+    # "Performance and scale"). The shipped configs keep Spark's defaults for real volumes.
+    "spark.conf.spark.sql.codegen.wholeStage=false",
+    "spark.conf.spark.sql.codegen.factoryMode=NO_CODEGEN",
+    "spark.conf.spark.sql.adaptive.enabled=false",
 ]
 
 
