@@ -59,7 +59,10 @@ def main() -> None:
                     print(f"round {round_} {name:12s} {stage:10s} {wall:6.1f} s", flush=True)
             finally:
                 for key, value in before.items():
-                    spark.conf.unset(key) if value is None else spark.conf.set(key, value)
+                    if value is None:
+                        spark.conf.unset(key)
+                    else:
+                        spark.conf.set(key, value)
     first = next(iter(modes))
     for stage in args.stages:
         base = statistics.median(walls[(first, stage)])
