@@ -1,7 +1,7 @@
 """A stage's wall time under different Spark SQL execution settings, interleaved in one process.
 
     .venv/bin/python bench/exec_modes.py WAREHOUSE DATE [--stages clean recommend] [--rounds 3]
-                                         [--mode NAME=key:value,key:value ...]
+                                         [--mode NAME=key:value,key:value ...] [--set key=value ...]
 
 Runs each stage (forced, through the nightly's own stage runner) once per round under every mode, in
 turn, so that the machine's drift over minutes falls on every mode alike, and prints each mode's
