@@ -24,7 +24,8 @@ from jobs.core import delta_io
 from jobs.core.config import Config
 from jobs.core.errors import NotEnoughHistory
 from jobs.core.records import now, record_run
-from jobs.core.tables import ALL_TABLES, GOLD_RUNS
+from jobs.core.session import execution_for
+from jobs.core.tables import ALL_TABLES, GOLD_RUNS, SILVER_PLAYS
 
 log = logging.getLogger("setlist.nightly")
 
@@ -76,6 +77,8 @@ def run_stages(spark: SparkSession, cfg: Config, day: dt.date, stages: tuple[str
     outcome text}; a stage's own result (its counts) goes into `results` when a dict is given. The
     first failure is recorded, printed with the summary so far, and raised."""
     committed, last_trained = committed_stages(spark, cfg, day)
+    below = cfg.nightly.interpreted_below_rows
+    size = plays_so_far(spark, cfg) if below else 0  # what decides each stage's execution (execution_for)
     outcome: dict[str, str] = {}
     for stage in stages:
         fn = STAGES[stage]
@@ -94,9 +97,11 @@ def run_stages(spark: SparkSession, cfg: Config, day: dt.date, stages: tuple[str
                 outcome[stage] = f"reused (model of {last})"
             continue
         started, clock = now(), time.monotonic()
-        log.info("nightly %s: %s ...", day, stage)
         try:
-            result = fn(spark, cfg, day)
+            with execution_for(spark, size, below) as execution:
+                log.info("nightly %s: %s ...%s", day, stage, f" (interpreted: {size:,} rows so far, under "
+                         f"nightly.interpreted_below_rows {below:,})" if execution == "interpreted" else "")
+                result = fn(spark, cfg, day)
         except NotEnoughHistory as exc:
             log.warning("nightly %s: %s waits for more history: %s", day, stage, exc)
             record_run(spark, cfg, day, stage, "waiting_for_history", started, error=str(exc))
@@ -109,7 +114,8 @@ def run_stages(spark: SparkSession, cfg: Config, day: dt.date, stages: tuple[str
             raise
         seconds = time.monotonic() - clock
         rows = work_rows(stage, result)
-        timing = {"seconds": round(seconds, 2)} | (
+        size = max(size, rows)
+        timing = {"seconds": round(seconds, 2), "execution": execution} | (
             {"rows_in": rows, "rows_per_s": round(rows / seconds, 1) if seconds > 0 else None} if rows else {})
         # train's result carries every rank's detail: the summary is enough for the record
         record_run(spark, cfg, day, stage, "succeeded", started,
@@ -121,6 +127,12 @@ def run_stages(spark: SparkSession, cfg: Config, day: dt.date, stages: tuple[str
         if isinstance(result.get("note"), str):  # what the stage wants the summary to show (evaluate, rank)
             outcome[stage] += f": {result['note']}"
     return outcome
+
+
+def plays_so_far(spark: SparkSession, cfg: Config) -> int:
+    """silver.plays' rows (0 before the first clean). Delta answers a bare count from its log's file
+    statistics, without reading the files."""
+    return delta_io.read(spark, cfg, SILVER_PLAYS).count() if delta_io.exists(spark, cfg, SILVER_PLAYS) else 0
 
 
 def work_rows(stage: str, result: dict) -> int:

@@ -12,6 +12,7 @@ from conftest import NIGHTS
 from jobs import nightly, recommend
 from jobs.core import delta_io
 from jobs.core.config import with_overrides
+from jobs.core.session import execution_for
 from jobs.core.tables import GOLD_RECOMMENDATIONS, GOLD_RUNS, SILVER_PLAYS
 
 
@@ -47,6 +48,11 @@ def test_stage_runs_are_recorded_with_cadence_and_waiting_models(spark, nights):
     timing = json.loads(clean_row["rows"])["timing"]  # per-stage duration and rows/s in gold.runs
     assert timing["rows_in"] > 0 and timing["rows_per_s"] == pytest.approx(timing["rows_in"] / timing["seconds"],
                                                                           rel=0.01)
+    # a few thousand plays, under nightly.interpreted_below_rows: every stage ran interpreted
+    executions = {(r["run_date"], r["stage"]): json.loads(r["rows"])["timing"]["execution"]
+                  for r in delta_io.read(spark, cfg, GOLD_RUNS).where(F.col("status") == "succeeded").collect()}
+    assert delta_io.read(spark, cfg, SILVER_PLAYS).count() < cfg.nightly.interpreted_below_rows
+    assert executions and set(executions.values()) == {"interpreted"}
 
 
 def test_a_failed_stage_fails_the_run_and_a_rerun_resumes_there(spark, nights, monkeypatch):
@@ -167,3 +173,51 @@ def test_every_model_and_the_lists_are_tracked_with_their_parameters_and_input_v
     assert als.data.params["rank"] == str(json.loads(rows["als"]["params"])["rank"])
     assert "ndcg_at_10" in als.data.metrics
     assert client.list_artifacts(als.info.run_id, "model")  # the saved model's files
+
+
+INTERPRETED_KEYS = ("spark.sql.codegen.wholeStage", "spark.sql.codegen.factoryMode", "spark.sql.adaptive.enabled")
+
+
+def test_stages_run_interpreted_only_while_the_night_is_small_and_the_session_gets_its_settings_back(
+        spark, cfg, monkeypatch):
+    """nightly.interpreted_below_rows: a stage sees Spark's interpreted settings while the plays so far
+    and the rows of the night's earlier stages are under it, the session's own once they are not, and
+    the session's own again after every stage, a failed one too."""
+    shipped = {"spark.sql.codegen.wholeStage": "true", "spark.sql.codegen.factoryMode": "FALLBACK",
+               "spark.sql.adaptive.enabled": "true"}  # Spark's defaults, in place of the test session's
+    interpreted = {"spark.sql.codegen.wholeStage": "false", "spark.sql.codegen.factoryMode": "NO_CODEGEN",
+                   "spark.sql.adaptive.enabled": "false"}
+    test_session = {key: spark.conf.get(key) for key in INTERPRETED_KEYS}
+    seen: dict[str, dict[str, str]] = {}
+
+    def stage(name, rows=None, fails=False):
+        def run(spark_, cfg_, day):
+            seen[name] = {key: spark_.conf.get(key) for key in INTERPRETED_KEYS}
+            assert spark_.sql("SELECT sum(id * 2) AS s FROM range(1000)").first()["s"] == 999000  # a real query
+            if fails:
+                raise RuntimeError(f"{name} failed")
+            return {"plays": rows}
+        monkeypatch.setitem(nightly.STAGES, name, run)
+
+    stage("embed", rows=5000)       # the first stage: no plays yet, so interpreted; it reports 5,000 rows
+    stage("cluster", rows=5000)     # 5,000 is not under 1,000: the session's settings
+    stage("als", fails=True)
+    small = with_overrides(cfg, ["nightly.interpreted_below_rows=1000"])
+    try:
+        for key, value in shipped.items():
+            spark.conf.set(key, value)
+        outcome = nightly.run_stages(spark, small, NIGHTS[0], ("embed", "cluster"))
+        assert outcome["embed"].startswith("succeeded") and outcome["cluster"].startswith("succeeded")
+        assert seen["embed"] == interpreted and seen["cluster"] == shipped
+        assert {key: spark.conf.get(key) for key in INTERPRETED_KEYS} == shipped
+        recorded = {r["stage"]: json.loads(r["rows"])["timing"]["execution"]
+                    for r in delta_io.read(spark, small, GOLD_RUNS).collect()}
+        assert recorded == {"embed": "interpreted", "cluster": "session"}
+        with pytest.raises(RuntimeError, match="als failed"):
+            nightly.run_stages(spark, small, NIGHTS[0], ("als",))
+        assert seen["als"] == interpreted and {key: spark.conf.get(key) for key in INTERPRETED_KEYS} == shipped
+        with execution_for(spark, 0, 0) as never:  # 0: never, whatever the size
+            assert never == "session" and {key: spark.conf.get(key) for key in INTERPRETED_KEYS} == shipped
+    finally:
+        for key, value in test_session.items():
+            spark.conf.set(key, value)

@@ -7,11 +7,13 @@ passes those files as `spark.jars`, so it starts offline.
 """
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import logging
 import os
 import shutil
 from pathlib import Path
+from typing import Iterator
 from urllib.parse import urlparse
 
 from pyspark.sql import SparkSession
@@ -139,6 +141,34 @@ def event_log_dir(cfg: Config) -> str:
         os.makedirs(root, exist_ok=True)  # Spark requires the folder to exist
         return "file://" + root
     return root
+
+
+# Spark's interpreted expressions, without whole-stage code generation or adaptive re-planning: on a
+# night of a few thousand rows, compiling every distinct query costs more than its rows
+# (nightly.interpreted_below_rows; README "Interpreted execution for small nights")
+INTERPRETED = {"spark.sql.codegen.wholeStage": "false", "spark.sql.codegen.factoryMode": "NO_CODEGEN",
+               "spark.sql.adaptive.enabled": "false"}
+
+
+@contextlib.contextmanager
+def execution_for(spark: SparkSession, rows: int, below: int) -> Iterator[str]:
+    """Within the block, Spark runs INTERPRETED when `rows` (the work's size) is under `below` (0: never)
+    and yields "interpreted"; else it keeps the session's own settings (Spark's defaults compile each
+    query) and yields "session". The settings are restored on the way out, whatever happens inside."""
+    if not below or rows >= below:
+        yield "session"
+        return
+    before = {key: spark.conf.get(key, None) for key in INTERPRETED}
+    for key, value in INTERPRETED.items():
+        spark.conf.set(key, value)
+    try:
+        yield "interpreted"
+    finally:
+        for key, value in before.items():
+            if value is None:
+                spark.conf.unset(key)
+            else:
+                spark.conf.set(key, value)
 
 
 def under_spark_submit() -> bool:
