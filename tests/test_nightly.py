@@ -12,7 +12,6 @@ from conftest import NIGHTS
 from jobs import nightly, recommend
 from jobs.core import delta_io
 from jobs.core.config import with_overrides
-from jobs.core.session import execution_for
 from jobs.core.tables import GOLD_RECOMMENDATIONS, GOLD_RUNS, SILVER_PLAYS
 
 
@@ -52,7 +51,8 @@ def test_stage_runs_are_recorded_with_cadence_and_waiting_models(spark, nights):
     executions = {(r["run_date"], r["stage"]): json.loads(r["rows"])["timing"]["execution"]
                   for r in delta_io.read(spark, cfg, GOLD_RUNS).where(F.col("status") == "succeeded").collect()}
     assert delta_io.read(spark, cfg, SILVER_PLAYS).count() < cfg.nightly.interpreted_below_rows
-    assert executions and set(executions.values()) == {"interpreted"}
+    assert executions and {stage: mode for (_, stage), mode in executions.items()} == {
+        stage: "no-aqe" if stage == "recommend" else "interpreted" for (_, stage) in executions}
 
 
 def test_a_failed_stage_fails_the_run_and_a_rerun_resumes_there(spark, nights, monkeypatch):
@@ -180,9 +180,9 @@ INTERPRETED_KEYS = ("spark.sql.codegen.wholeStage", "spark.sql.codegen.factoryMo
 
 def test_stages_run_interpreted_only_while_the_night_is_small_and_the_session_gets_its_settings_back(
         spark, cfg, monkeypatch):
-    """nightly.interpreted_below_rows: a stage sees Spark's interpreted settings while the plays so far
-    and the rows of the night's earlier stages are under it, the session's own once they are not, and
-    the session's own again after every stage, a failed one too."""
+    """nightly.interpreted_below_rows: a stage sees Spark's interpreted settings (recommend: adaptive
+    execution off only) while the plays so far and the rows of the night's earlier stages are under it,
+    the session's own once they are not, and the session's own again after every stage, a failed one too."""
     shipped = {"spark.sql.codegen.wholeStage": "true", "spark.sql.codegen.factoryMode": "FALLBACK",
                "spark.sql.adaptive.enabled": "true"}  # Spark's defaults, in place of the test session's
     interpreted = {"spark.sql.codegen.wholeStage": "false", "spark.sql.codegen.factoryMode": "NO_CODEGEN",
@@ -199,25 +199,30 @@ def test_stages_run_interpreted_only_while_the_night_is_small_and_the_session_ge
             return {"plays": rows}
         monkeypatch.setitem(nightly.STAGES, name, run)
 
-    stage("embed", rows=5000)       # the first stage: no plays yet, so interpreted; it reports 5,000 rows
-    stage("cluster", rows=5000)     # 5,000 is not under 1,000: the session's settings
-    stage("als", fails=True)
+    stage("embed", rows=500)        # the first stage: no plays yet, so interpreted; it reports 500 rows
+    stage("recommend", rows=500)    # 500 is under 1,000: small, but recommend only turns re-planning off
+    stage("cluster", rows=5000)     # still small; it reports 5,000 rows
+    stage("als", rows=5000)         # 5,000 is not under 1,000: the session's settings
     small = with_overrides(cfg, ["nightly.interpreted_below_rows=1000"])
     try:
         for key, value in shipped.items():
             spark.conf.set(key, value)
-        outcome = nightly.run_stages(spark, small, NIGHTS[0], ("embed", "cluster"))
-        assert outcome["embed"].startswith("succeeded") and outcome["cluster"].startswith("succeeded")
-        assert seen["embed"] == interpreted and seen["cluster"] == shipped
+        outcome = nightly.run_stages(spark, small, NIGHTS[0], ("embed", "recommend", "cluster", "als"))
+        assert all(text.startswith("succeeded") for text in outcome.values()) and len(outcome) == 4
+        assert seen["embed"] == seen["cluster"] == interpreted and seen["als"] == shipped
+        assert seen["recommend"] == shipped | {"spark.sql.adaptive.enabled": "false"}
         assert {key: spark.conf.get(key) for key in INTERPRETED_KEYS} == shipped
         recorded = {r["stage"]: json.loads(r["rows"])["timing"]["execution"]
                     for r in delta_io.read(spark, small, GOLD_RUNS).collect()}
-        assert recorded == {"embed": "interpreted", "cluster": "session"}
+        assert recorded == {"embed": "interpreted", "recommend": "no-aqe", "cluster": "interpreted", "als": "session"}
+        stage("als", fails=True)
         with pytest.raises(RuntimeError, match="als failed"):
-            nightly.run_stages(spark, small, NIGHTS[0], ("als",))
+            nightly.run_stages(spark, small, NIGHTS[1], ("als",))  # no plays yet: small again
         assert seen["als"] == interpreted and {key: spark.conf.get(key) for key in INTERPRETED_KEYS} == shipped
-        with execution_for(spark, 0, 0) as never:  # 0: never, whatever the size
-            assert never == "session" and {key: spark.conf.get(key) for key in INTERPRETED_KEYS} == shipped
+        never = with_overrides(cfg, ["nightly.interpreted_below_rows=0"])
+        stage("als", rows=1)
+        nightly.run_stages(spark, never, NIGHTS[2], ("als",))
+        assert seen["als"] == shipped
     finally:
         for key, value in test_session.items():
             spark.conf.set(key, value)

@@ -143,26 +143,31 @@ def event_log_dir(cfg: Config) -> str:
     return root
 
 
-# Spark's interpreted expressions, without whole-stage code generation or adaptive re-planning: on a
-# night of a few thousand rows, compiling every distinct query costs more than its rows
-# (nightly.interpreted_below_rows; README "Interpreted execution for small nights")
-INTERPRETED = {"spark.sql.codegen.wholeStage": "false", "spark.sql.codegen.factoryMode": "NO_CODEGEN",
-               "spark.sql.adaptive.enabled": "false"}
+# Settings for a small night (nightly.interpreted_below_rows; README "Interpreted execution for small
+# nights"): on a few thousand rows, planning, generating and compiling every distinct query costs more
+# than the rows. "interpreted": Spark's interpreted expressions, without whole-stage code generation
+# or adaptive re-planning; "no-aqe": only the re-planning off.
+SMALL_NIGHT = {
+    "interpreted": {"spark.sql.codegen.wholeStage": "false", "spark.sql.codegen.factoryMode": "NO_CODEGEN",
+                    "spark.sql.adaptive.enabled": "false"},
+    "no-aqe": {"spark.sql.adaptive.enabled": "false"},
+}
 
 
 @contextlib.contextmanager
-def execution_for(spark: SparkSession, rows: int, below: int) -> Iterator[str]:
-    """Within the block, Spark runs INTERPRETED when `rows` (the work's size) is under `below` (0: never)
-    and yields "interpreted"; else it keeps the session's own settings (Spark's defaults compile each
-    query) and yields "session". The settings are restored on the way out, whatever happens inside."""
-    if not below or rows >= below:
+def execution_for(spark: SparkSession, mode: str | None) -> Iterator[str]:
+    """Within the block, Spark runs with SMALL_NIGHT[mode] and the block gets `mode`; with None, the
+    session's own settings (Spark's defaults compile each query), and the block gets "session". The
+    settings are restored on the way out, whatever happens inside."""
+    if mode is None:
         yield "session"
         return
-    before = {key: spark.conf.get(key, None) for key in INTERPRETED}
-    for key, value in INTERPRETED.items():
+    settings = SMALL_NIGHT[mode]
+    before = {key: spark.conf.get(key, None) for key in settings}
+    for key, value in settings.items():
         spark.conf.set(key, value)
     try:
-        yield "interpreted"
+        yield mode
     finally:
         for key, value in before.items():
             if value is None:
