@@ -7,7 +7,9 @@ failed stage. Model stages follow their cadence (nightly.<stage>_every_days): wh
 successful run is more recent than that, the stage is recorded as `reused` and later stages use the
 latest model; maintain's cadence (nightly.maintain_every_days) counts from the warehouse's first
 night, so a new warehouse gets its first upkeep that many days in. The run stops at the first
-failure; its exit code is the failed stage's. A one-screen summary ends the run.
+failure; its exit code is the failed stage's. While the plays so far are fewer than
+nightly.interpreted_below_rows, stages run Spark's interpreted settings (SMALL_NIGHT_MODE). A
+one-screen summary ends the run.
 """
 from __future__ import annotations
 
