@@ -44,13 +44,11 @@ def main() -> None:
     # the modes alone decide: the nightly's own switch for small nights is off
     spark, cfg = session([f"warehouse={args.warehouse}", "nightly.interpreted_below_rows=0", *args.set])
     from jobs import nightly
+    from jobs.core.session import sql_settings
     walls: dict[tuple[str, str], list[float]] = {(m, s): [] for m in modes for s in args.stages}
     for round_ in range(args.rounds + 1):  # round 0 warms the JVM up and is not counted
         for name, settings in modes.items():
-            before = {key: spark.conf.get(key, None) for key in settings}
-            for key, value in settings.items():
-                spark.conf.set(key, value)
-            try:
+            with sql_settings(spark, settings):
                 for stage in args.stages:
                     start = time.monotonic()
                     nightly.run_stages(spark, cfg, args.date, (stage,), force=True, results={})
@@ -58,12 +56,6 @@ def main() -> None:
                     if round_:
                         walls[(name, stage)].append(wall)
                     print(f"round {round_} {name:12s} {stage:10s} {wall:6.1f} s", flush=True)
-            finally:
-                for key, value in before.items():
-                    if value is None:
-                        spark.conf.unset(key)
-                    else:
-                        spark.conf.set(key, value)
     first = next(iter(modes))
     for stage in args.stages:
         base = statistics.median(walls[(first, stage)])

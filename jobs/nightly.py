@@ -26,7 +26,7 @@ from jobs.core import delta_io
 from jobs.core.config import Config
 from jobs.core.errors import NotEnoughHistory
 from jobs.core.records import now, record_run
-from jobs.core.session import execution_for
+from jobs.core.session import SMALL_NIGHT, sql_settings
 from jobs.core.tables import ALL_TABLES, GOLD_RUNS, SILVER_PLAYS
 
 log = logging.getLogger("setlist.nightly")
@@ -85,7 +85,7 @@ def run_stages(spark: SparkSession, cfg: Config, day: dt.date, stages: tuple[str
     first failure is recorded, printed with the summary so far, and raised."""
     committed, last_trained = committed_stages(spark, cfg, day)
     below = cfg.nightly.interpreted_below_rows
-    size = plays_so_far(spark, cfg) if below else 0  # what decides each stage's execution (execution_for)
+    size = plays_so_far(spark, cfg) if below else 0  # what decides each stage's execution settings
     outcome: dict[str, str] = {}
     for stage in stages:
         fn = STAGES[stage]
@@ -106,7 +106,8 @@ def run_stages(spark: SparkSession, cfg: Config, day: dt.date, stages: tuple[str
         started, clock = now(), time.monotonic()
         try:
             small = SMALL_NIGHT_MODE.get(stage, "interpreted") if below and size < below else None
-            with execution_for(spark, small) as execution:
+            execution = small or "session"  # "session": the session's own settings (Spark's defaults compile)
+            with sql_settings(spark, SMALL_NIGHT[small] if small else {}):
                 log.info("nightly %s: %s ...%s", day, stage, f" ({small}: {size:,} rows so far, under "
                          f"nightly.interpreted_below_rows {below:,})" if small else "")
                 result = fn(spark, cfg, day)

@@ -155,19 +155,14 @@ SMALL_NIGHT = {
 
 
 @contextlib.contextmanager
-def execution_for(spark: SparkSession, mode: str | None) -> Iterator[str]:
-    """Within the block, Spark runs with SMALL_NIGHT[mode] and the block gets `mode`; with None, the
-    session's own settings (Spark's defaults compile each query), and the block gets "session". The
-    settings are restored on the way out, whatever happens inside."""
-    if mode is None:
-        yield "session"
-        return
-    settings = SMALL_NIGHT[mode]
+def sql_settings(spark: SparkSession, settings: dict[str, str]) -> Iterator[None]:
+    """Within the block, the session runs with `settings` (runtime SQL settings, e.g. a SMALL_NIGHT
+    entry); each is restored on the way out (unset where it was unset), whatever happens inside."""
     before = {key: spark.conf.get(key, None) for key in settings}
     for key, value in settings.items():
         spark.conf.set(key, value)
     try:
-        yield mode
+        yield
     finally:
         for key, value in before.items():
             if value is None:
