@@ -12,6 +12,7 @@ from conftest import NIGHTS
 from jobs import nightly, recommend
 from jobs.core import delta_io
 from jobs.core.config import with_overrides
+from jobs.core.session import sql_settings
 from jobs.core.tables import GOLD_RECOMMENDATIONS, GOLD_RUNS, SILVER_PLAYS
 
 
@@ -47,7 +48,7 @@ def test_stage_runs_are_recorded_with_cadence_and_waiting_models(spark, nights):
     timing = json.loads(clean_row["rows"])["timing"]  # per-stage duration and rows/s in gold.runs
     assert timing["rows_in"] > 0 and timing["rows_per_s"] == pytest.approx(timing["rows_in"] / timing["seconds"],
                                                                           rel=0.01)
-    # a few thousand plays, under nightly.interpreted_below_rows: every stage ran interpreted
+    # a few thousand plays, under nightly.interpreted_below_rows: every stage ran interpreted (recommend: no-aqe)
     executions = {(r["run_date"], r["stage"]): json.loads(r["rows"])["timing"]["execution"]
                   for r in delta_io.read(spark, cfg, GOLD_RUNS).where(F.col("status") == "succeeded").collect()}
     assert delta_io.read(spark, cfg, SILVER_PLAYS).count() < cfg.nightly.interpreted_below_rows
@@ -187,7 +188,6 @@ def test_stages_run_interpreted_only_while_the_night_is_small_and_the_session_ge
                "spark.sql.adaptive.enabled": "true"}  # Spark's defaults, in place of the test session's
     interpreted = {"spark.sql.codegen.wholeStage": "false", "spark.sql.codegen.factoryMode": "NO_CODEGEN",
                    "spark.sql.adaptive.enabled": "false"}
-    test_session = {key: spark.conf.get(key) for key in INTERPRETED_KEYS}
     seen: dict[str, dict[str, str]] = {}
 
     def stage(name, rows=None, fails=False):
@@ -204,9 +204,7 @@ def test_stages_run_interpreted_only_while_the_night_is_small_and_the_session_ge
     stage("cluster", rows=5000)     # still small; it reports 5,000 rows
     stage("als", rows=5000)         # 5,000 is not under 1,000: the session's settings
     small = with_overrides(cfg, ["nightly.interpreted_below_rows=1000"])
-    try:
-        for key, value in shipped.items():
-            spark.conf.set(key, value)
+    with sql_settings(spark, shipped):  # the test session's own come back after the test
         outcome = nightly.run_stages(spark, small, NIGHTS[0], ("embed", "recommend", "cluster", "als"))
         assert all(text.startswith("succeeded") for text in outcome.values()) and len(outcome) == 4
         assert seen["embed"] == seen["cluster"] == interpreted and seen["als"] == shipped
@@ -223,6 +221,3 @@ def test_stages_run_interpreted_only_while_the_night_is_small_and_the_session_ge
         stage("als", rows=1)
         nightly.run_stages(spark, never, NIGHTS[2], ("als",))
         assert seen["als"] == shipped
-    finally:
-        for key, value in test_session.items():
-            spark.conf.set(key, value)
