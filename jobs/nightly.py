@@ -141,7 +141,7 @@ def run_stages(spark: SparkSession, cfg: Config, day: dt.date, stages: tuple[str
 def plays_so_far(spark: SparkSession, cfg: Config) -> int:
     """silver.plays' rows (0 before the first clean). Delta answers a bare count from its log's file
     statistics, without reading the files."""
-    return delta_io.read(spark, cfg, SILVER_PLAYS).count() if delta_io.exists(spark, cfg, SILVER_PLAYS) else 0
+    return delta_io.read_or_empty(spark, cfg, SILVER_PLAYS).count()
 
 
 def work_rows(stage: str, result: dict) -> int:

@@ -18,6 +18,7 @@ os.environ.setdefault("PYSPARK_PYTHON", sys.executable)
 os.environ.setdefault("PYSPARK_DRIVER_PYTHON", sys.executable)
 
 from jobs.core.config import Config, load_config, with_overrides  # noqa: E402
+from jobs.core.session import SMALL_NIGHT  # noqa: E402
 
 SHARED = ROOT.parent / "shared"
 LASTFM_SAMPLE = SHARED / "data" / "lastfm1k-sample" / "listens.tsv"
@@ -47,10 +48,9 @@ TEST_SPARK = [
     # query (whole-stage code generation, then Janino) and re-planning between query stages (adaptive
     # execution) cost more than they save: Spark's interpreted expressions run the same queries to the
     # same results, and tests/test_clean.py with tests/test_recommend.py took 0.71x the time (README,
-    # "Performance and scale"). The shipped configs keep Spark's defaults for real volumes.
-    "spark.conf.spark.sql.codegen.wholeStage=false",
-    "spark.conf.spark.sql.codegen.factoryMode=NO_CODEGEN",
-    "spark.conf.spark.sql.adaptive.enabled=false",
+    # "Performance and scale"). The whole test session runs the settings the nightly gives a small
+    # night's stages (nightly.interpreted_below_rows); the shipped configs keep Spark's defaults.
+    *(f"spark.conf.{key}={value}" for key, value in SMALL_NIGHT["interpreted"].items()),
 ]
 
 
