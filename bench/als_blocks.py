@@ -5,7 +5,7 @@ existing warehouse's plays up to DATE, in one session.
 
 Each round fits ALS (als.rank, als.reg_param, als.alpha, als.max_iter, implicit) once per number of
 blocks through models.als.AlsSettings.fit and counts the user factors; prints seconds per fit. 0
-stands for the default (Spark's default parallelism). Read-only: the warehouse is not written.
+stands for the als stage's default (one block per task slot, jobs.als.settings_for). Read-only: the warehouse is not written.
 """
 from __future__ import annotations
 
@@ -27,17 +27,18 @@ def main() -> None:
     spark, cfg = session([f"warehouse={args.warehouse}", "tracking.enabled=false"])
     from jobs.core import delta_io
     from jobs.core.tables import SILVER_PLAYS
-    from models.als import AlsParams, AlsSettings
+    from jobs.als import settings_for
+    from models.als import AlsParams
     conf = cfg.als
-    settings = AlsSettings.of(conf)
+    settings = settings_for(spark, conf)
     params = AlsParams(conf.rank, conf.reg_param, conf.alpha, conf.confidence)
     pairs = settings.interactions(delta_io.read(spark, cfg, SILVER_PLAYS), args.date, params.confidence).cache()
-    print(f"{pairs.count():,} user-track pairs; {spark.sparkContext.defaultParallelism} default parallelism")
+    print(f"{pairs.count():,} user-track pairs; {settings.blocks} blocks by default, "
+          f"{spark.sparkContext.defaultParallelism} default parallelism")
     for round_ in range(1, args.repeats + 1):
         for blocks in args.blocks:
             clock = time.monotonic()
-            model = settings.fit(pairs, params) if blocks == 0 else \
-                dataclasses.replace(settings, blocks=blocks).fit(pairs, params)
+            model = dataclasses.replace(settings, blocks=blocks or settings.blocks).fit(pairs, params)
             model.userFactors.count()
             print(f"round {round_}: blocks {blocks or 'default'}: {time.monotonic() - clock:.2f} s", flush=True)
     spark.stop()

@@ -30,12 +30,13 @@ def main() -> None:
     spark, cfg = session([f"warehouse={args.warehouse}", "spark.event_log=false"])
     from jobs.core import delta_io
     from jobs.core.tables import PLAY_EVENTS, SILVER_PLAYS
-    from models.als import AlsSettings, grid, validate
+    from jobs.als import settings_for
+    from models.als import grid, validate
     from udfs.dates import plays_within
 
     conf = cfg.als
     spark.sparkContext.setCheckpointDir(tempfile.mkdtemp(prefix="als-search-"))  # the warehouse stays untouched
-    settings = AlsSettings.of(conf)
+    settings = settings_for(spark, conf)  # as the als stage fits
     plays = plays_within(delta_io.read(spark, cfg, SILVER_PLAYS), args.date, conf.history_days).select(*PLAY_EVENTS)
     plays = plays.cache()
     print(f"{plays.count():,} plays up to {args.date}", flush=True)

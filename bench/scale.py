@@ -133,10 +133,11 @@ def compare_als(spark, cfg, day) -> dict:
 
     from jobs.core import delta_io
     from jobs.core.tables import SILVER_PLAYS
-    from models.als import AlsParams, AlsSettings, top_scored
+    from jobs.als import settings_for
+    from models.als import AlsParams, top_scored
     conf, n = cfg.als, cfg.recommend.candidates_per_source
     params = AlsParams(conf.rank, conf.reg_param, conf.alpha, conf.confidence)
-    settings = AlsSettings.of(conf)
+    settings = settings_for(spark, conf)  # as the als stage fits
     pairs = settings.interactions(delta_io.read(spark, cfg, SILVER_PLAYS), day, params.confidence).cache()
     local = pairs.select("user_idx", "track_idx", "confidence").toPandas()
     clock = time.monotonic()

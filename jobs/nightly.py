@@ -8,8 +8,8 @@ successful run is more recent than that, the stage is recorded as `reused` and l
 latest model; maintain's cadence (nightly.maintain_every_days) counts from the warehouse's first
 night, so a new warehouse gets its first upkeep that many days in. The run stops at the first
 failure; its exit code is the failed stage's. While the plays so far are fewer than
-nightly.interpreted_below_rows, stages run Spark's interpreted settings (SMALL_NIGHT_MODE). A
-one-screen summary ends the run.
+nightly.interpreted_below_rows, stages run Spark's interpreted settings (SMALL_NIGHT_MODE) with one
+shuffle partition per task slot. A one-screen summary ends the run.
 """
 from __future__ import annotations
 
@@ -26,7 +26,7 @@ from jobs.core import delta_io
 from jobs.core.config import Config
 from jobs.core.errors import NotEnoughHistory
 from jobs.core.records import now, record_run
-from jobs.core.session import SMALL_NIGHT, sql_settings
+from jobs.core.session import small_night_settings, sql_settings
 from jobs.core.tables import ALL_TABLES, GOLD_RUNS, SILVER_PLAYS
 
 log = logging.getLogger("setlist.nightly")
@@ -47,7 +47,8 @@ DONE = ("succeeded", "reused", "waiting_for_history")
 # A stage's settings while the night is small (under nightly.interpreted_below_rows), else "interpreted"
 # (jobs.core.session.SMALL_NIGHT). recommend scores, sorts and ranks every candidate: interpreted
 # expressions cost it more than compiling already at 78,000 plays (x1.36), without adaptive re-planning
-# alone it gains (x0.93; README "Interpreted execution for small nights").
+# alone it gains (x0.93; README "Interpreted execution for small nights"). Either way with one shuffle
+# partition per task slot (jobs.core.session.small_night_settings).
 SMALL_NIGHT_MODE = {"recommend": "no-aqe"}
 
 
@@ -107,7 +108,7 @@ def run_stages(spark: SparkSession, cfg: Config, day: dt.date, stages: tuple[str
         try:
             small = SMALL_NIGHT_MODE.get(stage, "interpreted") if below and size < below else None
             execution = small or "session"  # "session": the session's own settings (Spark's defaults compile)
-            with sql_settings(spark, SMALL_NIGHT[small] if small else {}):
+            with sql_settings(spark, small_night_settings(spark, small) if small else {}):
                 log.info("nightly %s: %s ...%s", day, stage, f" ({small}: {size:,} rows so far, under "
                          f"nightly.interpreted_below_rows {below:,})" if small else "")
                 result = fn(spark, cfg, day)

@@ -57,7 +57,9 @@ class AlsSettings:
 
     def fit(self, pairs: DataFrame, p: AlsParams) -> ALSModel:
         # MLlib's default of 10 blocks makes 10 tasks of every iteration's jobs whatever the cores;
-        # one block per task slot cut a fit by 12-29% (1.4M pairs) to half (5,600 pairs) on 2 cores
+        # one block per task slot cut a fit by 12-29% (1.4M pairs) to half (5,600 pairs) on 2 cores.
+        # The als stage sets blocks to its task slots (jobs.als.settings_for); 0 here: Spark's default
+        # parallelism
         blocks = self.blocks or pairs.sparkSession.sparkContext.defaultParallelism
         als = ALS(rank=p.rank, regParam=p.reg_param, alpha=p.alpha, maxIter=self.max_iter, implicitPrefs=True,
                   userCol="user_idx", itemCol="track_idx", ratingCol="confidence", coldStartStrategy="drop",

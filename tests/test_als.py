@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import json
+from types import SimpleNamespace
 
 import numpy as np
 from pyspark.sql import functions as F
@@ -48,6 +49,13 @@ def test_als_fits_one_block_per_task_slot_unless_als_blocks_says(spark, base_cfg
     assert default.userFactors.rdd.getNumPartitions() == spark.sparkContext.defaultParallelism != 10
     three = AlsSettings.of(with_overrides(base_cfg, ["als.max_iter=2", "als.blocks=3"]).als).fit(pairs, params)
     assert three.userFactors.rdd.getNumPartitions() == three.itemFactors.rdd.getNumPartitions() == 3
+    # the als stage fits one block per task slot, whatever spark.default.parallelism says (4 in
+    # conf/local.yaml on 2 cores), unless als.blocks says
+    four = SimpleNamespace(sparkContext=SimpleNamespace(master="local[2]", defaultParallelism=4))
+    assert als.settings_for(four, base_cfg.als).blocks == 2 == als.settings_for(spark, base_cfg.als).blocks
+    assert als.settings_for(four, with_overrides(base_cfg, ["als.blocks=3"]).als).blocks == 3
+    cluster = SimpleNamespace(sparkContext=SimpleNamespace(master="spark://10.0.0.1:7077", defaultParallelism=48))
+    assert als.settings_for(cluster, base_cfg.als).blocks == 48
 
 
 def test_als_job_grid_search_writes_factors_model_and_metadata(spark, modelled):

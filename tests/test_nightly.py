@@ -3,6 +3,8 @@ failed stage, forced reruns, the report, and what consumers read."""
 from __future__ import annotations
 
 import json
+import os
+from types import SimpleNamespace
 
 import pytest
 from pyspark.sql import functions as F
@@ -12,7 +14,7 @@ from conftest import NIGHTS
 from jobs import nightly, recommend
 from jobs.core import delta_io
 from jobs.core.config import with_overrides
-from jobs.core.session import sql_settings
+from jobs.core.session import sql_settings, task_slots
 from jobs.core.tables import GOLD_RECOMMENDATIONS, GOLD_RUNS, SILVER_PLAYS
 
 
@@ -176,18 +178,22 @@ def test_every_model_and_the_lists_are_tracked_with_their_parameters_and_input_v
     assert client.list_artifacts(als.info.run_id, "model")  # the saved model's files
 
 
-INTERPRETED_KEYS = ("spark.sql.codegen.wholeStage", "spark.sql.codegen.factoryMode", "spark.sql.adaptive.enabled")
+INTERPRETED_KEYS = ("spark.sql.codegen.wholeStage", "spark.sql.codegen.factoryMode", "spark.sql.adaptive.enabled",
+                    "spark.sql.shuffle.partitions")
 
 
 def test_stages_run_interpreted_only_while_the_night_is_small_and_the_session_gets_its_settings_back(
         spark, cfg, monkeypatch):
     """nightly.interpreted_below_rows: a stage sees Spark's interpreted settings (recommend: adaptive
-    execution off only) while the plays so far and the rows of the night's earlier stages are under it,
-    the session's own once they are not, and the session's own again after every stage, a failed one too."""
+    execution off only), with one shuffle partition per task slot, while the plays so far and the rows
+    of the night's earlier stages are under it, the session's own once they are not, and the session's
+    own again after every stage, a failed one too."""
     shipped = {"spark.sql.codegen.wholeStage": "true", "spark.sql.codegen.factoryMode": "FALLBACK",
-               "spark.sql.adaptive.enabled": "true"}  # Spark's defaults, in place of the test session's
+               "spark.sql.adaptive.enabled": "true",  # Spark's defaults, in place of the test session's,
+               "spark.sql.shuffle.partitions": "8"}   # and conf/local.yaml's partitions
+    assert spark.sparkContext.master == "local[2]"  # two task slots: a small stage gets two partitions
     interpreted = {"spark.sql.codegen.wholeStage": "false", "spark.sql.codegen.factoryMode": "NO_CODEGEN",
-                   "spark.sql.adaptive.enabled": "false"}
+                   "spark.sql.adaptive.enabled": "false", "spark.sql.shuffle.partitions": "2"}
     seen: dict[str, dict[str, str]] = {}
 
     def stage(name, rows=None, fails=False):
@@ -208,7 +214,7 @@ def test_stages_run_interpreted_only_while_the_night_is_small_and_the_session_ge
         outcome = nightly.run_stages(spark, small, NIGHTS[0], ("embed", "recommend", "cluster", "als"))
         assert all(text.startswith("succeeded") for text in outcome.values()) and len(outcome) == 4
         assert seen["embed"] == seen["cluster"] == interpreted and seen["als"] == shipped
-        assert seen["recommend"] == shipped | {"spark.sql.adaptive.enabled": "false"}
+        assert seen["recommend"] == shipped | {"spark.sql.adaptive.enabled": "false", "spark.sql.shuffle.partitions": "2"}
         assert {key: spark.conf.get(key) for key in INTERPRETED_KEYS} == shipped
         recorded = {r["stage"]: json.loads(r["rows"])["timing"]["execution"]
                     for r in delta_io.read(spark, small, GOLD_RUNS).collect()}
@@ -221,3 +227,12 @@ def test_stages_run_interpreted_only_while_the_night_is_small_and_the_session_ge
         stage("als", rows=1)
         nightly.run_stages(spark, never, NIGHTS[2], ("als",))
         assert seen["als"] == shipped
+
+
+def test_task_slots_are_a_local_masters_threads_or_the_clusters_default_parallelism(spark):
+    """A small night's shuffle partitions: one per task slot of the application."""
+    def slots(master, parallelism=6):
+        return task_slots(SimpleNamespace(sparkContext=SimpleNamespace(master=master, defaultParallelism=parallelism)))
+    assert task_slots(spark) == 2  # the test session: local[2]
+    assert (slots("local"), slots("local[3]"), slots("local[4, 2]"), slots("local[*]")) == (1, 3, 4, os.cpu_count())
+    assert slots("spark://127.0.0.1:7077") == 6 and slots("yarn", 40) == 40 and slots("local-cluster[2,1,1024]") == 6

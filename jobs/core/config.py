@@ -167,7 +167,7 @@ class AlsConf:
     confidence: str = key("log", choices=("log", "linear"), help="confidence `1 + log1p(plays)` or `plays`")
     recency_half_life_days: float = key(0.0, ge=0, help="decay of confidence with the age of the last play (0: off)")
     checkpoint_interval: int = key(5, gt=0, help="checkpoint every N iterations (stack depth)")
-    blocks: int = key(0, ge=0, help="user and item blocks of ALS (0: Spark's default parallelism)")
+    blocks: int = key(0, ge=0, help="user and item blocks of ALS (0: one per task slot)")
     history_days: int = key(90, ge=0, help="days of plays up to D that train ALS (0: all)")
     seed: int = key(7, help="ALS seed")
     grid_ranks: list[int] = key([16, 32, 64], gt=0, help="ranks searched on the validation window (empty: `rank`)")
@@ -287,8 +287,8 @@ class NightlyConf:
     maintain_every_days: int = key(7, gt=0, help="table upkeep (maintain) every N days from the first night")
     interpreted_below_rows: int = key(250000, ge=0, help="while the plays so far (and this night's rows read) are under N, "
                                       "stages run Spark's interpreted expressions without whole-stage code generation or "
-                                      "adaptive re-planning (recommend: only the re-planning off): compiling costs more "
-                                      "than a small night's rows; 0: never")
+                                      "adaptive re-planning (recommend: only the re-planning off), with one shuffle partition "
+                                      "per task slot: compiling costs more than a small night's rows; 0: never")
 
 
 @dataclass(frozen=True)

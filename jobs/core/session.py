@@ -11,6 +11,7 @@ import contextlib
 import hashlib
 import logging
 import os
+import re
 import shutil
 from pathlib import Path
 from typing import Iterator
@@ -146,12 +147,37 @@ def event_log_dir(cfg: Config) -> str:
 # Settings for a small night (nightly.interpreted_below_rows; README "Interpreted execution for small
 # nights"): on a few thousand rows, planning, generating and compiling every distinct query costs more
 # than the rows. "interpreted": Spark's interpreted expressions, without whole-stage code generation
-# or adaptive re-planning; "no-aqe": only the re-planning off.
+# or adaptive re-planning; "no-aqe": only the re-planning off. The stage runner adds one shuffle
+# partition per task slot to either (small_night_settings).
 SMALL_NIGHT = {
     "interpreted": {"spark.sql.codegen.wholeStage": "false", "spark.sql.codegen.factoryMode": "NO_CODEGEN",
                     "spark.sql.adaptive.enabled": "false"},
     "no-aqe": {"spark.sql.adaptive.enabled": "false"},
 }
+
+
+def task_slots(spark: SparkSession) -> int:
+    """Tasks the application runs at once: a local master's threads (`local`, `local[N]`,
+    `local[*]`, `local[N,F]`), else Spark's default parallelism (the executors' cores, unless
+    spark.default.parallelism says otherwise)."""
+    master = spark.sparkContext.master
+    if found := re.fullmatch(r"local(?:\[(\*|\d+)(?:,\s*\d+)?\])?", master):
+        threads = found.group(1)
+        return 1 if threads is None else (os.cpu_count() or 1) if threads == "*" else max(1, int(threads))
+    return spark.sparkContext.defaultParallelism
+
+
+def small_night_settings(spark: SparkSession, mode: str) -> dict[str, str]:
+    """SMALL_NIGHT[mode], and one shuffle partition per task slot where the session has more. With
+    adaptive execution off, nothing coalesces a small night's shuffle partitions (adaptive
+    execution merges them into one or two of its advisory 64 MB): each query's every shuffle would
+    run spark.sql.shuffle.partitions tasks of a few hundred rows (README "Interpreted execution for
+    small nights": on the demo's third night x0.87 for its stages)."""
+    settings = dict(SMALL_NIGHT[mode])
+    slots = task_slots(spark)
+    if int(spark.conf.get("spark.sql.shuffle.partitions")) > slots:
+        settings["spark.sql.shuffle.partitions"] = str(slots)
+    return settings
 
 
 @contextlib.contextmanager
