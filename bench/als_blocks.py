@@ -5,7 +5,8 @@ existing warehouse's plays up to DATE, in one session.
 
 Each round fits ALS (als.rank, als.reg_param, als.alpha, als.max_iter, implicit) once per number of
 blocks through models.als.AlsSettings.fit and counts the user factors; prints seconds per fit. 0
-stands for the als stage's default (one block per task slot, jobs.als.settings_for). Read-only: the warehouse is not written.
+stands for the als stage's default (one block per task slot, jobs.als.settings_for). Read-only: the
+warehouse is not written.
 """
 from __future__ import annotations
 

@@ -169,10 +169,10 @@ def task_slots(spark: SparkSession) -> int:
 
 def small_night_settings(spark: SparkSession, mode: str) -> dict[str, str]:
     """SMALL_NIGHT[mode], and one shuffle partition per task slot where the session has more. With
-    adaptive execution off, nothing coalesces a small night's shuffle partitions (adaptive
-    execution merges them into one or two of its advisory 64 MB): each query's every shuffle would
-    run spark.sql.shuffle.partitions tasks of a few hundred rows (README "Interpreted execution for
-    small nights": on the demo's third night x0.87 for its stages)."""
+    adaptive execution off, nothing coalesces a small night's shuffle partitions (adaptive execution
+    merges small ones up to its advisory 64 MB): every shuffle would run spark.sql.shuffle.partitions
+    tasks of a few hundred rows (README "One shuffle partition per task slot on a small night": the
+    demo's third night's stages x0.86)."""
     settings = dict(SMALL_NIGHT[mode])
     slots = task_slots(spark)
     if int(spark.conf.get("spark.sql.shuffle.partitions")) > slots:
