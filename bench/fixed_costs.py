@@ -14,11 +14,12 @@ first run also warms the process. `driver-start` runs `submit.sh tables` on WARE
 it counts every table) `--rounds` times with the driver's class archive and without
 (`spark.class_archive=false`), alternating, each a new spark-submit, and prints the ratio of the
 medians. `bookkeeping` copies WAREHOUSE (a cleaned and modelled one, e.g. bench/profile_stages.py's)
-and times, interleaved in one process, each of three pairs `--rounds` times: a gold.runs row
-written by `delta_io.upsert` (replaceWhere on its key) against the MERGE it replaced (update
-matched, insert the rest), once with new keys (a night's rows) and once replacing the rows of five
-keys (a rerun's); clean's post-commit counts of DATE (`clean.committed_counts`, one job)
-against four counts; recommend's read of the ALS, LSTM and ranker rows of gold.models
+and times, interleaved in one process, each of four pairs `--rounds` times: a gold.runs row of a
+new key appended (`delta_io.append`, as the nightly writes a stage's first row of a date under the
+warehouse's lease) against the same row upserted; a gold.runs row written by `delta_io.upsert`
+(replaceWhere on its key) against the MERGE it replaced (update matched, insert the rest), once
+with new keys (a night's rows) and once replacing the rows of five keys (a rerun's); clean's
+post-commit counts of DATE (`clean.committed_counts`, one job) against four counts; recommend's read of the ALS, LSTM and ranker rows of gold.models
 (`records.latest_models`, once) against the three queries it replaced (one per model). It prints the medians.
 To compare two versions of the code, run the script from a checkout of each, one after the
 other, alone on the machine.
@@ -156,6 +157,10 @@ def bookkeeping(work: Path, warehouse: Path, day: dt.date, rounds: int) -> None:
     models = ("als", "lstm", "ranker")
     # a night's own rows are new keys; a rerun's replace the row of their key (each side its own keys)
     pairs = {
+        # the nightly under the warehouse's lease, a stage's first row of a date: appended, not upserted
+        "gold.runs row, a new key, the only writer": (
+            lambda n: delta_io.append(spark, cfg, GOLD_RUNS, [run_row(f"appended-{n}")]),
+            lambda n: upserted(f"upserted-{n}")),
         "gold.runs row, a new key": (lambda n: upserted(f"now-{n}"), lambda n: merged(f"before-{n}")),
         "gold.runs row, the key's row replaced": (lambda n: upserted(f"now-{n % 5}"),
                                                   lambda n: merged(f"before-{n % 5}")),

@@ -22,7 +22,7 @@ from pyspark.sql import SparkSession
 from pyspark.sql import functions as F
 
 from jobs import als, clean, cluster, embed, evaluate, ingest, maintain, rank, recommend, train
-from jobs.core import delta_io
+from jobs.core import delta_io, lease
 from jobs.core.config import Config
 from jobs.core.errors import NotEnoughHistory
 from jobs.core.records import now, record_run
@@ -62,11 +62,16 @@ def run(spark: SparkSession, cfg: Config, day: dt.date, force: bool = False) -> 
     return outcome
 
 
-def committed_stages(spark: SparkSession, cfg: Config, day: dt.date) -> tuple[set[str], dict[str, dt.date]]:
-    """(stages done for `day`, {stage: the last date before `day` it succeeded on}) from gold.runs."""
+def committed_stages(spark: SparkSession, cfg: Config, day: dt.date
+                     ) -> tuple[set[str], dict[str, dt.date], set[str]]:
+    """(stages done for `day`, {stage: the last date before `day` it succeeded on}, every stage with a
+    gold.runs row for `day`, failed ones too) from gold.runs, in one query."""
     delta_io.ensure(spark, cfg, GOLD_RUNS)
-    runs = delta_io.read(spark, cfg, GOLD_RUNS).where(F.col("status").isin(*DONE)).where(F.col("run_date") <= F.lit(day))
-    rows = runs.select("run_date", "stage", "status").collect()
+    rows = (delta_io.read(spark, cfg, GOLD_RUNS).where(F.col("run_date") <= F.lit(day))
+            .where(F.col("status").isin(*DONE) | (F.col("run_date") == F.lit(day)))
+            .select("run_date", "stage", "status").collect())
+    recorded = {r["stage"] for r in rows if r["run_date"] == day}
+    rows = [r for r in rows if r["status"] in DONE]
     committed = {r["stage"] for r in rows if r["run_date"] == day}
     last_trained: dict[str, dt.date] = {}
     for r in rows:
@@ -75,7 +80,7 @@ def committed_stages(spark: SparkSession, cfg: Config, day: dt.date) -> tuple[se
     # upkeep's cadence counts from the warehouse's first night: on a new warehouse there is nothing
     # to compact or vacuum yet (a first night's OPTIMIZE took 71 s of the demo's backfill)
     last_trained.setdefault("maintain", min((r["run_date"] for r in rows), default=day))
-    return committed, last_trained
+    return committed, last_trained, recorded
 
 
 def run_stages(spark: SparkSession, cfg: Config, day: dt.date, stages: tuple[str, ...], force: bool = False,
@@ -83,11 +88,23 @@ def run_stages(spark: SparkSession, cfg: Config, day: dt.date, stages: tuple[str
     """Run `stages` (names of STAGES, in that order) for `day`, skipping those committed unless
     `force`, following each stage's cadence; record every outcome in gold.runs. Returns {stage:
     outcome text}; a stage's own result (its counts) goes into `results` when a dict is given. The
-    first failure is recorded, printed with the summary so far, and raised."""
-    committed, last_trained = committed_stages(spark, cfg, day)
+    first failure is recorded, printed with the summary so far, and raised.
+
+    Under the warehouse's lease this process is gold.runs' only writer, so a stage with no row for
+    `day` yet gets its row appended (delta_io.append, one Spark job) rather than upserted (three);
+    without the lease (lease.enabled false, or a caller that did not take it) every row is upserted."""
+    committed, last_trained, recorded = committed_stages(spark, cfg, day)
+    only_writer = lease.holds(cfg)
     below = cfg.nightly.interpreted_below_rows
     size = plays_so_far(spark, cfg) if below else 0  # what decides each stage's execution settings
     outcome: dict[str, str] = {}
+
+    def record(stage: str, status: str, started: dt.datetime, counts: dict | None = None,
+               error: str | None = None) -> None:
+        record_run(spark, cfg, day, stage, status, started, counts, error,
+                   new_key=only_writer and stage not in recorded)
+        recorded.add(stage)  # written, or perhaps written: any later row of this key replaces it
+
     for stage in stages:
         fn = STAGES[stage]
         if stage in committed and not force:
@@ -98,10 +115,10 @@ def run_stages(spark: SparkSession, cfg: Config, day: dt.date, stages: tuple[str
         if last is not None and (day - last).days < every and not force:
             if stage == "maintain":
                 due = last + dt.timedelta(days=every)
-                record_run(spark, cfg, day, stage, "reused", now(), {"next_due": due.isoformat()})
+                record(stage, "reused", now(), {"next_due": due.isoformat()})
                 outcome[stage] = f"not due (nightly.maintain_every_days={every}; next on {due})"
             else:
-                record_run(spark, cfg, day, stage, "reused", now(), {"model_of": last.isoformat()})
+                record(stage, "reused", now(), {"model_of": last.isoformat()})
                 outcome[stage] = f"reused (model of {last})"
             continue
         started, clock = now(), time.monotonic()
@@ -114,11 +131,11 @@ def run_stages(spark: SparkSession, cfg: Config, day: dt.date, stages: tuple[str
                 result = fn(spark, cfg, day)
         except NotEnoughHistory as exc:
             log.warning("nightly %s: %s waits for more history: %s", day, stage, exc)
-            record_run(spark, cfg, day, stage, "waiting_for_history", started, error=str(exc))
+            record(stage, "waiting_for_history", started, error=str(exc))
             outcome[stage] = "waiting for history (later stages use what exists)"
             continue
         except Exception as exc:
-            record_run(spark, cfg, day, stage, "failed", started, error=f"{type(exc).__name__}: {exc}")
+            record(stage, "failed", started, error=f"{type(exc).__name__}: {exc}")
             outcome[stage] = f"FAILED: {exc}"
             print(summary_table(day, outcome), flush=True)
             raise
@@ -128,8 +145,7 @@ def run_stages(spark: SparkSession, cfg: Config, day: dt.date, stages: tuple[str
         timing = {"seconds": round(seconds, 2), "execution": execution} | (
             {"rows_in": rows, "rows_per_s": round(rows / seconds, 1) if seconds > 0 else None} if rows else {})
         # train's result carries every rank's detail: the summary is enough for the record
-        record_run(spark, cfg, day, stage, "succeeded", started,
-                   {k: v for k, v in result.items() if k != "ranks"} | {"timing": timing})
+        record(stage, "succeeded", started, {k: v for k, v in result.items() if k != "ranks"} | {"timing": timing})
         if results is not None:
             results[stage] = result
         outcome[stage] = f"succeeded in {seconds:.0f}s" + (f" ({rows:,} rows, {rows / seconds:,.0f} rows/s)"

@@ -236,3 +236,42 @@ def test_task_slots_are_a_local_masters_threads_or_the_clusters_default_parallel
     assert task_slots(spark) == 2  # the test session: local[2]
     assert (slots("local"), slots("local[3]"), slots("local[4, 2]"), slots("local[*]")) == (1, 3, 4, os.cpu_count())
     assert slots("spark://127.0.0.1:7077") == 6 and slots("yarn", 40) == 40 and slots("local-cluster[2,1,1024]") == 6
+
+
+def test_the_only_writer_appends_a_nights_new_gold_runs_rows_and_replaces_them_on_a_rerun(spark, cfg, monkeypatch):
+    """Under the warehouse's lease a stage's first gold.runs row of a date is a blind append (no file
+    of the table read); a row after a failed attempt (or a forced rerun: the key holds a row) and
+    every row written without the lease replace the key's row. One row per (date, stage) either way."""
+    from delta.tables import DeltaTable
+
+    from jobs.core.lease import Lease
+    fail = {"cluster": True}
+
+    def stage(name):
+        def run(spark_, cfg_, day):
+            if fail.get(name):
+                raise RuntimeError(f"{name} failed")
+            return {"plays": 1}
+        monkeypatch.setitem(nightly.STAGES, name, run)
+    for name in ("embed", "cluster"):
+        stage(name)
+
+    def writes(since: int) -> list[str]:  # each gold.runs commit after version `since`: its write mode
+        history = DeltaTable.forPath(spark, GOLD_RUNS.path(cfg)).history().where(F.col("version") > since)
+        return [r["operationParameters"]["mode"] for r in history.orderBy("version").collect()]
+
+    def rows(day):
+        return sorted((r["stage"], r["status"]) for r in delta_io.read(spark, cfg, GOLD_RUNS)
+                      .where(F.col("run_date") == F.lit(day)).collect())
+    with Lease(cfg, "nightly"):
+        with pytest.raises(RuntimeError, match="cluster failed"):
+            nightly.run_stages(spark, cfg, NIGHTS[0], ("embed", "cluster"))
+        created = delta_io.version(spark, cfg, GOLD_RUNS) - 2
+        assert writes(created) == ["Append", "Append"]  # embed succeeded, cluster failed: both new keys
+        fail["cluster"] = False
+        nightly.run_stages(spark, cfg, NIGHTS[0], ("embed", "cluster"))  # embed skipped; cluster's row replaced
+        assert writes(created + 2) == ["Overwrite"]
+        assert rows(NIGHTS[0]) == [("cluster", "succeeded"), ("embed", "succeeded")]
+    nightly.run_stages(spark, cfg, NIGHTS[1], ("embed",))  # no lease: another writer may exist
+    assert writes(created + 3) == ["Overwrite"]
+    assert rows(NIGHTS[1]) == [("embed", "succeeded")]

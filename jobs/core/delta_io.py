@@ -145,14 +145,17 @@ def replace_date(df: DataFrame, cfg: Config, table: Table, column: str, day: dt.
     _replace(df, cfg, table, f"{column} = {sql_literal(day)}")
 
 
-def _replace(df: DataFrame, cfg: Config, table: Table, predicate: str) -> None:
-    """Overwrite the rows matching `predicate` with df's (conformed) rows: one Delta commit."""
+def _writer(df: DataFrame, cfg: Config, table: Table):
+    """A Delta writer of df's (conformed) rows into the table, created first if it is not there."""
     if table.path(cfg) not in _ENSURED:
         ensure(df.sparkSession, cfg, table)
     writer = conform(df, table).write.format("delta")
-    if table.partition_by:
-        writer = writer.partitionBy(*table.partition_by)
-    writer.mode("overwrite").option("replaceWhere", predicate).save(table.path(cfg))
+    return writer.partitionBy(*table.partition_by) if table.partition_by else writer
+
+
+def _replace(df: DataFrame, cfg: Config, table: Table, predicate: str) -> None:
+    """Overwrite the rows matching `predicate` with df's (conformed) rows: one Delta commit."""
+    _writer(df, cfg, table).mode("overwrite").option("replaceWhere", predicate).save(table.path(cfg))
 
 
 def is_conflict(exc: BaseException) -> bool:
@@ -184,6 +187,16 @@ def upsert(spark: SparkSession, cfg: Config, table: Table, rows: list[dict], key
             if attempt == attempts or not is_conflict(exc):
                 raise
             time.sleep(0.5 * attempt)
+
+
+def append(spark: SparkSession, cfg: Config, table: Table, rows: list[dict]) -> None:
+    """Add rows (one commit) without looking at the table's rows: a blind append, which reads no data
+    file and none of the table's file list, where `upsert` first finds and removes the rows of the
+    same keys. Only for rows whose keys the table cannot hold yet (the caller is the table's only
+    writer and has read its keys): a gold.runs row took 0.70 s against the upsert's 1.94 s
+    (README "A night's new gold.runs rows are appended")."""
+    if rows:
+        _writer(spark.createDataFrame(rows, table.schema), cfg, table).mode("append").save(table.path(cfg))
 
 
 def register(spark: SparkSession, cfg: Config, tables: tuple[Table, ...]) -> list[str]:

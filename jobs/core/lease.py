@@ -24,6 +24,13 @@ from jobs.core.errors import ConfigError, WarehouseBusy
 log = logging.getLogger("setlist.lease")
 
 POLL_SECONDS = 2.0
+_HELD: set[str] = set()  # the lease files this process holds now
+
+
+def holds(cfg: Config) -> bool:
+    """Whether this process holds the warehouse's lease now: then it is the warehouse's only writer
+    (jobs.nightly appends its gold.runs rows of new keys instead of replacing by key)."""
+    return join_path(cfg.warehouse, "_lease") in _HELD
 
 
 def _boot_id() -> str:
@@ -119,9 +126,11 @@ class Lease:
                 waiting_logged = True
             time.sleep(POLL_SECONDS)
         log.info("lease %s: taken by %s (pid %d)", self.path, self.me["job"], self.me["pid"])
+        _HELD.add(self.path)
         return self
 
     def __exit__(self, *exc) -> None:
+        _HELD.discard(self.path)
         holder = self._holder()
         if holder and holder.get("token") == self.me["token"]:
             os.remove(self.path)

@@ -21,13 +21,18 @@ def now() -> dt.datetime:
 
 
 def record_run(spark: SparkSession, cfg: Config, day: dt.date, stage: str, status: str, started_at: dt.datetime,
-               counts: dict | None = None, error: str | None = None) -> None:
-    """Upsert the gold.runs row of (run_date, stage). Bookkeeping never fails the run nor hides its real
-    error: conflicts are retried (delta_io.upsert), anything else is logged and the run goes on."""
+               counts: dict | None = None, error: str | None = None, new_key: bool = False) -> None:
+    """Upsert the gold.runs row of (run_date, stage); append it when `new_key` (the caller is the
+    table's only writer and knows it holds no row of that key: delta_io.append). Bookkeeping never
+    fails the run nor hides its real error: conflicts are retried (delta_io.upsert), anything else
+    is logged and the run goes on."""
     row = {"run_date": day, "stage": stage, "status": status, "started_at": started_at, "finished_at": now(),
            "rows": None if counts is None else _json(counts), "error": None if error is None else error[:2000]}
     try:
-        delta_io.upsert(spark, cfg, GOLD_RUNS, [row], ("run_date", "stage"))
+        if new_key:
+            delta_io.append(spark, cfg, GOLD_RUNS, [row])
+        else:
+            delta_io.upsert(spark, cfg, GOLD_RUNS, [row], ("run_date", "stage"))
     except Exception:  # noqa: BLE001 - see above
         log.exception("could not record %s %s %s in %s", day, stage, status, GOLD_RUNS.full_name)
 
