@@ -94,7 +94,7 @@ def run_stages(spark: SparkSession, cfg: Config, day: dt.date, stages: tuple[str
     `day` yet gets its row appended (delta_io.append, one Spark job) rather than upserted (three);
     without the lease (lease.enabled false, or a caller that did not take it) every row is upserted."""
     committed, last_trained, recorded = committed_stages(spark, cfg, day)
-    only_writer = lease.holds(cfg)
+    only_writer = lease.held(cfg) is not None
     below = cfg.nightly.interpreted_below_rows
     size = plays_so_far(spark, cfg) if below else 0  # what decides each stage's execution settings
     outcome: dict[str, str] = {}

@@ -69,3 +69,30 @@ def test_upsert_replaces_the_row_of_its_key_in_one_commit_and_keeps_the_others(s
     delta_io.upsert(spark, cfg, GOLD_RUNS, [run(DAY, "it's", "succeeded")], keys)
     delta_io.upsert(spark, cfg, GOLD_RUNS, [run(DAY, "it's", "failed")], keys)
     assert [r["status"] for r in table.toDF().where("stage = \"it's\"").collect()] == ["failed"]
+
+
+def test_the_lease_holder_appends_a_models_first_row_of_a_date_and_replaces_it_after(spark, cfg):
+    """gold.models: under the warehouse's lease a model's first row of a date is a blind append; its
+    next row of that date (a rerun's) and every row written without the lease replace the key's row."""
+    from jobs.core import records
+    from jobs.core.lease import Lease
+    from jobs.core.tables import GOLD_MODELS
+
+    def model(name: str, day: dt.date, version: str) -> None:
+        records.record_model(spark, cfg, day, name, version, "spark-mllib", 1, {}, {}, f"/models/{name}/{version}")
+
+    def writes_since(version: int) -> list[str]:
+        history = DeltaTable.forPath(spark, GOLD_MODELS.path(cfg)).history().where(f"version > {version}")
+        return [r["operationParameters"]["mode"] for r in history.orderBy("version").collect()]
+    model("als", DAY, "first")  # no lease: upserted (and the table created)
+    start = delta_io.version(spark, cfg, GOLD_MODELS)
+    with Lease(cfg, "nightly"):
+        model("kmeans", DAY, "first")  # a new key
+        model("word2vec", DAY, "first")  # a new key
+        model("als", DAY, "second")  # its row of DAY was written before the lease
+        model("kmeans", DAY, "second")  # written under this lease: replaced
+    model("word2vec", DAY, "second")  # no lease again
+    assert writes_since(start) == ["Append", "Append", "Overwrite", "Overwrite", "Overwrite"]
+    rows = {r["model"]: r["version"] for r in delta_io.read(spark, cfg, GOLD_MODELS).collect()}
+    assert rows == {"als": "second", "kmeans": "second", "word2vec": "second"}
+    assert delta_io.read(spark, cfg, GOLD_MODELS).count() == 3

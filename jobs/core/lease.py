@@ -24,13 +24,13 @@ from jobs.core.errors import ConfigError, WarehouseBusy
 log = logging.getLogger("setlist.lease")
 
 POLL_SECONDS = 2.0
-_HELD: set[str] = set()  # the lease files this process holds now
+_HELD: dict[str, str] = {}  # the lease files this process holds now: their tokens
 
 
-def holds(cfg: Config) -> bool:
-    """Whether this process holds the warehouse's lease now: then it is the warehouse's only writer
-    (jobs.nightly appends its gold.runs rows of new keys instead of replacing by key)."""
-    return join_path(cfg.warehouse, "_lease") in _HELD
+def held(cfg: Config) -> str | None:
+    """The token of the warehouse's lease when this process holds it now (it is then the warehouse's
+    only writer: the bookkeeping appends the rows of new keys instead of replacing by key), else None."""
+    return _HELD.get(join_path(cfg.warehouse, "_lease"))
 
 
 def _boot_id() -> str:
@@ -126,11 +126,11 @@ class Lease:
                 waiting_logged = True
             time.sleep(POLL_SECONDS)
         log.info("lease %s: taken by %s (pid %d)", self.path, self.me["job"], self.me["pid"])
-        _HELD.add(self.path)
+        _HELD[self.path] = self.me["token"]
         return self
 
     def __exit__(self, *exc) -> None:
-        _HELD.discard(self.path)
+        _HELD.pop(self.path, None)
         holder = self._holder()
         if holder and holder.get("token") == self.me["token"]:
             os.remove(self.path)

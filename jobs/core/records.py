@@ -9,7 +9,7 @@ import logging
 from pyspark.sql import SparkSession, Window
 from pyspark.sql import functions as F
 
-from jobs.core import delta_io, tracking
+from jobs.core import delta_io, lease, tracking
 from jobs.core.config import Config
 from jobs.core.tables import GOLD_METRICS, GOLD_MODELS, GOLD_RUNS
 
@@ -40,15 +40,39 @@ def record_run(spark: SparkSession, cfg: Config, day: dt.date, stage: str, statu
 def record_model(spark: SparkSession, cfg: Config, day: dt.date, model: str, version: str, backend: str,
                  world_size: int, params: dict, metrics: dict, path: str, inputs: dict[str, int] | None = None) -> None:
     """Log the model to MLflow (jobs.core.tracking) and upsert its gold.models row of (model,
-    run_date), the row that publishes it. `inputs`: the Delta version of every table it read; with
-    the parameters, they answer "which data and settings made this model" from either place."""
+    run_date), the row that publishes it (appended when the key has no row and this process holds the
+    warehouse's lease: _new_model_key). `inputs`: the Delta version of every table it read; with the
+    parameters, they answer "which data and settings made this model" from either place."""
     inputs = inputs or {}
     run_id = tracking.log_model(cfg, day, model, version, params, metrics, path, inputs)
     params = params | {"inputs": inputs} | ({"tracking_run": run_id} if run_id else {})
     row = {"run_date": day, "model": model, "version": version, "backend": backend, "world_size": world_size,
            "params": _json(params, limit=None), "metrics": _json(metrics, limit=None), "path": path,
            "created_at": now()}
-    delta_io.upsert(spark, cfg, GOLD_MODELS, [row], ("model", "run_date"))
+    if _new_model_key(spark, cfg, day, model):
+        delta_io.append(spark, cfg, GOLD_MODELS, [row])
+    else:
+        delta_io.upsert(spark, cfg, GOLD_MODELS, [row], ("model", "run_date"))
+
+
+_MODELS_OF: dict[tuple[str, dt.date], set[str]] = {}  # (lease token, run date): models with a gold.models row
+
+
+def _new_model_key(spark: SparkSession, cfg: Config, day: dt.date, model: str) -> bool:
+    """Whether gold.models holds no row of (model, day) and this process is its only writer (it holds
+    the warehouse's lease): its row can then be appended. The models with a row for `day` are read once
+    per lease and date, and every row written under the lease is added to them."""
+    token = lease.held(cfg)
+    if token is None:
+        return False
+    if (token, day) not in _MODELS_OF:
+        _MODELS_OF[(token, day)] = ({r[0] for r in delta_io.read(spark, cfg, GOLD_MODELS)
+                                     .where(F.col("run_date") == F.lit(day)).select("model").distinct().collect()}
+                                    if delta_io.exists(spark, cfg, GOLD_MODELS) else set())
+    present = _MODELS_OF[(token, day)]
+    new = model not in present
+    present.add(model)  # written, or perhaps written: any later row of this key replaces it
+    return new
 
 
 def latest_model(spark: SparkSession, cfg: Config, model: str, day: dt.date):
