@@ -96,3 +96,29 @@ def test_the_lease_holder_appends_a_models_first_row_of_a_date_and_replaces_it_a
     rows = {r["model"]: r["version"] for r in delta_io.read(spark, cfg, GOLD_MODELS).collect()}
     assert rows == {"als": "second", "kmeans": "second", "word2vec": "second"}
     assert delta_io.read(spark, cfg, GOLD_MODELS).count() == 3
+
+
+def test_the_lease_holder_appends_a_stages_first_metrics_of_a_date_and_replaces_them_after(spark, cfg):
+    """gold.metrics: under the lease a stage's first metric rows of a date are a blind append; its next
+    rows of that date, and any written without the lease, replace the stage's rows of the date."""
+    from jobs.core import records
+    from jobs.core.lease import Lease
+    from jobs.core.tables import GOLD_METRICS
+
+    def metrics(stage: str, ndcg: float) -> None:
+        records.write_metrics(spark, cfg, DAY, stage, 10, {"als": {"ndcg": ndcg, "recall": ndcg / 2, "users": 7}})
+
+    def writes_since(version: int) -> list[str]:
+        history = DeltaTable.forPath(spark, GOLD_METRICS.path(cfg)).history().where(f"version > {version}")
+        return [r["operationParameters"]["mode"] for r in history.orderBy("version").collect()]
+    metrics("evaluate", 0.1)  # no lease: the partition replaced (and the table created)
+    start = delta_io.version(spark, cfg, GOLD_METRICS)
+    with Lease(cfg, "nightly"):
+        metrics("rank", 0.2)      # a new partition
+        metrics("evaluate", 0.3)  # written before the lease
+        metrics("rank", 0.4)      # written under this lease
+    metrics("train", 0.5)  # no lease
+    assert writes_since(start) == ["Append", "Overwrite", "Overwrite", "Overwrite"]
+    rows = sorted((r["stage"], r["metric"], r["value"]) for r in delta_io.read(spark, cfg, GOLD_METRICS).collect())
+    assert rows == [("evaluate", "ndcg", 0.3), ("evaluate", "recall", 0.15), ("rank", "ndcg", 0.4),
+                    ("rank", "recall", 0.2), ("train", "ndcg", 0.5), ("train", "recall", 0.25)]

@@ -11,7 +11,7 @@ from pyspark.sql import functions as F
 
 from jobs.core import delta_io, lease, tracking
 from jobs.core.config import Config
-from jobs.core.tables import GOLD_METRICS, GOLD_MODELS, GOLD_RUNS
+from jobs.core.tables import GOLD_METRICS, GOLD_MODELS, GOLD_RUNS, Table
 
 log = logging.getLogger("setlist.records")
 
@@ -41,7 +41,7 @@ def record_model(spark: SparkSession, cfg: Config, day: dt.date, model: str, ver
                  world_size: int, params: dict, metrics: dict, path: str, inputs: dict[str, int] | None = None) -> None:
     """Log the model to MLflow (jobs.core.tracking) and upsert its gold.models row of (model,
     run_date), the row that publishes it (appended when the key has no row and this process holds the
-    warehouse's lease: _new_model_key). `inputs`: the Delta version of every table it read; with the
+    warehouse's lease: _new_key). `inputs`: the Delta version of every table it read; with the
     parameters, they answer "which data and settings made this model" from either place."""
     inputs = inputs or {}
     run_id = tracking.log_model(cfg, day, model, version, params, metrics, path, inputs)
@@ -49,29 +49,30 @@ def record_model(spark: SparkSession, cfg: Config, day: dt.date, model: str, ver
     row = {"run_date": day, "model": model, "version": version, "backend": backend, "world_size": world_size,
            "params": _json(params, limit=None), "metrics": _json(metrics, limit=None), "path": path,
            "created_at": now()}
-    if _new_model_key(spark, cfg, day, model):
+    if _new_key(spark, cfg, GOLD_MODELS, "model", day, model):
         delta_io.append(spark, cfg, GOLD_MODELS, [row])
     else:
         delta_io.upsert(spark, cfg, GOLD_MODELS, [row], ("model", "run_date"))
 
 
-_MODELS_OF: dict[tuple[str, dt.date], set[str]] = {}  # (lease token, run date): models with a gold.models row
+_KEYS_OF: dict[tuple[str, str, dt.date], set[str]] = {}  # (lease token, table, run date): its keys on that date
 
 
-def _new_model_key(spark: SparkSession, cfg: Config, day: dt.date, model: str) -> bool:
-    """Whether gold.models holds no row of (model, day) and this process is its only writer (it holds
-    the warehouse's lease): its row can then be appended. The models with a row for `day` are read once
-    per lease and date, and every row written under the lease is added to them."""
+def _new_key(spark: SparkSession, cfg: Config, table: Table, column: str, day: dt.date, key: str) -> bool:
+    """Whether `table` (gold.models: column `model`; gold.metrics: `stage`) holds no row of (key, day)
+    and this process is its only writer (it holds the warehouse's lease): the rows can then be appended
+    (delta_io.append, one Spark job) instead of replacing the key's (three). The keys with a row on
+    `day` are read once per lease, table and date, and every key written under the lease joins them."""
     token = lease.held(cfg)
     if token is None:
         return False
-    if (token, day) not in _MODELS_OF:
-        _MODELS_OF[(token, day)] = ({r[0] for r in delta_io.read(spark, cfg, GOLD_MODELS)
-                                     .where(F.col("run_date") == F.lit(day)).select("model").distinct().collect()}
-                                    if delta_io.exists(spark, cfg, GOLD_MODELS) else set())
-    present = _MODELS_OF[(token, day)]
-    new = model not in present
-    present.add(model)  # written, or perhaps written: any later row of this key replaces it
+    if (token, table.full_name, day) not in _KEYS_OF:
+        _KEYS_OF[(token, table.full_name, day)] = (
+            {r[0] for r in delta_io.read(spark, cfg, table).where(F.col("run_date") == F.lit(day))
+             .select(column).distinct().collect()} if delta_io.exists(spark, cfg, table) else set())
+    present = _KEYS_OF[(token, table.full_name, day)]
+    new = key not in present
+    present.add(key)  # written, or perhaps written: any later row of this key replaces it
     return new
 
 
@@ -96,12 +97,16 @@ def latest_models(spark: SparkSession, cfg: Config, models: tuple[str, ...], day
 def write_metrics(spark: SparkSession, cfg: Config, day: dt.date, stage: str, k: int,
                   results: dict[str, dict[str, float]], prefix: str = "") -> None:
     """Replace `stage`'s gold.metrics rows of `day` by one row per (model, metric) of results
-    ({model: {metric: value, ..., "users": n}}); model names get `prefix`."""
+    ({model: {metric: value, ..., "users": n}}); model names get `prefix`. Appended when the
+    partition (day, stage) holds no row and this process holds the warehouse's lease (_new_key)."""
     rows = [{"run_date": day, "model": f"{prefix}{model}", "metric": metric, "k": k, "value": float(value),
              "users": int(values["users"]), "stage": stage}
             for model, values in results.items() for metric, value in values.items() if metric != "users"]
-    delta_io.replace_partition(spark.createDataFrame(rows, GOLD_METRICS.schema), cfg, GOLD_METRICS,
-                               run_date=day, stage=stage)
+    if _new_key(spark, cfg, GOLD_METRICS, "stage", day, stage):
+        delta_io.append(spark, cfg, GOLD_METRICS, rows)
+    else:
+        delta_io.replace_partition(spark.createDataFrame(rows, GOLD_METRICS.schema), cfg, GOLD_METRICS,
+                                   run_date=day, stage=stage)
 
 
 def _json(value, limit: int | None = 4000) -> str:
