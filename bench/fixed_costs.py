@@ -19,8 +19,9 @@ new key appended (`delta_io.append`, as the nightly writes a stage's first row o
 warehouse's lease) against the same row upserted; a gold.runs row written by `delta_io.upsert`
 (replaceWhere on its key) against the MERGE it replaced (update matched, insert the rest), once
 with new keys (a night's rows) and once replacing the rows of five keys (a rerun's); clean's
-post-commit counts of DATE (`clean.committed_counts`, one job) against four counts; recommend's read of the ALS, LSTM and ranker rows of gold.models
-(`records.latest_models`, once) against the three queries it replaced (one per model). It prints the medians.
+post-commit counts of DATE (`clean.committed_counts`, one job) against four counts; recommend's
+read of the ALS, LSTM and ranker rows of gold.models (`records.latest_models`, once) against the
+three queries it replaced (one per model). It prints the medians.
 To compare two versions of the code, run the script from a checkout of each, one after the
 other, alone on the machine.
 """

@@ -22,10 +22,10 @@ from pyspark.sql import SparkSession
 from pyspark.sql import functions as F
 
 from jobs import als, clean, cluster, embed, evaluate, ingest, maintain, rank, recommend, train
-from jobs.core import delta_io, lease
+from jobs.core import delta_io
 from jobs.core.config import Config
 from jobs.core.errors import NotEnoughHistory
-from jobs.core.records import now, record_run
+from jobs.core.records import known_keys, now, record_run
 from jobs.core.session import small_night_settings, sql_settings
 from jobs.core.tables import ALL_TABLES, GOLD_RUNS, SILVER_PLAYS
 
@@ -94,17 +94,10 @@ def run_stages(spark: SparkSession, cfg: Config, day: dt.date, stages: tuple[str
     `day` yet gets its row appended (delta_io.append, one Spark job) rather than upserted (three);
     without the lease (lease.enabled false, or a caller that did not take it) every row is upserted."""
     committed, last_trained, recorded = committed_stages(spark, cfg, day)
-    only_writer = lease.held(cfg) is not None
+    known_keys(cfg, GOLD_RUNS, day, recorded)  # what record_run appends, without reading them again
     below = cfg.nightly.interpreted_below_rows
     size = plays_so_far(spark, cfg) if below else 0  # what decides each stage's execution settings
     outcome: dict[str, str] = {}
-
-    def record(stage: str, status: str, started: dt.datetime, counts: dict | None = None,
-               error: str | None = None) -> None:
-        record_run(spark, cfg, day, stage, status, started, counts, error,
-                   new_key=only_writer and stage not in recorded)
-        recorded.add(stage)  # written, or perhaps written: any later row of this key replaces it
-
     for stage in stages:
         fn = STAGES[stage]
         if stage in committed and not force:
@@ -115,10 +108,10 @@ def run_stages(spark: SparkSession, cfg: Config, day: dt.date, stages: tuple[str
         if last is not None and (day - last).days < every and not force:
             if stage == "maintain":
                 due = last + dt.timedelta(days=every)
-                record(stage, "reused", now(), {"next_due": due.isoformat()})
+                record_run(spark, cfg, day, stage, "reused", now(), {"next_due": due.isoformat()})
                 outcome[stage] = f"not due (nightly.maintain_every_days={every}; next on {due})"
             else:
-                record(stage, "reused", now(), {"model_of": last.isoformat()})
+                record_run(spark, cfg, day, stage, "reused", now(), {"model_of": last.isoformat()})
                 outcome[stage] = f"reused (model of {last})"
             continue
         started, clock = now(), time.monotonic()
@@ -131,11 +124,11 @@ def run_stages(spark: SparkSession, cfg: Config, day: dt.date, stages: tuple[str
                 result = fn(spark, cfg, day)
         except NotEnoughHistory as exc:
             log.warning("nightly %s: %s waits for more history: %s", day, stage, exc)
-            record(stage, "waiting_for_history", started, error=str(exc))
+            record_run(spark, cfg, day, stage, "waiting_for_history", started, error=str(exc))
             outcome[stage] = "waiting for history (later stages use what exists)"
             continue
         except Exception as exc:
-            record(stage, "failed", started, error=f"{type(exc).__name__}: {exc}")
+            record_run(spark, cfg, day, stage, "failed", started, error=f"{type(exc).__name__}: {exc}")
             outcome[stage] = f"FAILED: {exc}"
             print(summary_table(day, outcome), flush=True)
             raise
@@ -145,7 +138,8 @@ def run_stages(spark: SparkSession, cfg: Config, day: dt.date, stages: tuple[str
         timing = {"seconds": round(seconds, 2), "execution": execution} | (
             {"rows_in": rows, "rows_per_s": round(rows / seconds, 1) if seconds > 0 else None} if rows else {})
         # train's result carries every rank's detail: the summary is enough for the record
-        record(stage, "succeeded", started, {k: v for k, v in result.items() if k != "ranks"} | {"timing": timing})
+        record_run(spark, cfg, day, stage, "succeeded", started,
+                   {k: v for k, v in result.items() if k != "ranks"} | {"timing": timing})
         if results is not None:
             results[stage] = result
         outcome[stage] = f"succeeded in {seconds:.0f}s" + (f" ({rows:,} rows, {rows / seconds:,.0f} rows/s)"

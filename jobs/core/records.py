@@ -21,15 +21,14 @@ def now() -> dt.datetime:
 
 
 def record_run(spark: SparkSession, cfg: Config, day: dt.date, stage: str, status: str, started_at: dt.datetime,
-               counts: dict | None = None, error: str | None = None, new_key: bool = False) -> None:
-    """Upsert the gold.runs row of (run_date, stage); append it when `new_key` (the caller is the
-    table's only writer and knows it holds no row of that key: delta_io.append). Bookkeeping never
-    fails the run nor hides its real error: conflicts are retried (delta_io.upsert), anything else
-    is logged and the run goes on."""
+               counts: dict | None = None, error: str | None = None) -> None:
+    """Upsert the gold.runs row of (run_date, stage) (appended when the key has no row and this
+    process holds the warehouse's lease: _new_key). Bookkeeping never fails the run nor hides its real
+    error: conflicts are retried (delta_io.upsert), anything else is logged and the run goes on."""
     row = {"run_date": day, "stage": stage, "status": status, "started_at": started_at, "finished_at": now(),
            "rows": None if counts is None else _json(counts), "error": None if error is None else error[:2000]}
     try:
-        if new_key:
+        if _new_key(spark, cfg, GOLD_RUNS, "stage", day, stage):
             delta_io.append(spark, cfg, GOLD_RUNS, [row])
         else:
             delta_io.upsert(spark, cfg, GOLD_RUNS, [row], ("run_date", "stage"))
@@ -58,11 +57,21 @@ def record_model(spark: SparkSession, cfg: Config, day: dt.date, model: str, ver
 _KEYS_OF: dict[tuple[str, str, dt.date], set[str]] = {}  # (lease token, table, run date): its keys on that date
 
 
+def known_keys(cfg: Config, table: Table, day: dt.date, keys: set[str]) -> None:
+    """Hand _new_key the keys of `table` on `day` that the caller has just read under the warehouse's
+    lease (the nightly reads the date's gold.runs stages before its first stage), so that it does not
+    read them again."""
+    token = lease.held(cfg)
+    if token is not None:
+        _KEYS_OF[(token, table.full_name, day)] = set(keys)
+
+
 def _new_key(spark: SparkSession, cfg: Config, table: Table, column: str, day: dt.date, key: str) -> bool:
-    """Whether `table` (gold.models: column `model`; gold.metrics: `stage`) holds no row of (key, day)
-    and this process is its only writer (it holds the warehouse's lease): the rows can then be appended
-    (delta_io.append, one Spark job) instead of replacing the key's (three). The keys with a row on
-    `day` are read once per lease, table and date, and every key written under the lease joins them."""
+    """Whether `table` (gold.runs and gold.metrics: column `stage`; gold.models: `model`) holds no row
+    of (key, day) and this process is its only writer (it holds the warehouse's lease): the rows can
+    then be appended (delta_io.append, one Spark job) instead of replacing the key's (three). The keys
+    with a row on `day` are read once per lease, table and date (or handed over by known_keys), and
+    every key written under the lease joins them."""
     token = lease.held(cfg)
     if token is None:
         return False
