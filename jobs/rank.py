@@ -5,7 +5,8 @@ Every night recommend stores each user's candidates with their features in gold.
 nights before D whose next day has plays (late data included) and labels each candidate with
 whether the user played it the next day. The latest such night validates; the nights before it
 train a learning-to-rank model (XGBoost's SparkXGBRanker, objective rank:ndcg, one query per
-user and night; models.ranker). On the validation night, every configuration's lists (the ranker,
+user and night; models.ranker), fitted by rank.workers Spark tasks, or by XGBoost in the driver when
+the training nights hold fewer than rank.driver_below_rows candidates (the same model class). On the validation night, every configuration's lists (the ranker,
 the linear blend, the users' own most played tracks) are scored against what the users played the
 next day, and the night serves the best: a challenger (the ranker, the blend) only when it beats
 the users' most played tracks there by rank.min_gain and with confidence, and also over the last
@@ -27,10 +28,11 @@ from pyspark.sql import functions as F
 
 from jobs.core import delta_io
 from jobs.core.config import Config
-from jobs.core.errors import NotEnoughHistory
+from jobs.core.errors import ConfigError, NotEnoughHistory
 from jobs.core.frames import CacheScope
 from jobs.core.paths import new_artifact
 from jobs.core.records import input_versions, record_model, write_metrics
+from jobs.core.session import task_slots
 from jobs.core.tables import GOLD_CANDIDATES, GOLD_METRICS, SILVER_PLAYS
 from models import ranker
 from models.features import next_day_labels
@@ -86,17 +88,23 @@ def run(spark: SparkSession, cfg: Config, day: dt.date) -> dict:
     with CacheScope() as cache:
         valid = cache(data.valid)
         configs: dict[str, object] = {"most_played": None, "blend": None}
-        model, examples, trained = None, 0, {}
+        model, examples, trained, engine = None, 0, {}, None
         if data.train is not None:
             train = cache(data.train)
             trained = train.agg(F.count("*").alias("examples"), F.sum("label").alias("positives"),
                                 F.countDistinct("qid").alias("queries")).first().asDict()
             examples = int(trained["examples"] or 0)
+            if trained["queries"] > ranker.MAX_QUERIES:
+                raise ConfigError(f"rank {day}: {trained['queries']:,} (night, user) queries in the last "
+                                  f"{conf.train_days} nights (rank.train_days) are more than XGBoost's exact query ids "
+                                  f"({ranker.MAX_QUERIES:,}): lower rank.train_days")
             if examples:
                 log.info("rank %s: training the ranker on %d nights (%s..%s): %d candidates, %d positives, %d queries",
                          day, len(data.train_nights), data.train_nights[0], data.train_nights[-1], examples,
                          trained["positives"], trained["queries"])
-                model = ranker.fit(train, ranker.RankerParams.of(conf), conf.workers)
+                engine = "driver" if examples < conf.driver_below_rows else "spark"
+                model = ranker.fit(train, ranker.RankerParams.of(conf), conf.workers, in_driver=engine == "driver",
+                                   threads=task_slots(spark))
                 configs["ranker"] = model
         validation, per_user = ranker.evaluate_configs(valid, data.valid_next, k, configs)
     confidence = {name: round(ranker.confidence_of_gain(per_user[name], per_user["most_played"]), 3)
@@ -112,11 +120,14 @@ def run(spark: SparkSession, cfg: Config, day: dt.date) -> dict:
         "objective": "rank:ndcg", "train_nights": [d.isoformat() for d in data.train_nights],
         "validation_night": data.valid_night.isoformat(), "candidates_version": data.candidates_version,
         "features": list(ranker.FEATURES), "min_gain": conf.min_gain, "record_nights": conf.record_nights,
+        "engine": engine,
     } | {f"train_{k_}": v for k_, v in trained.items()}
     metrics = {"served": served, "why": why, "confidence_over_most_played": confidence, "earlier_record": record,
                "validation": {name: {m: round(v, 4) for m, v in values.items()} for name, values in validation.items()},
                "importance": ranker.importance(model) if model is not None else {}}
-    record_model(spark, cfg, day, MODEL, f"ranker-{day.isoformat()}", "xgboost-spark", conf.workers, params, metrics,
+    in_driver = engine == "driver"
+    record_model(spark, cfg, day, MODEL, f"ranker-{day.isoformat()}", "xgboost" if in_driver else "xgboost-spark",
+                 task_slots(spark) if in_driver else conf.workers, params, metrics,
                  path or "", {GOLD_CANDIDATES.full_name: data.candidates_version}
                  | input_versions(spark, cfg, SILVER_PLAYS))
     write_metrics(spark, cfg, day, "rank", k, {f"rank:{name}": values for name, values in validation.items()})

@@ -11,7 +11,6 @@ Each single source can be ranked alone too (`source_score`), for evaluation. sco
 """
 from __future__ import annotations
 
-import datetime as dt
 from dataclasses import asdict, dataclass
 
 from pyspark.sql import Column, DataFrame
@@ -23,7 +22,6 @@ from models.scoring import named_lists, per_row_metrics, ranked_lists, score_nam
 from udfs.metrics import ndcg_at
 
 CONFIGS = ("ranker", "blend", "most_played")
-EPOCH = dt.date(2000, 1, 1)
 
 
 @dataclass(frozen=True)
@@ -75,30 +73,63 @@ def score_config(candidates: DataFrame, config: str, model=None) -> DataFrame:
     return scored.select("user_idx", "track_idx", "source", "score")
 
 
-def query_id(run_date: Column, user_idx: Column) -> Column:
-    """One ranking query per (night, user), as one long."""
-    return F.datediff(run_date, F.lit(EPOCH)).cast("long") * F.lit(1 << 31) + user_idx.cast("long")
+# XGBoost's Spark estimator hands a partition's query ids to its DMatrix as a pandas Series, which
+# XGBoost converts to float32 and then to uint32 (xgboost 3.2.0, data._meta_from_pandas_series): ids
+# must be exact in float32, so below 2**24. A (night, user) id such as days * 2**31 + user_idx is not:
+# every query of every night then became the same id, one query for the whole training set.
+MAX_QUERIES = 1 << 24
+
+
+def query_ids(queries: DataFrame) -> DataFrame:
+    """(run_date, user_idx, qid) for distinct (run_date, user_idx) queries: consecutive ids from 0,
+    night after night, users in order within a night (XGBoost wants each query's rows together and
+    exact ids, MAX_QUERIES). The numbering is a window per night and a running sum over the nights'
+    counts (one row per night), so no step puts every query in one partition."""
+    from pyspark.sql import Window
+    numbered = queries.withColumn("_n", F.row_number().over(Window.partitionBy("run_date").orderBy("user_idx")) - 1)
+    before = Window.orderBy("run_date").rowsBetween(Window.unboundedPreceding, -1)
+    offsets = (queries.groupBy("run_date").agg(F.count("*").alias("_queries"))
+               .withColumn("_offset", F.coalesce(F.sum("_queries").over(before), F.lit(0))))
+    return (numbered.join(F.broadcast(offsets.select("run_date", "_offset")), "run_date")
+            .select("run_date", "user_idx", (F.col("_offset") + F.col("_n")).cast("long").alias("qid")))
 
 
 def labelled(candidates: DataFrame, labels: DataFrame) -> DataFrame:
-    """Candidates (with run_date) with label 1 where the user played the track the next day, else 0;
-    only the queries (night, user) with at least one positive teach the ranker anything."""
+    """Candidates (with run_date) with label 1 where the user played the track the next day, else 0,
+    and the query id (query_ids) of their (night, user); only the queries with at least one positive
+    teach the ranker anything, and only they are kept."""
     keys = ["run_date", "user_idx", "track_idx"]
-    joined = (candidates.join(labels, keys, "left").fillna(0, ["label"])
-              .withColumn("qid", query_id(F.col("run_date"), F.col("user_idx"))))
-    useful = joined.groupBy("qid").agg(F.max("label").alias("_any")).where("_any = 1").select("qid")
-    return joined.join(useful, "qid")
+    joined = candidates.join(labels, keys, "left").fillna(0, ["label"])
+    useful = (joined.groupBy("run_date", "user_idx").agg(F.max("label").alias("_any")).where("_any = 1")
+              .select("run_date", "user_idx"))
+    return joined.join(query_ids(useful), ["run_date", "user_idx"])
 
 
-def fit(frame: DataFrame, params: RankerParams, num_workers: int, features: tuple[str, ...] = FEATURES):
-    """A SparkXGBRanker model (rank:ndcg, one query per night and user) on labelled candidates."""
+def fit(frame: DataFrame, params: RankerParams, num_workers: int, features: tuple[str, ...] = FEATURES,
+        in_driver: bool = False, threads: int = 1):
+    """A SparkXGBRanker model (rank:ndcg, one query per night and user) on labelled candidates.
+
+    in_driver: the same estimator's XGBoost model is trained in this process instead, on the rows
+    collected to the driver, with `threads` threads. SparkXGBRanker starts num_workers barrier tasks,
+    a tracker and a collective ring around the boosting; on a small training set that costs more than
+    the boosting itself. The model is the same class either way (a SparkXGBRankerModel with the
+    estimator's parameters), so transform, save and load do not change."""
     from xgboost.spark import SparkXGBRanker
     ranker = SparkXGBRanker(features_col=list(features), label_col="label", qid_col="qid",
                             num_workers=num_workers, objective="rank:ndcg", eval_metric="ndcg@10",
                             n_estimators=params.n_estimators, max_depth=params.max_depth,
                             learning_rate=params.learning_rate, min_child_weight=params.min_child_weight,
                             subsample=params.subsample, random_state=params.seed, missing=float("nan"))
-    return ranker.fit(frame.select("qid", "label", *[F.col(f).cast("double") for f in features]))
+    rows = frame.select("qid", "label", *[F.col(f).cast("double") for f in features])
+    if not in_driver:
+        return ranker.fit(rows)
+    # XGBoost's own conversion of the estimator's parameters (pinned xgboost-cpu 3.2.0; what the
+    # estimator does after a distributed fit: _convert_to_sklearn_model, _create_pyspark_model)
+    local = ranker._xgb_cls()(**ranker._gen_xgb_params_dict(gen_xgb_sklearn_estimator_param=True))
+    local.set_params(n_jobs=max(1, threads))
+    data = rows.toPandas().sort_values("qid", kind="stable")  # XGBoost wants each query's rows together
+    local.fit(data[list(features)].to_numpy(dtype="float64"), data["label"].to_numpy(), qid=data["qid"].to_numpy())
+    return ranker._copyValues(ranker._create_pyspark_model(local, None))
 
 
 def importance(model, features: tuple[str, ...] = FEATURES, top: int = 12) -> dict[str, float]:

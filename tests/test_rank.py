@@ -64,8 +64,10 @@ def rank_cfg(cfg):
     return with_overrides(cfg, ["rank.train_days=3", "rank.n_estimators=60", "rank.max_depth=4", "rank.workers=1"])
 
 
-def test_the_ranker_learns_the_weights_the_blend_gets_wrong(spark, rank_cfg):
-    cfg = rank_cfg
+@pytest.mark.parametrize("engine", ["driver", "spark"])
+def test_the_ranker_learns_the_weights_the_blend_gets_wrong(spark, rank_cfg, engine):
+    # 2,400 training rows: fitted in the driver by default (rank.driver_below_rows), by Spark tasks at 0
+    cfg = rank_cfg if engine == "driver" else with_overrides(rank_cfg, ["rank.driver_below_rows=0"])
     plant(spark, cfg, "als")
     # the evaluate stage's record of the night before the validation night (run date = night + 1):
     # the ranker won there too; a row of the validation night itself (run date NIGHTS[3]) must not count
@@ -85,6 +87,8 @@ def test_the_ranker_learns_the_weights_the_blend_gets_wrong(spark, rank_cfg):
     assert f"and over 2 nights ({NIGHTS[1]} and {NIGHTS[2]}: mean ndcg gain +" in result["why"]
     row = delta_io.read(spark, cfg, GOLD_MODELS).where("model = 'ranker'").first()
     params, metrics = json.loads(row["params"]), json.loads(row["metrics"])
+    assert params["engine"] == engine
+    assert (row["backend"], row["world_size"]) == (("xgboost", 2) if engine == "driver" else ("xgboost-spark", 1))
     assert metrics["earlier_record"]["ranker"] == {"gain": pytest.approx(0.1 * 40), "users": 40,
                                                    "nights": [NIGHTS[1].isoformat()]}
     assert params["record_nights"] == 3
@@ -102,8 +106,8 @@ def test_a_ranker_planted_to_be_bad_is_not_served_and_the_run_says_why(spark, ra
     plant(spark, cfg, "history")
     fit = ranker.fit
 
-    def inverted(frame, params, workers, features=FEATURES):  # learns the opposite of what users did
-        return fit(frame.withColumn("label", F.lit(1) - F.col("label")), params, workers, features)
+    def inverted(frame, params, workers, features=FEATURES, **how):  # learns the opposite of what users did
+        return fit(frame.withColumn("label", F.lit(1) - F.col("label")), params, workers, features, **how)
     monkeypatch.setattr(ranker, "fit", inverted)
     outcome = nightly.run_stages(spark, cfg, NIGHTS[3], ("rank",))
     assert outcome["rank"].endswith("serving most_played")
@@ -114,6 +118,27 @@ def test_a_ranker_planted_to_be_bad_is_not_served_and_the_run_says_why(spark, ra
     v = recorded["validation"]
     assert v["ranker"]["ndcg"] < 0.3 < 0.9 < v["most_played"]["ndcg"]  # ties in plays break by recency here
     assert recommend.served_config(spark, cfg, NIGHTS[3])[0] == "most_played"
+
+
+def test_each_night_and_user_is_its_own_query_as_xgboost_reads_it(spark):
+    import pandas as pd
+    import xgboost
+    # three nights of 2026 (query ids such as days * 2**31 + user are far above float32's exact range)
+    nights = [dt.date(2026, 3, 1) + dt.timedelta(days=i) for i in range(3)]
+    users = [3, 70, 1_000_003]
+    candidates = spark.createDataFrame([(n, u, t, float(t)) for n in nights for u in users for t in range(4)],
+                                       "run_date date, user_idx int, track_idx int, plays double")
+    # every user played track 1 the next day but user 70 after the second night, who played nothing
+    labels = spark.createDataFrame([(n, u, 1, 1) for n in nights for u in users if (n, u) != (nights[1], 70)],
+                                   "run_date date, user_idx int, track_idx int, label int")
+    rows = ranker.labelled(candidates, labels).orderBy("qid", "track_idx").toPandas()
+    assert len(rows) == 8 * 4 and rows["label"].sum() == 8  # the query without a positive is left out
+    # XGBoost's Spark estimator passes the ids as a pandas Series: eight queries of four rows each
+    matrix = xgboost.DMatrix(rows[["plays"]], rows["label"], qid=pd.Series(rows["qid"]))
+    assert list(matrix.get_uint_info("group_ptr")) == list(range(0, 33, 4))
+    assert sorted(rows["qid"].unique()) == list(range(8))  # consecutive from 0, night after night
+    assert rows.groupby("qid")[["run_date", "user_idx"]].nunique().eq(1).all().all()
+    assert rows.groupby(["run_date", "user_idx"])["qid"].nunique().eq(1).all()
 
 
 def test_without_a_labelled_night_the_stage_waits_and_recommend_serves_the_default(spark, rank_cfg):

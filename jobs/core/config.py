@@ -229,6 +229,9 @@ class RankConf:
     subsample: float = key(0.8, gt=0, le=1, help="share of rows each of the ranker's trees sees")
     seed: int = key(7, help="the ranker's seed")
     workers: int = key(2, gt=0, help="XGBoost workers (Spark tasks) that train the ranker")
+    driver_below_rows: int = key(200_000, ge=0, help="a training set of fewer candidates is fitted by XGBoost in the "
+                                                     "driver (one process, a thread per task slot) instead of by "
+                                                     "rank.workers Spark tasks (0: always Spark)")
     min_gain: float = key(0.0, ge=0, help="a challenger (ranker, blend) replaces most_played only if its validation "
                                           "NDCG is higher by this share (0.02: 2%)")
     confidence: float = key(0.95, ge=0, le=1, help="... and only if it wins in this share of bootstrap resamples of the "
