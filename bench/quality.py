@@ -195,12 +195,12 @@ def main() -> None:
     ablation = {}
     if data.train is not None:
         train = data.train.cache()
-        params = ranker.RankerParams.of(cfg.rank)
+        examples = train.count()
         variants = {"all features": FEATURES, "without the blend feature": tuple(f for f in FEATURES if f != "blend")}
         for group, dropped in ABLATIONS.items():
             variants[f"without {group}"] = tuple(f for f in FEATURES if f != "blend" and f not in dropped)
         for name, features in variants.items():
-            model = ranker.fit(train, params, cfg.rank.workers, features)
+            model = rank.fit(spark, cfg, train, examples, features)[0]  # the stage's own engine choice
             valid = ranker.evaluate_configs(data.valid, data.valid_next, k, {"ranker": model})[0]["ranker"]["ndcg"]
             test = score_lists(ranker_lists(candidates, model, k), truth, k)
             ablation[name] = {"validation_ndcg": round(valid, 4), "test_ndcg": round(test["ndcg"], 4),

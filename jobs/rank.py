@@ -74,7 +74,8 @@ def learning_data(spark: SparkSession, cfg: Config, day: dt.date) -> LearningDat
         raise NotEnoughHistory(f"rank {day}: no night in the last {conf.train_days} (rank.train_days) has candidates "
                                f"and plays on the day after it yet")
     valid_night, train_nights = labelled_nights[-1], labelled_nights[:-1]
-    train = (ranker.labelled(candidates.where(F.col("run_date").isin(*train_nights)), next_day_labels(plays))
+    train = (ranker.labelled(candidates.where(F.col("run_date").isin(*train_nights)), next_day_labels(plays),
+                             conf.query)
              if train_nights else None)
     return LearningData(train_nights, valid_night, train,
                         candidates.where(F.col("run_date") == F.lit(valid_night)),
@@ -102,9 +103,7 @@ def run(spark: SparkSession, cfg: Config, day: dt.date) -> dict:
                 log.info("rank %s: training the ranker on %d nights (%s..%s): %d candidates, %d positives, %d queries",
                          day, len(data.train_nights), data.train_nights[0], data.train_nights[-1], examples,
                          trained["positives"], trained["queries"])
-                engine = "driver" if examples < conf.driver_below_rows else "spark"
-                model = ranker.fit(train, ranker.RankerParams.of(conf), conf.workers, in_driver=engine == "driver",
-                                   threads=task_slots(spark))
+                model, engine = fit(spark, cfg, train, examples)
                 configs["ranker"] = model
         validation, per_user = ranker.evaluate_configs(valid, data.valid_next, k, configs)
     confidence = {name: round(ranker.confidence_of_gain(per_user[name], per_user["most_played"]), 3)
@@ -120,7 +119,7 @@ def run(spark: SparkSession, cfg: Config, day: dt.date) -> dict:
         "objective": "rank:ndcg", "train_nights": [d.isoformat() for d in data.train_nights],
         "validation_night": data.valid_night.isoformat(), "candidates_version": data.candidates_version,
         "features": list(ranker.FEATURES), "min_gain": conf.min_gain, "record_nights": conf.record_nights,
-        "engine": engine,
+        "engine": engine, "query": conf.query,
     } | {f"train_{k_}": v for k_, v in trained.items()}
     metrics = {"served": served, "why": why, "confidence_over_most_played": confidence, "earlier_record": record,
                "validation": {name: {m: round(v, 4) for m, v in values.items()} for name, values in validation.items()},
@@ -133,6 +132,17 @@ def run(spark: SparkSession, cfg: Config, day: dt.date) -> dict:
     write_metrics(spark, cfg, day, "rank", k, {f"rank:{name}": values for name, values in validation.items()})
     return {"served": served, "why": why, "note": f"serving {served}", "examples": examples,
             "validation_night": data.valid_night.isoformat(), "validation": metrics["validation"]}
+
+
+def fit(spark: SparkSession, cfg: Config, train: DataFrame, examples: int, features: tuple[str, ...] = ranker.FEATURES
+        ) -> tuple[object, str]:
+    """(the ranker fitted on `train`, labelled candidates of `examples` rows, and the engine that
+    fitted it): XGBoost in the driver below rank.driver_below_rows rows ("driver"), else
+    SparkXGBRanker on rank.workers tasks ("spark")."""
+    conf = cfg.rank
+    engine = "driver" if examples < conf.driver_below_rows else "spark"
+    return ranker.fit(train, ranker.RankerParams.of(conf), conf.workers, features, in_driver=engine == "driver",
+                      threads=task_slots(spark)), engine
 
 
 def earlier_record(spark: SparkSession, cfg: Config, valid_night: dt.date) -> dict[str, dict]:

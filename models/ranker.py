@@ -80,29 +80,40 @@ def score_config(candidates: DataFrame, config: str, model=None) -> DataFrame:
 MAX_QUERIES = 1 << 24
 
 
-def query_ids(queries: DataFrame) -> DataFrame:
-    """(run_date, user_idx, qid) for distinct (run_date, user_idx) queries: consecutive ids from 0,
-    night after night, users in order within a night (XGBoost wants each query's rows together and
-    exact ids, MAX_QUERIES). The numbering is a window per night and a running sum over the nights'
-    counts (one row per night), so no step puts every query in one partition."""
+QUERIES = ("user", "night")
+
+
+def query_ids(queries: DataFrame, per: str = "user") -> DataFrame:
+    """(run_date, user_idx, qid) for distinct (run_date, user_idx) queries, per = "user": one query
+    per (night, user), consecutive ids from 0, night after night, users in order within a night; per
+    = "night": one query per night holding all its users (ids 0, 1, ... by night), so the ranker
+    learns one order of every user's candidates rather than each user's. XGBoost wants each query's
+    rows together and exact ids (MAX_QUERIES). The numbering is a window per night and a running sum
+    over the nights' counts (one row per night), so no step puts every query in one partition."""
     from pyspark.sql import Window
+    if per not in QUERIES:
+        raise ValueError(f"query_ids: per must be one of {', '.join(QUERIES)}, not {per!r}")
+    nights = queries.groupBy("run_date").agg(F.count("*").alias("_queries"))
+    if per == "night":
+        ordinal = nights.withColumn("qid", F.row_number().over(Window.orderBy("run_date")) - 1)
+        return (queries.join(F.broadcast(ordinal.select("run_date", "qid")), "run_date")
+                .select("run_date", "user_idx", F.col("qid").cast("long")))
     numbered = queries.withColumn("_n", F.row_number().over(Window.partitionBy("run_date").orderBy("user_idx")) - 1)
     before = Window.orderBy("run_date").rowsBetween(Window.unboundedPreceding, -1)
-    offsets = (queries.groupBy("run_date").agg(F.count("*").alias("_queries"))
-               .withColumn("_offset", F.coalesce(F.sum("_queries").over(before), F.lit(0))))
+    offsets = nights.withColumn("_offset", F.coalesce(F.sum("_queries").over(before), F.lit(0)))
     return (numbered.join(F.broadcast(offsets.select("run_date", "_offset")), "run_date")
             .select("run_date", "user_idx", (F.col("_offset") + F.col("_n")).cast("long").alias("qid")))
 
 
-def labelled(candidates: DataFrame, labels: DataFrame) -> DataFrame:
+def labelled(candidates: DataFrame, labels: DataFrame, per: str = "user") -> DataFrame:
     """Candidates (with run_date) with label 1 where the user played the track the next day, else 0,
-    and the query id (query_ids) of their (night, user); only the queries with at least one positive
-    teach the ranker anything, and only they are kept."""
+    and their query id (query_ids, `per` user or night); only the (night, user)s with at least one
+    positive teach the ranker anything, and only they are kept."""
     keys = ["run_date", "user_idx", "track_idx"]
     joined = candidates.join(labels, keys, "left").fillna(0, ["label"])
     useful = (joined.groupBy("run_date", "user_idx").agg(F.max("label").alias("_any")).where("_any = 1")
               .select("run_date", "user_idx"))
-    return joined.join(query_ids(useful), ["run_date", "user_idx"])
+    return joined.join(query_ids(useful, per), ["run_date", "user_idx"])
 
 
 def fit(frame: DataFrame, params: RankerParams, num_workers: int, features: tuple[str, ...] = FEATURES,
@@ -127,7 +138,8 @@ def fit(frame: DataFrame, params: RankerParams, num_workers: int, features: tupl
     # estimator does after a distributed fit: _convert_to_sklearn_model, _create_pyspark_model)
     local = ranker._xgb_cls()(**ranker._gen_xgb_params_dict(gen_xgb_sklearn_estimator_param=True))
     local.set_params(n_jobs=max(1, threads))
-    data = rows.toPandas().sort_values("qid", kind="stable")  # XGBoost wants each query's rows together
+    # through Arrow (toArrow), not toPandas' row-by-row conversion; each query's rows together, in order
+    data = rows.toArrow().to_pandas().sort_values("qid", kind="stable")
     local.fit(data[list(features)].to_numpy(dtype="float64"), data["label"].to_numpy(), qid=data["qid"].to_numpy())
     return ranker._copyValues(ranker._create_pyspark_model(local, None))
 

@@ -139,6 +139,11 @@ def test_each_night_and_user_is_its_own_query_as_xgboost_reads_it(spark):
     assert sorted(rows["qid"].unique()) == list(range(8))  # consecutive from 0, night after night
     assert rows.groupby("qid")[["run_date", "user_idx"]].nunique().eq(1).all().all()
     assert rows.groupby(["run_date", "user_idx"])["qid"].nunique().eq(1).all()
+    # rank.query=night: one query per night holding its users with a positive (3, 2 and 3 users)
+    nightly_rows = ranker.labelled(candidates, labels, "night").orderBy("qid", "user_idx", "track_idx").toPandas()
+    matrix = xgboost.DMatrix(nightly_rows[["plays"]], nightly_rows["label"], qid=pd.Series(nightly_rows["qid"]))
+    assert list(matrix.get_uint_info("group_ptr")) == [0, 12, 20, 32]
+    assert nightly_rows.groupby("qid")["run_date"].nunique().eq(1).all()
 
 
 def test_without_a_labelled_night_the_stage_waits_and_recommend_serves_the_default(spark, rank_cfg):

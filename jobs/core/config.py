@@ -229,6 +229,9 @@ class RankConf:
     subsample: float = key(0.8, gt=0, le=1, help="share of rows each of the ranker's trees sees")
     seed: int = key(7, help="the ranker's seed")
     workers: int = key(2, gt=0, help="XGBoost workers (Spark tasks) that train the ranker")
+    query: str = key("user", choices=("user", "night"),
+                     help="what one ranking query of the ranker holds: a user's candidates of a night (user), or "
+                          "every user's candidates of a night (night: one order across users)")
     driver_below_rows: int = key(200_000, ge=0, help="a training set of fewer candidates is fitted by XGBoost in the "
                                                      "driver (one process, a thread per task slot) instead of by "
                                                      "rank.workers Spark tasks (0: always Spark)")
