@@ -5,9 +5,10 @@ Every night recommend stores each user's candidates with their features in gold.
 nights before D whose next day has plays (late data included) and labels each candidate with
 whether the user played it the next day. The latest such night validates; the nights before it
 train a learning-to-rank model (XGBoost's SparkXGBRanker, objective rank:ndcg, one query per
-user and night; models.ranker), fitted by rank.workers Spark tasks, or by XGBoost in the driver when
-the training nights hold fewer than rank.driver_below_rows candidates (the same model class). On the validation night, every configuration's lists (the ranker,
-the linear blend, the users' own most played tracks) are scored against what the users played the
+user and night by default, rank.query; models.ranker), fitted by rank.workers Spark tasks, or by
+XGBoost in the driver when the training nights hold fewer than rank.driver_below_rows candidates
+(the same model class). On the validation night, every configuration's lists (the ranker, the
+linear blend, the users' own most played tracks) are scored against what the users played the
 next day, and the night serves the best: a challenger (the ranker, the blend) only when it beats
 the users' most played tracks there by rank.min_gain and with confidence, and also over the last
 rank.record_nights nights (the validation night and the evaluate stage's out-of-sample scores of the
@@ -96,7 +97,7 @@ def run(spark: SparkSession, cfg: Config, day: dt.date) -> dict:
                                 F.countDistinct("qid").alias("queries")).first().asDict()
             examples = int(trained["examples"] or 0)
             if trained["queries"] > ranker.MAX_QUERIES:
-                raise ConfigError(f"rank {day}: {trained['queries']:,} (night, user) queries in the last "
+                raise ConfigError(f"rank {day}: {trained['queries']:,} queries in the last "
                                   f"{conf.train_days} nights (rank.train_days) are more than XGBoost's exact query ids "
                                   f"({ranker.MAX_QUERIES:,}): lower rank.train_days")
             if examples:
