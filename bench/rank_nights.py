@@ -54,15 +54,11 @@ def main() -> None:
             means = ranker.evaluate_configs(data.valid, data.valid_next, k, {"most_played": None, "ranker": model})[0]
             train.unpersist()
             users = means["ranker"]["users"]
-            for name, value in ((variant, means["ranker"]["ndcg"]), ("most_played", means["most_played"]["ndcg"])):
-                if name == "most_played" and line:
-                    continue
-                total = totals.setdefault(name, [0.0, 0])
-                total[0] += value * users
-                total[1] += users
-            if not line:
+            if not line:  # most played orders the same candidates under every variant: counted once a night
+                add(totals, "most_played", means["most_played"]["ndcg"], users)
                 line.append(f"validation night {data.valid_night} ({users} users): most_played "
                             f"{means['most_played']['ndcg']:.4f}")
+            add(totals, variant, means["ranker"]["ndcg"], users)
             line.append(f"{variant} {means['ranker']['ndcg']:.4f}")
         if line:
             print(f"{day}: " + ", ".join(line), flush=True)
@@ -73,6 +69,13 @@ def main() -> None:
             f"{name} {s / max(n, 1):.4f} ({s / max(n, 1) / base if base else float('nan'):.2f}x)"
             for name, (s, n) in totals.items() if name != "most_played"), flush=True)
     spark.stop()
+
+
+def add(totals: dict[str, list[float]], name: str, ndcg: float, users: int) -> None:
+    """Add a night's NDCG of `name`, weighted by its users, to the running user-weighted sums."""
+    total = totals.setdefault(name, [0.0, 0])
+    total[0] += ndcg * users
+    total[1] += users
 
 
 if __name__ == "__main__":

@@ -118,7 +118,7 @@ def labelled(candidates: DataFrame, labels: DataFrame, per: str = "user") -> Dat
 
 def fit(frame: DataFrame, params: RankerParams, num_workers: int, features: tuple[str, ...] = FEATURES,
         in_driver: bool = False, threads: int = 1):
-    """A SparkXGBRanker model (rank:ndcg, one query per night and user) on labelled candidates.
+    """A SparkXGBRanker model (rank:ndcg, one query per `qid`: query_ids) on labelled candidates.
 
     in_driver: the same estimator's XGBoost model is trained in this process instead, on the rows
     collected to the driver, with `threads` threads. SparkXGBRanker starts num_workers barrier tasks,
