@@ -6,6 +6,7 @@ bookkeeping reads and writes of every stage.
     .venv/bin/python bench/fixed_costs.py rerun-clean WAREHOUSE DATE [--rounds 4] [--raw-path RAW]
     .venv/bin/python bench/fixed_costs.py driver-start WAREHOUSE [--rounds 3]
     .venv/bin/python bench/fixed_costs.py bookkeeping WAREHOUSE DATE [--rounds 50]
+    .venv/bin/python bench/fixed_costs.py upkeep WAREHOUSE DATE [--at-once 1 4] [--rounds 3] [--small]
 
 `ensure` times `delta_io.ensure` of every declared table in a new, empty warehouse, `--rounds` times
 in one process (the first round also pays the process's first Delta operations). `rerun-clean`
@@ -21,7 +22,11 @@ warehouse's lease) against the same row upserted; a gold.runs row written by `de
 with new keys (a night's rows) and once replacing the rows of five keys (a rerun's); clean's
 post-commit counts of DATE (`clean.committed_counts`, one job) against four counts; recommend's
 read of the ALS, LSTM and ranker rows of gold.models (`records.latest_models`, once) against the
-three queries it replaced (one per model). It prints the medians.
+three queries it replaced (one per model). It prints the medians. `upkeep` copies WAREHOUSE and
+runs the maintain stage for DATE on the copy, `--rounds` times for each `--at-once` value of
+maintain.tables_at_once, alternating, after one unmeasured run that warms the process and sets each
+table's retention property; it prints each run and the medians. `--small`: under the settings the
+nightly gives a small night's stages (jobs.core.session.small_night_settings, "interpreted").
 To compare two versions of the code, run the script from a checkout of each, one after the
 other, alone on the machine.
 """
@@ -58,6 +63,13 @@ def main() -> None:
     book.add_argument("date", type=dt.date.fromisoformat)
     book.add_argument("--rounds", type=int, default=50)
     book.add_argument("--workdir", default="/tmp/setlist-fixed")
+    upk = sub.add_parser("upkeep")
+    upk.add_argument("warehouse")
+    upk.add_argument("date", type=dt.date.fromisoformat)
+    upk.add_argument("--at-once", type=int, nargs="+", default=[1, 4])
+    upk.add_argument("--rounds", type=int, default=3)
+    upk.add_argument("--small", action="store_true")
+    upk.add_argument("--workdir", default="/tmp/setlist-fixed")
     args = ap.parse_args()
     if args.what == "driver-start":
         driver_start(Path(args.warehouse), args.rounds)
@@ -69,6 +81,8 @@ def main() -> None:
         ensure_rounds(work, args.rounds)
     elif args.what == "bookkeeping":
         bookkeeping(work, Path(args.warehouse), args.date, args.rounds)
+    elif args.what == "upkeep":
+        upkeep(work, Path(args.warehouse), args.date, args.at_once, args.rounds, args.small)
     else:
         rerun_clean(work, Path(args.warehouse), args.date, args.rounds,
                     args.raw_path or str(Path(args.warehouse).parent / "raw"))
@@ -185,6 +199,31 @@ def bookkeeping(work: Path, warehouse: Path, day: dt.date, rounds: int) -> None:
               flush=True)
     keys = delta_io.read(spark, cfg, GOLD_RUNS).groupBy("run_date", "stage").count().where("count > 1").count()
     assert keys == 0, "gold.runs holds a key twice"
+    spark.stop()
+
+
+def upkeep(work: Path, warehouse: Path, day: dt.date, at_once: list[int], rounds: int, small: bool) -> None:
+    copy = work / "wh"
+    shutil.copytree(warehouse, copy, ignore=shutil.ignore_patterns("_spark_events", "_lease"))
+    spark, cfg = session([f"warehouse={copy}", "spark.event_log=false"])
+    from jobs import maintain
+    from jobs.core.config import with_overrides
+    from jobs.core.session import small_night_settings
+    if small:
+        for key, value in small_night_settings(spark, "interpreted").items():
+            spark.conf.set(key, value)
+    maintain.run(spark, cfg, day)  # warms the process; the tables' retention property is set once
+    times: dict[int, list[float]] = {n: [] for n in at_once}
+    for r in range(rounds):
+        for n in at_once if r % 2 == 0 else list(reversed(at_once)):
+            start = time.monotonic()
+            summary = maintain.run(spark, with_overrides(cfg, [f"maintain.tables_at_once={n}"]), day)
+            times[n].append(time.monotonic() - start)
+            print(f"round {r + 1}: maintain {day}, {len(summary['tables'])} tables, {n} at once: "
+                  f"{times[n][-1]:.1f} s", flush=True)
+    base = statistics.median(times[at_once[0]])
+    for n in at_once:
+        print(f"{n} at once: median {statistics.median(times[n]):.1f} s (x{statistics.median(times[n]) / base:.2f})")
     spark.stop()
 
 

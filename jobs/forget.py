@@ -19,6 +19,7 @@ the warehouse, and stays out.
    old files stay readable by time travel; with maintain.retain_hours 0 (and
    maintain.allow_short_retention) nothing remains. Raw files outside the warehouse are the
    operator's to delete.
+Steps 2 and 4 work on maintain.tables_at_once tables at a time (silver.users after the others).
 """
 from __future__ import annotations
 
@@ -62,15 +63,21 @@ def run(spark: SparkSession, cfg: Config, user_ids: list[str]) -> dict:
     doomed_idx = matching(delta_io.read_or_empty(spark, cfg, SILVER_USERS), "user_id", wanted, key).select(
         "user_idx").distinct().cache()
     try:
-        for table in (BRONZE_LISTENS, SILVER_QUARANTINE):
-            removed[table.full_name] = delete_rows(spark, cfg, table, raw_lines_of(spark, cfg, table, wanted, key),
-                                                   RAW_LINE_KEYS[table.full_name])
-        for table in BY_USER_ID:
-            if delta_io.exists(spark, cfg, table):
-                users = matching(delta_io.read(spark, cfg, table).select("user_id").distinct(), "user_id", wanted, key)
-                removed[table.full_name] = delete_rows(spark, cfg, table, users, ("user_id",))
-        for table in BY_USER_IDX:
-            removed[table.full_name] = delete_rows(spark, cfg, table, doomed_idx, ("user_idx",))
+        def erase(table: Table) -> int:
+            if table.full_name in RAW_LINE_KEYS:
+                return delete_rows(spark, cfg, table, raw_lines_of(spark, cfg, table, wanted, key),
+                                   RAW_LINE_KEYS[table.full_name])
+            if table in BY_USER_IDX:
+                return delete_rows(spark, cfg, table, doomed_idx, ("user_idx",))
+            users = matching(delta_io.read(spark, cfg, table).select("user_id").distinct(), "user_id", wanted, key)
+            return delete_rows(spark, cfg, table, users, ("user_id",))
+
+        holding = [t for t in (BRONZE_LISTENS, SILVER_QUARANTINE, *BY_USER_ID, *BY_USER_IDX)
+                   if delta_io.exists(spark, cfg, t)]
+        # one table's delete never needs another's; silver.users, which maps the users to their
+        # user_idx, goes after all of them, so that a rerun after a crash still finds every row
+        counts = delta_io.each_table(spark, holding, erase, cfg.maintain.tables_at_once)
+        removed |= {table.full_name: count for table, count in zip(holding, counts)}
         removed["models.als.userFactors"] = rewrite_als_models(spark, cfg, doomed_idx)
         users = matching(delta_io.read_or_empty(spark, cfg, SILVER_USERS), "user_id", wanted, key)
         removed[SILVER_USERS.full_name] = delete_rows(spark, cfg, SILVER_USERS, users.select("user_id"), ("user_id",))
@@ -207,13 +214,14 @@ def purge(spark: SparkSession, cfg: Config) -> list[str]:
     conf = cfg.maintain
     if conf.retain_hours < 168:
         spark.conf.set("spark.databricks.delta.retentionDurationCheck.enabled", "false")
-    done = []
-    for table in (BRONZE_LISTENS, SILVER_QUARANTINE, *BY_USER_ID, *BY_USER_IDX, SILVER_USERS):
-        if not delta_io.exists(spark, cfg, table):
-            continue
+    tables = [t for t in (BRONZE_LISTENS, SILVER_QUARANTINE, *BY_USER_ID, *BY_USER_IDX, SILVER_USERS)
+              if delta_io.exists(spark, cfg, t)]
+
+    def purged(table: Table) -> str:
         ref = delta_io.table_ref(cfg, table)
         if delta_io.properties(spark, cfg, table).get("delta.enableDeletionVectors") == "true":
             spark.sql(f"REORG TABLE {ref} APPLY (PURGE)")
         delta_io.vacuum(spark, cfg, table, conf.retain_hours, "full")
-        done.append(table.full_name)
-    return done
+        return table.full_name
+
+    return delta_io.each_table(spark, tables, purged, conf.tables_at_once)

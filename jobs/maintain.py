@@ -1,14 +1,14 @@
 """maintain: table upkeep with Delta's own commands, and retention of the project's own files.
 
-For every table of the warehouse: OPTIMIZE (compaction of the small files each night's commits
-leave; no Z-ordering: the column readers filter on within a date, user_id, is personal and has no
-file statistics, which a Z-order needs, so that no user id reaches the transaction log), then
-VACUUM with maintain.retain_hours (never below Delta's safety default of 168 hours unless
-maintain.allow_short_retention says so explicitly; set as each table's
+For every table of the warehouse, maintain.tables_at_once tables at a time: OPTIMIZE (compaction of
+the small files each night's commits leave; no Z-ordering: the column readers filter on within a
+date, user_id, is personal and has no file statistics, which a Z-order needs, so that no user id
+reaches the transaction log), then VACUUM with maintain.retain_hours (never below Delta's safety
+default of 168 hours unless maintain.allow_short_retention says so explicitly; set as each table's
 delta.deletedFileRetentionDuration, which Delta 4.4 reads instead of a RETAIN clause), log-based
-(`LITE`) or listing the folders (maintain.vacuum_mode). Then the project's own files:
-scratch folders and LSTM checkpoints of run dates older than maintain.scratch_days before D, and
-superseded model folders (every run folder of a model and date but the one gold.models publishes)
+(`LITE`) or listing the folders (maintain.vacuum_mode). Then the project's own files: scratch
+folders and LSTM checkpoints of run dates older than maintain.scratch_days before D, and superseded
+model folders (every run folder of a model and date but the one gold.models publishes)
 are removed (on a local or mounted warehouse; on a URI that is left to the storage's lifecycle rules).
 Files and bytes of the warehouse are reported before and after.
 """
@@ -18,13 +18,14 @@ import datetime as dt
 import logging
 import os
 import shutil
+import time
 
 from pyspark.sql import SparkSession
 
 from jobs.core import delta_io
 from jobs.core.config import Config
 from jobs.core.paths import location
-from jobs.core.tables import ALL_TABLES, GOLD_MODELS
+from jobs.core.tables import ALL_TABLES, GOLD_MODELS, Table
 
 log = logging.getLogger("setlist.maintain")
 
@@ -38,15 +39,22 @@ def run(spark: SparkSession, cfg: Config, day: dt.date) -> dict:
     retain = conf.retain_hours
     if retain < DELTA_MIN_RETENTION_HOURS:
         spark.conf.set("spark.databricks.delta.retentionDurationCheck.enabled", "false")
-    tables = {}
-    for table in ALL_TABLES:
-        if not delta_io.exists(spark, cfg, table):
-            continue
-        ref = delta_io.table_ref(cfg, table)
-        optimized = spark.sql(f"OPTIMIZE {ref}")
+    present = [table for table in ALL_TABLES if delta_io.exists(spark, cfg, table)]
+    started, done = time.monotonic(), []
+
+    def upkeep(table: Table) -> dict:
+        optimized = spark.sql(f"OPTIMIZE {delta_io.table_ref(cfg, table)}")
         metrics = optimized.select("metrics.numFilesAdded", "metrics.numFilesRemoved").first()
         delta_io.vacuum(spark, cfg, table, retain, conf.vacuum_mode)
-        tables[table.full_name] = {"files_added": int(metrics[0] or 0), "files_removed": int(metrics[1] or 0)}
+        done.append(table.full_name)
+        elapsed = time.monotonic() - started
+        log.info("maintain %s: %s optimized (%d files -> %d) and vacuumed; %d of %d tables in %.1f s, about %.0f s "
+                 "left", day, table.full_name, int(metrics[1] or 0), int(metrics[0] or 0), len(done), len(present),
+                 elapsed, elapsed / len(done) * (len(present) - len(done)))
+        return {"files_added": int(metrics[0] or 0), "files_removed": int(metrics[1] or 0)}
+
+    outcomes = delta_io.each_table(spark, present, upkeep, conf.tables_at_once)
+    tables = {table.full_name: outcome for table, outcome in zip(present, outcomes)}
     if not local:  # OPTIMIZE and VACUUM work on any Delta path; the file pruning here is for folders
         log.info("maintain %s: %s optimized and vacuumed; scratch and model folders on a URI are left to the "
                  "storage's lifecycle rules", day, ", ".join(tables))

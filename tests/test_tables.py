@@ -122,3 +122,31 @@ def test_the_lease_holder_appends_a_stages_first_metrics_of_a_date_and_replaces_
     rows = sorted((r["stage"], r["metric"], r["value"]) for r in delta_io.read(spark, cfg, GOLD_METRICS).collect())
     assert rows == [("evaluate", "ndcg", 0.3), ("evaluate", "recall", 0.15), ("rank", "ndcg", 0.4),
                     ("rank", "recall", 0.2), ("train", "ndcg", 0.5), ("train", "recall", 0.25)]
+
+
+def test_each_table_works_on_tables_at_once_in_order_and_fails_after_the_others_end(spark, cfg):
+    import threading
+    tables = [GOLD_RECOMMENDATIONS, GOLD_RUNS, SILVER_PLAYS]
+    together = threading.Barrier(len(tables), timeout=60)  # broken unless the three are worked on at once
+    spark.sparkContext.setLocalProperty("setlist.test", "the caller's")
+    try:
+        def create(table):
+            together.wait()
+            assert spark.sparkContext.getLocalProperty("setlist.test") == "the caller's"  # its job properties
+            delta_io.ensure(spark, cfg, table)
+            return table.full_name
+        assert delta_io.each_table(spark, tables, create, 3) == [t.full_name for t in tables]
+        assert all(delta_io.exists(spark, cfg, t) for t in tables)
+
+        written = []
+
+        def replace(table):
+            if table is GOLD_RECOMMENDATIONS:
+                raise RuntimeError("the first table failed")
+            written.append(delta_io.version(spark, cfg, table))
+            return table
+        with pytest.raises(RuntimeError, match="the first table failed"):
+            delta_io.each_table(spark, tables, replace, 1)
+        assert len(written) == 2  # the tables after the failed one were still worked on
+    finally:
+        spark.sparkContext.setLocalProperty("setlist.test", None)

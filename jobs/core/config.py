@@ -313,6 +313,8 @@ class MaintainConf:
     vacuum_mode: str = key("lite", choices=("lite", "full"),
                            help="VACUUM from the log (lite, seconds) or listing every folder (full: also files no "
                                 "commit referenced, left by killed writers)")
+    tables_at_once: int = key(4, gt=0, help="tables whose upkeep (maintain) or erasure (forget-user) runs at the "
+                                            "same time, from driver threads")
 
 
 @dataclass(frozen=True)

@@ -4,8 +4,11 @@ from __future__ import annotations
 
 import datetime as dt
 import time
+from concurrent.futures import ThreadPoolExecutor
+from typing import Callable, TypeVar
 
 from delta.tables import DeltaTable
+from pyspark import inheritable_thread_target
 from pyspark.sql import DataFrame, SparkSession
 from pyspark.sql import functions as F
 
@@ -212,6 +215,21 @@ def register(spark: SparkSession, cfg: Config, tables: tuple[Table, ...]) -> lis
             spark.sql(f"CREATE TABLE IF NOT EXISTS {name} USING DELTA LOCATION {sql_literal(table.path(cfg))}")
             names.append(f"{database}.{table.name}")
     return names
+
+
+T = TypeVar("T")
+
+
+def each_table(spark: SparkSession, tables: list[Table], work: Callable[[Table], T], at_once: int) -> list[T]:
+    """`work(table)` for every table, up to `at_once` tables at a time from driver threads (each table
+    has its own log and commits, so one table's work never waits on another's). On a small warehouse a
+    table's OPTIMIZE or VACUUM is mostly the driver's log replay and planning, during which the
+    executors idle; overlapping tables fills them. The results come in the tables' order; when one
+    fails, the others that started still end, then its error is raised."""
+    in_thread = inheritable_thread_target(spark)(work)  # the caller's job properties and tags
+    with ThreadPoolExecutor(max(1, min(at_once, len(tables) or 1)), thread_name_prefix="tables") as pool:
+        futures = [pool.submit(in_thread, table) for table in tables]
+    return [future.result() for future in futures]
 
 
 def vacuum(spark: SparkSession, cfg: Config, table: Table, retain_hours: float, mode: str) -> None:
