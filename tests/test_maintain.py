@@ -6,6 +6,7 @@ import datetime as dt
 from pathlib import Path
 
 import pytest
+from delta.tables import DeltaTable
 
 from jobs import maintain
 from jobs.core import delta_io, records
@@ -43,6 +44,9 @@ def test_maintain_compacts_vacuums_and_prunes_only_what_is_past_retention(spark,
     before_rows = sorted(tuple(r) for r in delta_io.read(spark, cfg, GOLD_RECOMMENDATIONS).collect())
 
     summary = maintain.run(spark, cfg, DAY)
+    # the tables were created with the retention maintain wants: no commit only to set it
+    operations = {h["operation"] for h in DeltaTable.forPath(spark, GOLD_RECOMMENDATIONS.path(cfg)).history().collect()}
+    assert "SET TBLPROPERTIES" not in operations and {"OPTIMIZE", "VACUUM END"} <= operations
     assert summary["tables"][GOLD_RECOMMENDATIONS.full_name]["files_removed"] == 6
     assert summary["before"]["files"] > 0 and summary["after"]["bytes"] > 0  # reported, before and after
     assert summary["removed"] == {"scratch": 1, "checkpoints": 1, "models": 1}

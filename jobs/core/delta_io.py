@@ -63,6 +63,7 @@ def properties(spark: SparkSession, cfg: Config, table: Table) -> dict[str, str]
 
 _ENSURED: set[str] = set()
 STATS_COLUMNS = "delta.dataSkippingStatsColumns"
+RETENTION = "delta.deletedFileRetentionDuration"
 
 
 def table_ref(cfg: Config, table: Table) -> str:
@@ -90,6 +91,8 @@ def ensure(spark: SparkSession, cfg: Config, table: Table) -> DeltaTable:
     # instead of one more per constraint, each 2-3 s on a small machine.
     for name, condition in table.checks:
         builder = builder.property(f"delta.constraints.{name.lower()}", condition)
+    # VACUUM's retention too (see vacuum): a warehouse's first upkeep then has no property to set
+    builder = builder.property(RETENTION, retention(cfg.maintain.retain_hours))
     delta = builder.execute()
     if existed:  # a table from an older setlist, or created by another process: add what it lacks
         _add_missing_constraints(spark, cfg, table, delta)
@@ -220,6 +223,11 @@ def register(spark: SparkSession, cfg: Config, tables: tuple[Table, ...]) -> lis
 T = TypeVar("T")
 
 
+def retention(hours: float) -> str:
+    """The value of a table's RETENTION property that keeps removed files for `hours`."""
+    return f"interval {hours:g} hours"
+
+
 def each_table(spark: SparkSession, tables: list[Table], work: Callable[[Table], T], at_once: int) -> list[T]:
     """`work(table)` for every table, up to `at_once` tables at a time from driver threads (each table
     has its own log and commits, so one table's work never waits on another's). On a small warehouse a
@@ -239,7 +247,7 @@ def vacuum(spark: SparkSession, cfg: Config, table: Table, retain_hours: float, 
     files to delete in the log (seconds); `full` lists the table's folder and also removes files no
     commit ever referenced (left by a writer killed mid-write)."""
     ref = table_ref(cfg, table)
-    wanted = f"interval {retain_hours:g} hours"
-    if properties(spark, cfg, table).get("delta.deletedFileRetentionDuration") != wanted:
-        spark.sql(f"ALTER TABLE {ref} SET TBLPROPERTIES ('delta.deletedFileRetentionDuration' = '{wanted}')")
+    wanted = retention(retain_hours)
+    if properties(spark, cfg, table).get(RETENTION) != wanted:
+        spark.sql(f"ALTER TABLE {ref} SET TBLPROPERTIES ('{RETENTION}' = '{wanted}')")
     spark.sql(f"VACUUM {ref}" + (" LITE" if mode == "lite" else ""))
