@@ -140,13 +140,13 @@ def test_each_table_works_on_tables_at_once_in_order_and_fails_after_the_others_
 
         written = []
 
-        def replace(table):
+        def read_version(table):
             if table is GOLD_RECOMMENDATIONS:
                 raise RuntimeError("the first table failed")
             written.append(delta_io.version(spark, cfg, table))
             return table
         with pytest.raises(RuntimeError, match="the first table failed"):
-            delta_io.each_table(spark, tables, replace, 1)
+            delta_io.each_table(spark, tables, read_version, 1)
         assert len(written) == 2  # the tables after the failed one were still worked on
     finally:
         spark.sparkContext.setLocalProperty("setlist.test", None)

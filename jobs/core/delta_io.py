@@ -64,6 +64,7 @@ def properties(spark: SparkSession, cfg: Config, table: Table) -> dict[str, str]
 _ENSURED: set[str] = set()
 STATS_COLUMNS = "delta.dataSkippingStatsColumns"
 RETENTION = "delta.deletedFileRetentionDuration"
+T = TypeVar("T")
 
 
 def table_ref(cfg: Config, table: Table) -> str:
@@ -218,9 +219,6 @@ def register(spark: SparkSession, cfg: Config, tables: tuple[Table, ...]) -> lis
             spark.sql(f"CREATE TABLE IF NOT EXISTS {name} USING DELTA LOCATION {sql_literal(table.path(cfg))}")
             names.append(f"{database}.{table.name}")
     return names
-
-
-T = TypeVar("T")
 
 
 def retention(hours: float) -> str:
