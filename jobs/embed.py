@@ -47,8 +47,7 @@ def run(spark: SparkSession, cfg: Config, day: dt.date) -> dict:
         tracks = delta_io.read(spark, cfg, SILVER_TRACKS).select("track_idx", "track_id")
         out = (vectors.join(tracks, "track_idx").join(counts, "track_idx")
                .withColumn("run_date", F.lit(day)).withColumn("model_version", F.lit(version)))
-        delta_io.replace_date(out, cfg, GOLD_TRACK_EMBEDDINGS, "run_date", day)
-    embedded = delta_io.read(spark, cfg, GOLD_TRACK_EMBEDDINGS).where(F.col("run_date") == F.lit(day)).count()
+        embedded = delta_io.replace_date(out, cfg, GOLD_TRACK_EMBEDDINGS, "run_date", day)["rows"]
     log.info("embed %s: %d tracks embedded (%s) into %s", day, embedded, version, GOLD_TRACK_EMBEDDINGS.full_name)
     record_model(spark, cfg, day, "word2vec", version, engine, spark.sparkContext.defaultParallelism,
                  dataclasses.asdict(Word2VecParams.of(conf)) | {"history_days": conf.history_days},

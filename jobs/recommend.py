@@ -42,7 +42,7 @@ from jobs.core.tables import (GOLD_CANDIDATES, GOLD_RECOMMENDATIONS, GOLD_STAGED
                               SILVER_USERS)
 from models import gate, ranker, serving, sources
 from models.als import top_scored
-from models.blend import apply_feedback, history_scores, source_scores
+from models.blend import SOURCES, apply_feedback, history_scores, source_scores
 from models.features import candidate_features
 from models.diversify import diversify
 from udfs.dates import plays_within, utc_midnight
@@ -73,12 +73,12 @@ def run(spark: SparkSession, cfg: Config, day: dt.date) -> dict:
         parts, used = candidates(spark, cfg, day, window, warm, everyone, latest)
         log.info("recommend %s: %d users (%d cold start), sources %s", day, n_users, n_cold, used)
         features = candidate_features(parts, window, day, conf.weights(), cold).withColumn("run_date", F.lit(day))
-        delta_io.replace_date(features, cfg, GOLD_CANDIDATES, "run_date", day)
+        written = delta_io.replace_date(features, cfg, GOLD_CANDIDATES, "run_date", day)
         # read back, not cached: scoring needs a few of its columns, which Parquet reads faster than
         # Spark builds an in-memory copy of all of them (measured at 1M events)
         stored = delta_io.read(spark, cfg, GOLD_CANDIDATES).where(F.col("run_date") == F.lit(day))
         config, model, chosen = served_config(spark, cfg, day, latest["ranker"])
-        log.info("recommend %s: ordering %d candidates by %s (%s)", day, stored.count(), config, chosen)
+        log.info("recommend %s: ordering %d candidates by %s (%s)", day, written["rows"], config, chosen)
         blended = ranker.score_config(stored, config, model)
         if conf.exclude_played_days > 0:
             lately = plays.where(F.col("play_date") > F.lit(day - dt.timedelta(days=conf.exclude_played_days)))
@@ -89,10 +89,12 @@ def run(spark: SparkSession, cfg: Config, day: dt.date) -> dict:
         picked = diversify(blended.join(tracks, "track_idx"), conf.k, conf.max_per_artist, conf.mmr_lambda)
         out = (picked.join(tracks, "track_idx").join(users.select("user_idx", "user_id"), "user_idx")
                .withColumn("run_date", F.lit(day)))
-        delta_io.replace_date(out, cfg, GOLD_STAGED_RECOMMENDATIONS, "run_date", day)
+        # the rows of each source, measured as the staged rows are written: the publish gate's source mix
+        staged = delta_io.replace_date(out, cfg, GOLD_STAGED_RECOMMENDATIONS, "run_date", day,
+                                       {source: F.sum((F.col("source") == source).cast("long")) for source in SOURCES})
         available = (blended.groupBy("user_idx").agg(F.count("*").alias("candidates"))
                      .join(users.select("user_idx", "user_id"), "user_idx").drop("user_idx"))
-        gate, lists = publish(spark, cfg, day, users.select("user_id"), available)
+        gate, lists = publish(spark, cfg, day, users.select("user_id"), available, staged_sources(staged))
     # the published rows are the staged rows the gate measured (one commit replaced D's rows by them)
     summary = {"users": lists["users"], "rows": lists["rows"], "min_per_user": lists["min_per_user"],
                "sources": lists["sources"], "models": used, "served": config, "chosen_by": chosen, "gate": gate}
@@ -141,11 +143,22 @@ def candidates(spark: SparkSession, cfg: Config, day: dt.date, plays: DataFrame,
     return parts, used
 
 
-def publish(spark: SparkSession, cfg: Config, day: dt.date, expected_users: DataFrame, available: DataFrame
-            ) -> tuple[dict, dict]:
+def staged_sources(written: dict) -> dict[str, int] | None:
+    """The staged lists' rows per source (as gate.source_counts gives them: sources with rows only)
+    from what their write measured; None when some row's source is none of SOURCES (the gate then
+    counts the staged table)."""
+    counts = {source: int(written[source] or 0) for source in SOURCES}
+    if sum(counts.values()) != written["rows"]:
+        return None
+    return {source: n for source, n in counts.items() if n}
+
+
+def publish(spark: SparkSession, cfg: Config, day: dt.date, expected_users: DataFrame, available: DataFrame,
+            sources: dict[str, int] | None = None) -> tuple[dict, dict]:
     """The publish gate (models.gate) on D's staged lists; when every check passes they replace D's
     rows of gold.recommendations in one commit, else PublishRefused (exit code 5): the previous
-    nights' lists stay what consumers see and D's staged rows stay for inspection. Returns (the
+    nights' lists stay what consumers see and D's staged rows stay for inspection. `sources`: the
+    staged rows per source, when their write measured them (else counted here). Returns (the
     gate's outcome and measurements, what the checks measured of the lists: users, rows,
     min_per_user, sources)."""
     staged = delta_io.read(spark, cfg, GOLD_STAGED_RECOMMENDATIONS).where(F.col("run_date") == F.lit(day))
@@ -161,7 +174,8 @@ def publish(spark: SparkSession, cfg: Config, day: dt.date, expected_users: Data
                     .where((F.col("event") == "dislike") & (F.col("ts") < utc_midnight(day + dt.timedelta(days=1))))
                     .select("user_id", "track_id").distinct())
     conf = cfg.publish
-    sources = gate.source_counts(staged)
+    if sources is None:
+        sources = gate.source_counts(staged)
     drift, measured = gate.collapsed(staged, previous, conf.max_changed_share, conf.max_source_shift, sources)
     problems, lists = gate.list_checks(staged, expected_users, available, cfg.recommend.k)
     problems += [problem for problem in (gate.disliked(staged, dislikes), drift) if problem]

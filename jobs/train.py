@@ -9,7 +9,8 @@ For run date D:
    to train.world_size ranks (models.feed); `horovod.spark.run` (one rank per Spark task) or
    TorchDistributor runs models.distributed.train; rank 0 checkpoints every epoch under
    <warehouse>/_checkpoints/lstm/<D>/<input key>: a rerun on the same input resumes after the latest
-   checkpoint, a rerun on changed input (new plays, other settings) starts fresh.
+   checkpoint (when that run trained every epoch, no rank is launched: its record is used), a rerun
+   on changed input (new plays, other settings) starts fresh.
 3. export: the final weights, TorchScript and ONNX (models.export) into a new folder
    <warehouse>/models/lstm/<D>/<run>, each checked to give the same top-k as the trained model on
    validation examples; the gold.models row, written last, publishes it.
@@ -36,7 +37,7 @@ from jobs.core.paths import location, new_artifact
 from jobs.core.records import input_versions, record_model, write_metrics
 from jobs.core.tables import GOLD_SEQUENCES, GOLD_TRACK_EMBEDDINGS, SILVER_PLAYS
 from models import feed, sources
-from models.distributed import TrainSpec, latest_checkpoint, load_checkpoint, run_backend
+from models.distributed import TrainSpec, finished_run, latest_checkpoint, load_checkpoint, run_backend
 from models.embeddings import Word2VecParams, choose_engine, train_word2vec
 from models.export import export
 from models.lstm import LstmParams, NextTrackLSTM, Vocabulary
@@ -70,7 +71,13 @@ def run(spark: SparkSession, cfg: Config, day: dt.date, backend: str | None = No
              "shared token), %s softmax, %s with %d ranks, %d steps per epoch, rows per rank %s", day, counts["train"],
              counts["valid"], len(vocabulary.tracks), conf.min_plays, loss, backend, conf.world_size,
              shard_plan.steps_per_epoch, shard_plan.rows)
-    results = run_backend(spark, spec, backend, conf.world_size, timeout_s=conf.timeout_minutes * 60.0)
+    results = finished_run(spec)
+    if results is not None:
+        log.info("train %s: a run of this input already trained all %d epochs (%s with %d ranks; checkpoints in "
+                 "%s): its model is used, no rank is launched", day, conf.epochs, results[0]["backend"],
+                 results[0]["world_size"], spec.checkpoint_dir)
+    else:
+        results = run_backend(spark, spec, backend, conf.world_size, timeout_s=conf.timeout_minutes * 60.0)
     rank0 = next(r for r in results if r["rank"] == 0)
     log.info("train %s: loss by epoch %s (resumed after epoch %d), device %s", day,
              [round(x, 4) for x in rank0["loss_by_epoch"]], rank0["resumed_from"], rank0["device"])

@@ -195,6 +195,13 @@ def test_consumers_follow_only_what_changed_through_the_change_feed(spark, three
     assert feed.num_rows == changes.count()
 
 
+def test_the_staged_source_mix_comes_from_the_write_unless_a_source_is_unknown():
+    written = {"rows": 30, "history": 20, "als": 10} | {s: 0 for s in ("lstm", "item2vec", "segment", "popularity")}
+    assert recommend.staged_sources(written) == {"history": 20, "als": 10}  # as gate.source_counts: present ones
+    # a row whose source is none of the known ones: the gate counts the staged table instead
+    assert recommend.staged_sources(written | {"rows": 31}) is None
+
+
 def test_the_gate_checks_name_each_problem(spark):
     from models import gate
     lists = spark.createDataFrame([("a", 1, "t1", 1.0, "als"), ("a", 2, "t2", 0.5, "als"),

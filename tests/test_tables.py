@@ -35,6 +35,22 @@ def test_good_rows_are_written_and_every_bad_one_fails_the_write(spark, cfg):
     assert delta_io.read(spark, cfg, GOLD_RECOMMENDATIONS).count() == 1  # the good night is still there
 
 
+def test_a_replace_measures_the_rows_it_writes_without_reading_them_again(spark, cfg):
+    """replace_date returns the rows it wrote and the caller's aggregates over them (Spark's
+    Observation of the write): the same numbers a read of the committed date gives."""
+    from pyspark.sql import functions as F
+    rows = [recs(spark, user_id=f"u{u}", rank=r, source="als" if r == 1 else "history").first().asDict()
+            for u in range(7) for r in (1, 2, 3)]
+    frame = spark.createDataFrame(rows, GOLD_RECOMMENDATIONS.schema)
+    measured = delta_io.replace_date(frame, cfg, GOLD_RECOMMENDATIONS, "run_date", DAY,
+                                     {"als": F.sum((F.col("source") == "als").cast("long")), "top": F.max("rank")})
+    assert measured == {"rows": 21, "als": 7, "top": 3}
+    table = delta_io.read(spark, cfg, GOLD_RECOMMENDATIONS)
+    assert table.count() == 21 and table.where("source = 'als'").count() == 7
+    assert delta_io.replace_date(frame.limit(0), cfg, GOLD_RECOMMENDATIONS, "run_date", DAY) == {"rows": 0}
+    assert delta_io.read(spark, cfg, GOLD_RECOMMENDATIONS).count() == 0
+
+
 def test_constraints_are_added_to_a_table_written_before_they_existed(spark, cfg):
     path = SILVER_PLAYS.path(cfg)
     frame = spark.createDataFrame([], SILVER_PLAYS.schema)

@@ -319,7 +319,7 @@ def test_a_crafted_model_file_cannot_run_code_when_loaded(tmp_path):
     assert not marker.exists()
 
 
-def test_train_reruns_on_changed_input_start_fresh_and_publish_a_new_model(spark, base_cfg, tmp_path):
+def test_train_reruns_on_changed_input_start_fresh_and_publish_a_new_model(spark, base_cfg, tmp_path, monkeypatch):
     from conftest import small_generate
     from jobs import clean, generate, ingest
     from jobs.core.rawfiles import raw_dir
@@ -355,5 +355,11 @@ def test_train_reruns_on_changed_input_start_fresh_and_publish_a_new_model(spark
     assert params["vocab"] == params["tracks"] + 2 <= delta_io.read(spark, cfg, SILVER_TRACKS).count() + 2
     assert params["loss"] == "full"  # auto: a small vocabulary
     assert Path(path_of[1], "model.pt").exists() and Path(row[0]["path"], "model.pt").exists()
-    third = train.run(spark, cfg, day)  # the same input again: its checkpoint is reused
+    # the same input again: that run trained every epoch, so its final checkpoint is used and no rank
+    # is launched (a launch is seconds of process start and teardown for nothing to train)
+    monkeypatch.setattr(train, "run_backend", lambda *args, **kwargs: pytest.fail("ranks launched again"))
+    third = train.run(spark, cfg, day)
     assert third["ranks"][0]["resumed_from"] == 1
+    assert third["ranks"][0]["loss_by_epoch"] == second["ranks"][0]["loss_by_epoch"]
+    again = delta_io.read(spark, cfg, GOLD_MODELS).where("model = 'lstm'").collect()
+    assert len(again) == 1 and again[0]["backend"] == "torch-distributor" and again[0]["world_size"] == 2

@@ -9,7 +9,7 @@ from typing import Callable, TypeVar
 
 from delta.tables import DeltaTable
 from pyspark import inheritable_thread_target
-from pyspark.sql import DataFrame, SparkSession
+from pyspark.sql import Column, DataFrame, Observation, SparkSession
 from pyspark.sql import functions as F
 
 from jobs.core.config import Config
@@ -64,6 +64,7 @@ def properties(spark: SparkSession, cfg: Config, table: Table) -> dict[str, str]
 _ENSURED: set[str] = set()
 STATS_COLUMNS = "delta.dataSkippingStatsColumns"
 RETENTION = "delta.deletedFileRetentionDuration"
+OBSERVED_WAIT_SECONDS = 60.0
 T = TypeVar("T")
 
 
@@ -131,9 +132,10 @@ def sql_literal(value) -> str:
     return f"'{text}'"
 
 
-def replace_partition(df: DataFrame, cfg: Config, table: Table, **partition) -> None:
+def replace_partition(df: DataFrame, cfg: Config, table: Table, **partition) -> dict:
     """Atomically replace the rows of one partition (every partition column given, e.g. run_date=D,
-    stage="train") by df's rows, which must all lie in it. One Delta commit."""
+    stage="train") by df's rows, which must all lie in it. One Delta commit; returns what
+    `_replace` measured of the rows written."""
     if set(partition) != set(table.partition_by):
         raise ValueError(f"{table.full_name}: a partition needs {table.partition_by}, got {sorted(partition)}")
     if "stage" in partition and partition["stage"] not in table.writers:
@@ -143,13 +145,15 @@ def replace_partition(df: DataFrame, cfg: Config, table: Table, **partition) -> 
         if column not in df.columns:
             frame = frame.withColumn(column, F.lit(value))
     predicate = " AND ".join(f"{column} = {sql_literal(value)}" for column, value in partition.items())
-    _replace(frame, cfg, table, predicate)
+    return _replace(frame, cfg, table, predicate)
 
 
-def replace_date(df: DataFrame, cfg: Config, table: Table, column: str, day: dt.date) -> None:
+def replace_date(df: DataFrame, cfg: Config, table: Table, column: str, day: dt.date,
+                 measures: dict[str, Column] | None = None) -> dict:
     """Atomically replace every row with `column = day` by df's rows (one Delta commit). For tables
-    keyed by a date alone: silver.clean_runs, silver.plays and the run_date-partitioned gold tables."""
-    _replace(df, cfg, table, f"{column} = {sql_literal(day)}")
+    keyed by a date alone: silver.clean_runs, silver.plays and the run_date-partitioned gold tables.
+    Returns what `_replace` measured of the rows written: {"rows": n, and each of `measures`}."""
+    return _replace(df, cfg, table, f"{column} = {sql_literal(day)}", measures)
 
 
 def _writer(df: DataFrame, cfg: Config, table: Table):
@@ -160,9 +164,28 @@ def _writer(df: DataFrame, cfg: Config, table: Table):
     return writer.partitionBy(*table.partition_by) if table.partition_by else writer
 
 
-def _replace(df: DataFrame, cfg: Config, table: Table, predicate: str) -> None:
-    """Overwrite the rows matching `predicate` with df's (conformed) rows: one Delta commit."""
-    _writer(df, cfg, table).mode("overwrite").option("replaceWhere", predicate).save(table.path(cfg))
+def _replace(df: DataFrame, cfg: Config, table: Table, predicate: str,
+             measures: dict[str, Column] | None = None) -> dict:
+    """Overwrite the rows matching `predicate` with df's (conformed) rows: one Delta commit.
+    Returns {"rows": the rows written, and each of `measures` (name: an aggregate over df's rows)},
+    measured while the rows are written (Spark's Observation), so no second query reads them."""
+    observation = Observation()
+    aggregates = [F.count(F.lit(1)).alias("rows"), *(column.alias(name) for name, column in (measures or {}).items())]
+    _writer(df.observe(observation, *aggregates), cfg, table).mode("overwrite").option(
+        "replaceWhere", predicate).save(table.path(cfg))
+    return observed(observation, f"the write of {table.full_name}")
+
+
+def observed(observation: Observation, what: str, wait_seconds: float = OBSERVED_WAIT_SECONDS) -> dict:
+    """The metrics of an Observation whose query has run. Spark hands them over from its listener
+    thread shortly after the query ends; Observation.get would wait for them for ever, so this waits
+    at most `wait_seconds` and then fails with a clear error (metrics that never come are a bug)."""
+    deadline = time.monotonic() + wait_seconds
+    while not observation._jo.future().isCompleted():  # noqa: SLF001 - py4j handle of the JVM Observation
+        if time.monotonic() > deadline:
+            raise RuntimeError(f"{what}: Spark did not report the observed metrics within {wait_seconds:.0f} s")
+        time.sleep(0.005)
+    return observation.get
 
 
 def is_conflict(exc: BaseException) -> bool:
