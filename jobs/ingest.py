@@ -135,10 +135,11 @@ def ingest_feedback(spark: SparkSession, cfg: Config, day: dt.date) -> dict:
                                 "_user")
         parsed = cache(feedback_events(lines.drop("_user"), day, cfg.clean.ts_floor, cfg.clean.unicode_form))
         good, bad = parsed.where(F.col("reason").isNull()), parsed.where(F.col("reason").isNotNull())
-        counts = {"feedback": good.count(), "quarantined": bad.count(), "files": len(found.files),
-                  "skipped": found.skipped}
-        delta_io.replace_date(good, cfg, SILVER_FEEDBACK, "ingest_date", day)
-        delta_io.replace_partition(bad, cfg, SILVER_QUARANTINE, ingest_date=day, stage="ingest")
+        # counted as they are written (delta_io._replace measures its rows), not by queries of their own
+        counts = {"feedback": delta_io.replace_date(good, cfg, SILVER_FEEDBACK, "ingest_date", day)["rows"],
+                  "quarantined": delta_io.replace_partition(bad, cfg, SILVER_QUARANTINE, ingest_date=day,
+                                                            stage="ingest")["rows"],
+                  "files": len(found.files), "skipped": found.skipped}
     log.info("ingest %s: %d feedback events into %s, %d quarantined", day, counts["feedback"],
              SILVER_FEEDBACK.full_name, counts["quarantined"])
     return counts
