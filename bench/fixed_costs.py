@@ -7,6 +7,7 @@ bookkeeping reads and writes of every stage.
     .venv/bin/python bench/fixed_costs.py driver-start WAREHOUSE [--rounds 3]
     .venv/bin/python bench/fixed_costs.py bookkeeping WAREHOUSE DATE [--rounds 50]
     .venv/bin/python bench/fixed_costs.py upkeep WAREHOUSE DATE [--at-once 1 4] [--rounds 3] [--small]
+    .venv/bin/python bench/fixed_costs.py stage WAREHOUSE DATE [--stage recommend] [--warmup 3] [--rounds 8]
 
 `ensure` times `delta_io.ensure` of every declared table in a new, empty warehouse, `--rounds` times
 in one process (the first round also pays the process's first Delta operations). `rerun-clean`
@@ -27,7 +28,9 @@ runs the maintain stage for DATE on the copy, `--rounds` times for each `--at-on
 maintain.tables_at_once, alternating, after one unmeasured run that warms the process and sets each
 table's retention property; it prints each run and the medians. `--small`: under the settings the
 nightly gives a small night's stages (jobs.core.session.small_night_settings, "interpreted").
-To compare two versions of the code, run the script from a checkout of each, one after the
+`stage` copies WAREHOUSE and runs one stage of DATE on the copy through the nightly's stage runner,
+forced, `--warmup` times untimed and then `--rounds` times, printing each run's seconds and Spark jobs
+and their medians. To compare two versions of the code, run the script from a checkout of each, one after the
 other, alone on the machine.
 """
 from __future__ import annotations
@@ -70,6 +73,14 @@ def main() -> None:
     upk.add_argument("--rounds", type=int, default=3)
     upk.add_argument("--small", action="store_true")
     upk.add_argument("--workdir", default="/tmp/setlist-fixed")
+    stg = sub.add_parser("stage")
+    stg.add_argument("warehouse")
+    stg.add_argument("date", type=dt.date.fromisoformat)
+    stg.add_argument("--stage", default="recommend")
+    stg.add_argument("--warmup", type=int, default=3)
+    stg.add_argument("--rounds", type=int, default=8)
+    stg.add_argument("--raw-path", default=None, help="default: raw/ next to the warehouse")
+    stg.add_argument("--workdir", default="/tmp/setlist-fixed")
     args = ap.parse_args()
     if args.what == "driver-start":
         driver_start(Path(args.warehouse), args.rounds)
@@ -83,6 +94,9 @@ def main() -> None:
         bookkeeping(work, Path(args.warehouse), args.date, args.rounds)
     elif args.what == "upkeep":
         upkeep(work, Path(args.warehouse), args.date, args.at_once, args.rounds, args.small)
+    elif args.what == "stage":
+        stage_rounds(work, Path(args.warehouse), args.date, args.stage, args.warmup, args.rounds,
+                     args.raw_path or str(Path(args.warehouse).parent / "raw"))
     else:
         rerun_clean(work, Path(args.warehouse), args.date, args.rounds,
                     args.raw_path or str(Path(args.warehouse).parent / "raw"))
@@ -199,6 +213,27 @@ def bookkeeping(work: Path, warehouse: Path, day: dt.date, rounds: int) -> None:
               flush=True)
     keys = delta_io.read(spark, cfg, GOLD_RUNS).groupBy("run_date", "stage").count().where("count > 1").count()
     assert keys == 0, "gold.runs holds a key twice"
+    spark.stop()
+
+
+def stage_rounds(work: Path, warehouse: Path, day: dt.date, stage: str, warmup: int, rounds: int,
+                 raw_path: str) -> None:
+    copy = work / "wh"
+    shutil.copytree(warehouse, copy, ignore=shutil.ignore_patterns("_spark_events", "_lease"))
+    spark, cfg = session([f"warehouse={copy}", f"raw_path={raw_path}", "spark.event_log=false"])
+    from jobs import nightly
+    scheduler = spark.sparkContext._jsc.sc().dagScheduler()  # noqa: SLF001 - its job counter
+    times, jobs = [], []
+    for r in range(warmup + rounds):
+        before, start = scheduler.numTotalJobs(), time.monotonic()
+        nightly.run_stages(spark, cfg, day, (stage,), force=True, results={})
+        if r >= warmup:
+            times.append(time.monotonic() - start)
+            jobs.append(scheduler.numTotalJobs() - before)
+            print(f"round {r - warmup + 1}: {stage} {day} forced in {times[-1]:.2f} s, {jobs[-1]} Spark jobs",
+                  flush=True)
+    print(f"{stage} {day}: median {statistics.median(times):.2f} s, {statistics.median(jobs):.0f} Spark jobs "
+          f"({rounds} runs after {warmup} untimed)")
     spark.stop()
 
 
