@@ -102,6 +102,13 @@ def main() -> None:
                     args.raw_path or str(Path(args.warehouse).parent / "raw"))
 
 
+def copied(warehouse: Path, work: Path) -> Path:
+    """A copy of WAREHOUSE to measure on (work/wh), without its event logs and its lease."""
+    copy = work / "wh"
+    shutil.copytree(warehouse, copy, ignore=shutil.ignore_patterns("_spark_events", "_lease"))
+    return copy
+
+
 def ensure_rounds(work: Path, rounds: int) -> None:
     spark, cfg = session([f"warehouse={work / 'wh'}", f"raw_path={work / 'raw'}"])
     from jobs.core import delta_io
@@ -118,8 +125,7 @@ def ensure_rounds(work: Path, rounds: int) -> None:
 
 
 def rerun_clean(work: Path, warehouse: Path, day: dt.date, rounds: int, raw_path: str) -> None:
-    copy = work / "wh"
-    shutil.copytree(warehouse, copy, ignore=shutil.ignore_patterns("_spark_events", "_lease"))
+    copy = copied(warehouse, work)
     spark, cfg = session([f"warehouse={copy}", f"raw_path={raw_path}"])
     from jobs import clean
     for r in range(rounds):
@@ -149,8 +155,7 @@ def driver_start(warehouse: Path, rounds: int) -> None:
 
 
 def bookkeeping(work: Path, warehouse: Path, day: dt.date, rounds: int) -> None:
-    copy = work / "wh"
-    shutil.copytree(warehouse, copy, ignore=shutil.ignore_patterns("_spark_events", "_lease"))
+    copy = copied(warehouse, work)
     spark, cfg = session([f"warehouse={copy}", "spark.event_log=false"])
     from pyspark.sql import functions as F
 
@@ -218,8 +223,7 @@ def bookkeeping(work: Path, warehouse: Path, day: dt.date, rounds: int) -> None:
 
 def stage_rounds(work: Path, warehouse: Path, day: dt.date, stage: str, warmup: int, rounds: int,
                  raw_path: str) -> None:
-    copy = work / "wh"
-    shutil.copytree(warehouse, copy, ignore=shutil.ignore_patterns("_spark_events", "_lease"))
+    copy = copied(warehouse, work)
     spark, cfg = session([f"warehouse={copy}", f"raw_path={raw_path}", "spark.event_log=false"])
     from jobs import nightly
     scheduler = spark.sparkContext._jsc.sc().dagScheduler()  # noqa: SLF001 - its job counter
@@ -238,8 +242,7 @@ def stage_rounds(work: Path, warehouse: Path, day: dt.date, stage: str, warmup: 
 
 
 def upkeep(work: Path, warehouse: Path, day: dt.date, at_once: list[int], rounds: int, small: bool) -> None:
-    copy = work / "wh"
-    shutil.copytree(warehouse, copy, ignore=shutil.ignore_patterns("_spark_events", "_lease"))
+    copy = copied(warehouse, work)
     spark, cfg = session([f"warehouse={copy}", "spark.event_log=false"])
     from jobs import maintain
     from jobs.core.config import with_overrides
