@@ -273,7 +273,8 @@ def finished_run(spec: TrainSpec) -> list[dict] | None:
     """Rank 0's result of an earlier run of this input (spec.checkpoint_dir) that trained all
     spec.epochs epochs, as a rerun's result (resumed after the last epoch, none trained), or None.
     Such a rerun has nothing to train, so its caller need not launch the ranks at all: a launch
-    costs about 13 s of process start and teardown on a small night."""
+    is process start and teardown: a forced train rerun on a 20,000-event night took 11.2 s without
+    it against 19.4 s with it (README, "No relaunch of a finished training")."""
     found = latest_checkpoint(spec.checkpoint_dir)
     record = storage.join(spec.checkpoint_dir, FINISHED)
     if found is None or found[0] != spec.epochs or not storage.exists(record):
