@@ -90,7 +90,7 @@ def settings_for(spark: SparkSession, conf) -> AlsSettings:
     """How the stage fits ALS: the als section's settings, with als.blocks 0 resolved to one user and
     one item block per task slot of the application (jobs.core.session.task_slots). Spark's default
     parallelism, which the fits used before, is 4 in conf/local.yaml on a 2-core machine: 2 blocks
-    fitted in x0.73-0.88 the time of 4 from 9,676 to 448,515 user-track pairs (README "ALS blocks")."""
+    fitted in x0.73-0.88 the time of 4 from 9,676 to 448,515 user-track pairs (docs/performance.md, "ALS blocks")."""
     settings = AlsSettings.of(conf)
     return settings if settings.blocks else dataclasses.replace(settings, blocks=task_slots(spark))
 

@@ -47,7 +47,7 @@ DONE = ("succeeded", "reused", "waiting_for_history")
 # A stage's settings while the night is small (under nightly.interpreted_below_rows), else "interpreted"
 # (jobs.core.session.SMALL_NIGHT). recommend scores, sorts and ranks every candidate: interpreted
 # expressions cost it more than compiling already at 78,000 plays (x1.36), without adaptive re-planning
-# alone it gains (x0.93; README "Interpreted execution for small nights"). Either way with one shuffle
+# alone it gains (x0.93; docs/performance.md, "Interpreted execution for small nights"). Either way with one shuffle
 # partition per task slot (jobs.core.session.small_night_settings).
 SMALL_NIGHT_MODE = {"recommend": "no-aqe"}
 

@@ -274,7 +274,7 @@ def finished_run(spec: TrainSpec) -> list[dict] | None:
     spec.epochs epochs, as a rerun's result (resumed after the last epoch, none trained), or None.
     Such a rerun has nothing to train, so its caller need not launch the ranks at all: a launch
     is process start and teardown: a forced train rerun on a 20,000-event night took 11.2 s without
-    it against 19.4 s with it (README, "No relaunch of a finished training")."""
+    it against 19.4 s with it (docs/performance.md, "No relaunch of a finished training")."""
     found = latest_checkpoint(spec.checkpoint_dir)
     record = storage.join(spec.checkpoint_dir, FINISHED)
     if found is None or found[0] != spec.epochs or not storage.exists(record):

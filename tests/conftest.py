@@ -47,8 +47,8 @@ TEST_SPARK = [
     # A test's data is a few thousand rows, where generating and compiling Java for every distinct
     # query (whole-stage code generation, then Janino) and re-planning between query stages (adaptive
     # execution) cost more than they save: Spark's interpreted expressions run the same queries to the
-    # same results, and tests/test_clean.py with tests/test_recommend.py took 0.71x the time (README,
-    # "Performance and scale"). The whole test session runs the settings the nightly gives a small
+    # same results, and tests/test_clean.py with tests/test_recommend.py took 0.71x the time (docs/performance.md,
+    # "Interpreted execution for the tests"). The whole test session runs the settings the nightly gives a small
     # night's stages (nightly.interpreted_below_rows); the shipped configs keep Spark's defaults.
     *(f"spark.conf.{key}={value}" for key, value in SMALL_NIGHT["interpreted"].items()),
 ]

@@ -200,7 +200,7 @@ def upsert(spark: SparkSession, cfg: Config, table: Table, rows: list[dict], key
     replaceWhere on the rows' keys, which Delta writes as the matching rows' removal and the new
     rows in one commit. It replaced a MERGE (update matched, insert the rest) that planned a join
     of the table with the new rows: x0.79 for a gold.runs row of a new key, x0.89 for one that
-    replaces its key's row (`bench/fixed_costs.py bookkeeping`; README, "Cheaper bookkeeping").
+    replaces its key's row (`bench/fixed_costs.py bookkeeping`; docs/performance.md, "Cheaper bookkeeping").
     The rows of different keys commute, so a conflict with a concurrent writer is retried (backing
     off) up to `attempts` times."""
     if not rows:
@@ -224,7 +224,7 @@ def append(spark: SparkSession, cfg: Config, table: Table, rows: list[dict]) -> 
     file and none of the table's file list, where `upsert` first finds and removes the rows of the
     same keys. Only for rows whose keys the table cannot hold yet (the caller is the table's only
     writer and has read its keys): a gold.runs row took 0.55 s against the upsert's 1.52 s
-    (README "A night's new gold.runs, gold.models and gold.metrics rows are appended")."""
+    (docs/performance.md, "A night's new gold.runs, gold.models and gold.metrics rows are appended")."""
     if rows:
         _writer(spark.createDataFrame(rows, table.schema), cfg, table).mode("append").save(table.path(cfg))
 

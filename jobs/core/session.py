@@ -144,7 +144,7 @@ def event_log_dir(cfg: Config) -> str:
     return root
 
 
-# Settings for a small night (nightly.interpreted_below_rows; README "Interpreted execution for small
+# Settings for a small night (nightly.interpreted_below_rows; docs/performance.md, "Interpreted execution for small
 # nights"): on a few thousand rows, planning, generating and compiling every distinct query costs more
 # than the rows. "interpreted": Spark's interpreted expressions, without whole-stage code generation
 # or adaptive re-planning; "no-aqe": only the re-planning off. The stage runner adds one shuffle
@@ -171,7 +171,7 @@ def small_night_settings(spark: SparkSession, mode: str) -> dict[str, str]:
     """SMALL_NIGHT[mode], and one shuffle partition per task slot where the session has more. With
     adaptive execution off, nothing coalesces a small night's shuffle partitions (adaptive execution
     merges small ones up to its advisory 64 MB): every shuffle would run spark.sql.shuffle.partitions
-    tasks of a few hundred rows (README "One shuffle partition per task slot on a small night": the
+    tasks of a few hundred rows (docs/performance.md, "One shuffle partition per task slot on a small night": the
     demo's third night's stages x0.86)."""
     settings = dict(SMALL_NIGHT[mode])
     slots = task_slots(spark)
