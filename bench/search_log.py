@@ -28,7 +28,7 @@ def stamp(clock: str, millis: str) -> dt.datetime:
 
 def searches(lines) -> list[dict]:
     """Each search in the log: its date, grid size, sets started (when the budget cut it short) and
-    the (seconds since its start, score, parameters) of every set that finished, in finish order."""
+    the (seconds since its start, score) of every set that finished, in finish order."""
     found: list[dict] = []
     current = None
     for line in lines:
@@ -38,17 +38,17 @@ def searches(lines) -> list[dict]:
             found.append(current)
         elif current is not None and (m := RESULT.match(line)) and m.group(3) == current["day"]:
             seconds = (stamp(m.group(1), m.group(2)) - current["began"]).total_seconds()
-            current["results"].append((seconds, float(m.group(7)), m.group(4)))
+            current["results"].append((seconds, float(m.group(7))))
             current["metric"] = f"{m.group(5)}@{m.group(6)}"
         elif current is not None and (m := SPENT.search(line)) and m.group(1) == current["day"]:
             current["started"] = int(m.group(3))
     return [s for s in found if s["results"]]
 
 
-def records(results: list[tuple[float, float, str]]) -> list[tuple[float, float]]:
+def records(results: list[tuple[float, float]]) -> list[tuple[float, float]]:
     """(seconds, score) of each set that beat every set finished before it."""
     out: list[tuple[float, float]] = []
-    for seconds, score, _ in results:
+    for seconds, score in results:
         if not out or score > out[-1][1]:
             out.append((seconds, score))
     return out
