@@ -5,7 +5,9 @@
 LOG: the output of any run whose als stage searched (`make demo`, `backfill`, `nightly`,
 `bench/quality.py`). For every search the als stage logged ("validating up to N parameter set(s)"),
 it prints how many sets finished and each new best on the grid's metric with the seconds since
-the search began at which its set finished, e.g. `0.6016 at 8 s -> 0.6756 at 17 s -> 0.6982 at 55 s`.
+the search began at which its set finished, e.g. `0.6016 at 4 s -> 0.6756 at 7 s -> ... -> 0.6982 at
+58 s` (the demo's search of 2026-12-05). It matches the als stage's log lines (jobs/als.py,
+models/als.py): a change to their wording needs the patterns below changed with it.
 A set starts when a slot frees (als.search_parallelism) and only while the budget lasts, so an
 improvement that finished at t seconds came from a set started at t minus its own fit and
 scoring. This is what decides whether `als.tune_minutes` could be shorter: a best that keeps
