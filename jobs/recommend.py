@@ -61,7 +61,9 @@ def run(spark: SparkSession, cfg: Config, day: dt.date) -> dict:
         everyone = users.select("user_idx")
         play_counts = everyone.join(plays.groupBy("user_idx").agg(F.count("*").alias("n")), "user_idx", "left")
         play_counts = play_counts.fillna(0, ["n"])
-        warm = play_counts.where(F.col("n") >= conf.min_history).select("user_idx")
+        # broadcast (one int per user) where the sources join it to the plays, which then keep their
+        # partitioning by user and are not sorted for a merge join
+        warm = F.broadcast(play_counts.where(F.col("n") >= conf.min_history).select("user_idx"))
         cold = play_counts.where(F.col("n") < conf.min_history).select("user_idx")
         sizes = play_counts.agg(F.count("*").alias("users"),
                                 F.sum((F.col("n") < conf.min_history).cast("long")).alias("cold")).first()

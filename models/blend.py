@@ -54,7 +54,8 @@ def weighed(parts: list[DataFrame], weights: Mapping[str, float], cold: DataFram
         proposals = proposals.unionByName(part)
     kept = F.lit(True)
     if cold is not None:
-        proposals = proposals.join(cold.withColumn("_cold", F.lit(True)), "user_idx", "left")
+        # broadcast (the few users below recommend.min_history): a sort-merge join would sort every proposal
+        proposals = proposals.join(F.broadcast(cold.withColumn("_cold", F.lit(True))), "user_idx", "left")
         kept = F.col("_cold").isNull() | F.col("source").isin(*COLD_SOURCES)
     return (proposals.withColumn("w", F.when(kept, weighted_signal(weights))).withColumn("kept", kept)
             .drop("_cold"))

@@ -39,7 +39,7 @@ def _history(plays: DataFrame, day: dt.date) -> tuple[DataFrame, DataFrame]:
     latest = Window.partitionBy("user_idx").orderBy(F.desc("ts"), F.desc("session_position"))
     last_session = (plays.withColumn("_r", F.row_number().over(latest)).where("_r = 1")
                     .select("user_idx", F.col("session_id").alias("_last_session")))
-    pairs = (plays.join(last_session, "user_idx")
+    pairs = (plays.join(F.broadcast(last_session), "user_idx")
              .groupBy("user_idx", "track_idx")
              .agg(F.count("*").alias("plays"),
                   F.sum((F.col("play_date") == F.lit(day)).cast("int")).alias("plays_1d"),
@@ -52,7 +52,7 @@ def _history(plays: DataFrame, day: dt.date) -> tuple[DataFrame, DataFrame]:
         F.count("*").alias("user_plays"), F.countDistinct("track_idx").alias("user_tracks"),
         F.countDistinct("play_date").alias("user_active_days"),
         F.datediff(F.lit(day), F.max("play_date")).alias("user_days_since_last"))
-    shares = (pairs.join(users.select("user_idx", "user_plays"), "user_idx")
+    shares = (pairs.join(F.broadcast(users.select("user_idx", "user_plays")), "user_idx")
               .withColumn("share", F.col("plays") / F.col("user_plays")).drop("user_plays"))
     return shares, users
 
@@ -71,22 +71,25 @@ def candidate_features(parts: list[DataFrame], plays: DataFrame, day: dt.date, w
     parts: each source's (user_idx, track_idx, source, signal, rank) (models.blend.source_scores);
     plays: the plays behind the candidates, up to `day`; `source` is the linear blend's main
     source of the candidate (the one that contributed most to its blended score)."""
-    # One aggregation per candidate gives both the per-source columns and the linear blend (models.blend).
-    # A cold user's blend counts the cold sources only; a candidate with nothing to blend is dropped.
+    # One aggregation per candidate gives the per-source columns, the linear blend (models.blend) and
+    # the user's history of the track: the proposals and the played pairs' history rows are stacked
+    # and aggregated together, in a hash map (numeric aggregates only, see models.blend.contributions)
+    # on the plays' partitioning by user, so neither side is shuffled or sorted for a join. A cold
+    # user's blend counts the cold sources only; a pair no source proposed (a history row alone) and
+    # a candidate with nothing to blend are dropped.
     proposals = weighed(parts, weights, cold)
-    # Numeric aggregates only (a hash aggregation; see models.blend.contributions).
+    history, users = _history(plays, day)
     per_source = [F.max(F.when(F.col("source") == s, F.col(x))).alias(f"{s}_{x}")
                   for s in SOURCES for x in ("signal", "rank")]
     score, main = blend_columns()
-    wide = (proposals.groupBy("user_idx", "track_idx")
-            .agg(*per_source, *contributions(), F.max(F.col("kept").cast("int")).alias("_kept"))
+    wide = (proposals.unionByName(history, allowMissingColumns=True).groupBy("user_idx", "track_idx")
+            .agg(*per_source, *contributions(), F.max(F.col("kept").cast("int")).alias("_kept"),
+                 *[F.max(h).alias(h) for h in HISTORY_FEATURES])
             .where("_kept = 1")
             .select("user_idx", "track_idx", *[f"{s}_{x}" for s in SOURCES for x in ("signal", "rank")],
-                    score.alias("blend"), main))
-    history, users = _history(plays, day)
-    out = (wide.join(history, ["user_idx", "track_idx"], "left")
-           .join(users, "user_idx", "left")
-           .join(_tracks(plays, day), "track_idx", "left"))
+                    score.alias("blend"), main, *HISTORY_FEATURES))
+    # one row per user and per track: broadcast, so the wide rows keep their partitioning by user
+    out = wide.join(F.broadcast(users), "user_idx", "left").join(F.broadcast(_tracks(plays, day)), "track_idx", "left")
     zero_when_unplayed = ("plays", "plays_1d", "plays_7d", "active_days", "share", "in_last_session",
                           "user_plays", "user_tracks", "user_active_days", "track_plays", "track_users",
                           "track_plays_7d")
