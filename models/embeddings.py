@@ -112,8 +112,9 @@ NEIGHBOUR_CHUNK_BYTES = 128 * 2**20
 
 # From this many rows of the matrix (tracks) the n best of each query are selected by torch's top-k,
 # about twice as fast as numpy's argpartition and a sort of the n (60,000 tracks of 32 dimensions, one
-# thread: 1.0 s against 2.1 s for 6,000 queries; the selection, not the product, was most of the
-# search). Below it numpy's, so that a small night's Python workers do not import torch (about 3 s).
+# thread, 6,000 queries: the product 0.46 s, then the selection about 0.95 s against 1.9 s; the
+# selection, not the product, was most of the search: docs/performance.md). Below it numpy's, so
+# that a small night's Python workers do not import torch (about 3 s).
 TORCH_SELECTION_FROM = 50_000
 
 
