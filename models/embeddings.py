@@ -10,7 +10,6 @@ Neighbours: cosine top-N of a block of query vectors against the whole matrix, f
 """
 from __future__ import annotations
 
-import contextlib
 from dataclasses import dataclass
 from typing import Callable, Iterable, Iterator
 
@@ -110,41 +109,6 @@ def normalise_rows(matrix: np.ndarray) -> np.ndarray:
 NEIGHBOUR_CHUNK_BYTES = 128 * 2**20
 
 
-# From this many rows of the matrix (tracks) the n best of each query are selected by torch's top-k,
-# about twice as fast as numpy's argpartition and a sort of the n (60,000 tracks of 32 dimensions, one
-# thread, 6,000 queries: the product 0.46 s, then the selection about 0.95 s against 1.9 s; the
-# selection, not the product, was most of the search: docs/performance.md). Below it numpy's, so
-# that a small night's Python workers do not import torch (about 3 s).
-TORCH_SELECTION_FROM = 50_000
-
-
-@contextlib.contextmanager
-def one_torch_thread():
-    """The torch module, on one thread inside the block as OpenBLAS is (a task per core already);
-    the caller's setting comes back after it."""
-    import torch
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    try:
-        yield torch
-    finally:
-        torch.set_num_threads(before)
-
-
-def best_n(similarity: np.ndarray, n: int, torch=None) -> tuple[np.ndarray, np.ndarray]:
-    """(column indices, values) of each row's n greatest values, greatest first, with torch's top-k
-    when `torch` is the module, else numpy's (which negates `similarity` in place, to hold no copy).
-    Among exactly equal values at the n-th place either may keep a different one."""
-    if torch is not None:
-        values, at = torch.topk(torch.from_numpy(similarity), n, dim=1, largest=True, sorted=True)
-        return at.numpy(), values.numpy()
-    distance = np.negative(similarity, out=similarity)  # ascending distance = descending similarity
-    part = np.argpartition(distance, kth=n - 1, axis=1)[:, :n]
-    nearest = np.take_along_axis(distance, part, axis=1)
-    order = np.argsort(nearest, axis=1, kind="stable")
-    return np.take_along_axis(part, order, axis=1), -np.take_along_axis(nearest, order, axis=1)
-
-
 def broadcast_top_n(spark, queries, key: str, vector: str, keys: np.ndarray, matrix: np.ndarray, n: int,
                     names: tuple[str, str, str], cosine: bool = True, exclude_self: bool = False):
     """(names[0], names[1], names[2]) = (the query's `key`, a row's key in `keys`, cosine similarity
@@ -176,7 +140,7 @@ def top_neighbours(queries: np.ndarray, matrix: np.ndarray, n: int, exclude_self
 
     exclude_self: for each query, the row index of the query itself in `matrix` (or -1).
     Memory: similarities are computed for a chunk of queries at a time, so that a chunk's
-    similarities and the selection's working space (12 bytes per query and row) stay within chunk_bytes. A
+    similarities and partition indices (12 bytes per query and row) stay within chunk_bytes. A
     batch of 10,000 queries against a 60,000-track catalogue would otherwise hold about 7 GB (the
     scale bench's 3M rung was killed by the OS for it).
     """
@@ -189,12 +153,16 @@ def top_neighbours(queries: np.ndarray, matrix: np.ndarray, n: int, exclude_self
     if n == 0:
         return indices, similarities
     step = max(1, chunk_bytes // (12 * m.shape[0]))
-    with (one_torch_thread() if m.shape[0] >= TORCH_SELECTION_FROM else contextlib.nullcontext(None)) as torch_:
-        for lo in range(0, len(q), step):
-            hi = min(lo + step, len(q))
-            similarity = q[lo:hi] @ m.T
-            if exclude_self is not None:
-                rows = np.flatnonzero(exclude_self[lo:hi] >= 0)
-                similarity[rows, exclude_self[lo:hi][rows]] = -np.inf
-            indices[lo:hi], similarities[lo:hi] = best_n(similarity, n, torch_)
+    for lo in range(0, len(q), step):
+        hi = min(lo + step, len(q))
+        distance = q[lo:hi] @ m.T
+        np.negative(distance, out=distance)  # ascending distance = descending similarity, in place
+        if exclude_self is not None:
+            rows = np.flatnonzero(exclude_self[lo:hi] >= 0)
+            distance[rows, exclude_self[lo:hi][rows]] = np.inf
+        part = np.argpartition(distance, kth=n - 1, axis=1)[:, :n]
+        part_distance = np.take_along_axis(distance, part, axis=1)
+        order = np.argsort(part_distance, axis=1, kind="stable")
+        indices[lo:hi] = np.take_along_axis(part, order, axis=1)
+        similarities[lo:hi] = -np.take_along_axis(part_distance, order, axis=1)
     return indices, similarities

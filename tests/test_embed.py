@@ -2,7 +2,6 @@
 from __future__ import annotations
 
 import numpy as np
-import pytest
 from pyspark.sql import functions as F
 
 from conftest import NIGHTS, rows_for
@@ -74,16 +73,12 @@ def test_embed_spark_engine_trains_in_parallel_with_the_same_vocabulary_and_geom
     assert session_neighbours_are_closer(spark, cfg, emb) > 0.1
 
 
-@pytest.mark.parametrize("selection", ["torch", "numpy"])
-def test_neighbours_of_a_large_catalogue_are_exact_and_computed_in_bounded_memory(selection, monkeypatch):
+def test_neighbours_of_a_large_catalogue_are_exact_and_computed_in_bounded_memory():
     """item2vec's neighbour search (models.embeddings.top_neighbours) on a catalogue of 60,000 tracks:
-    the same neighbours as a brute-force search, without holding a queries x catalogue matrix, with
-    either selection of the best (torch's top-k from TORCH_SELECTION_FROM tracks, numpy's below)."""
+    the same neighbours as a brute-force search, without holding a queries x catalogue matrix."""
     import tracemalloc
 
-    from models import embeddings
     from models.embeddings import normalise_rows, top_neighbours
-    monkeypatch.setattr(embeddings, "TORCH_SELECTION_FROM", 50_000 if selection == "torch" else 10**9)
     rng = np.random.default_rng(3)
     matrix = rng.normal(size=(60_000, 16)).astype(np.float32)
     queries_at = rng.choice(len(matrix), 2_000, replace=False)
