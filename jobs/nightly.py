@@ -25,6 +25,7 @@ from jobs import als, clean, cluster, embed, evaluate, ingest, maintain, rank, r
 from jobs.core import delta_io
 from jobs.core.config import Config
 from jobs.core.errors import NotEnoughHistory
+from jobs.core.rawfiles import raw_bytes
 from jobs.core.records import known_keys, now, record_run
 from jobs.core.session import small_night_settings, sql_settings
 from jobs.core.tables import ALL_TABLES, GOLD_RUNS, SILVER_PLAYS
@@ -96,7 +97,7 @@ def run_stages(spark: SparkSession, cfg: Config, day: dt.date, stages: tuple[str
     committed, last_trained, recorded = committed_stages(spark, cfg, day)
     known_keys(cfg, GOLD_RUNS, day, recorded)  # what record_run appends, without reading them again
     below = cfg.nightly.interpreted_below_rows
-    size = plays_so_far(spark, cfg) if below else 0  # what decides each stage's execution settings
+    size = night_size(spark, cfg, day) if below else 0  # what decides each stage's execution settings
     outcome: dict[str, str] = {}
     for stage in stages:
         fn = STAGES[stage]
@@ -149,10 +150,27 @@ def run_stages(spark: SparkSession, cfg: Config, day: dt.date, stages: tuple[str
     return outcome
 
 
+# A raw line of either listen format is longer than this (a Last.fm-1K line with a user, a timestamp
+# and two names is about 100 bytes; a ListenBrainz JSON line several hundred), so a night's raw bytes
+# divided by it bound its lines from above.
+RAW_BYTES_PER_LINE = 64
+
+
 def plays_so_far(spark: SparkSession, cfg: Config) -> int:
     """silver.plays' rows (0 before the first clean). Delta answers a bare count from its log's file
     statistics, without reading the files."""
     return delta_io.read_or_empty(spark, cfg, SILVER_PLAYS).count()
+
+
+def night_size(spark: SparkSession, cfg: Config, day: dt.date) -> int:
+    """The rows a night's stages work through, as known before they run: the plays so far, or, where
+    D's raw files are larger, a bound on their lines. A warehouse's first night has no plays yet:
+    without its raw files' size, a 3,000,000-line first night ran ingest and clean interpreted, 77 s
+    and 238 s against 20 s and 134 s compiled on the next night of the same size (2026-12-06)."""
+    size = plays_so_far(spark, cfg)
+    if size >= cfg.nightly.interpreted_below_rows:
+        return size
+    return max(size, raw_bytes(spark, cfg, day) // RAW_BYTES_PER_LINE)
 
 
 def work_rows(stage: str, result: dict) -> int:

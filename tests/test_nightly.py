@@ -2,8 +2,10 @@
 failed stage, forced reruns, the report, and what consumers read."""
 from __future__ import annotations
 
+import datetime as dt
 import json
 import os
+from pathlib import Path
 from types import SimpleNamespace
 
 import pytest
@@ -14,6 +16,7 @@ from conftest import NIGHTS
 from jobs import nightly, recommend
 from jobs.core import delta_io
 from jobs.core.config import with_overrides
+from jobs.core.rawfiles import raw_dir
 from jobs.core.session import sql_settings, task_slots
 from jobs.core.tables import GOLD_RECOMMENDATIONS, GOLD_RUNS, SILVER_PLAYS
 
@@ -227,6 +230,15 @@ def test_stages_run_interpreted_only_while_the_night_is_small_and_the_session_ge
         stage("als", rows=1)
         nightly.run_stages(spark, never, NIGHTS[2], ("als",))
         assert seen["als"] == shipped
+        # A first night with no plays yet but large raw files is not small: its raw bytes bound its
+        # lines (nightly.RAW_BYTES_PER_LINE). 999 lines of 64 bytes are under 1,000; 1,000 are not.
+        line = "u" * 63 + "\n"
+        for day, lines, expected in ((dt.date(2026, 2, 1), 999, interpreted), (dt.date(2026, 2, 2), 1000, shipped)):
+            folder = Path(raw_dir(small, "lastfm-tsv", day))
+            folder.mkdir(parents=True)
+            (folder / "part-1.tsv").write_text(line * lines)
+            nightly.run_stages(spark, small, day, ("als",))
+            assert seen["als"] == expected, (day, lines)
 
 
 def test_task_slots_are_a_local_masters_threads_or_the_clusters_default_parallelism(spark):

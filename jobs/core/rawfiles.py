@@ -44,6 +44,23 @@ def raw_dir(cfg: Config, fmt: str, day: dt.date) -> str:
     return join_path(cfg.raw_path, cfg.ingest.layout.format(format=fmt, date=day.isoformat()))
 
 
+def raw_bytes(spark: SparkSession, cfg: Config, day: dt.date) -> int:
+    """Bytes under the date folders of D's configured listen formats (0 where none): a bound on the
+    night's raw lines before they are read (jobs.nightly sizes a night's execution settings by it)."""
+    total = 0
+    for folder in dict.fromkeys(raw_dir(cfg, fmt, day) for fmt in cfg.ingest.formats):
+        if "://" in folder:
+            jvm = spark.sparkContext._jvm
+            hpath = jvm.org.apache.hadoop.fs.Path(folder)
+            fs = hpath.getFileSystem(spark.sparkContext._jsc.hadoopConfiguration())
+            total += fs.getContentSummary(hpath).getLength() if fs.exists(hpath) else 0
+            continue
+        for current, _, names in os.walk(folder):
+            total += sum(os.stat(os.path.join(current, name)).st_size for name in names
+                         if os.path.isfile(os.path.join(current, name)))
+    return total
+
+
 def has_feedback_folder(cfg: Config) -> bool:
     """Feedback has a folder of its own only when the layout names the format."""
     return "{format}" in cfg.ingest.layout
