@@ -37,7 +37,8 @@ from jobs.core.paths import location, new_artifact
 from jobs.core.records import input_versions, record_model, write_metrics
 from jobs.core.tables import GOLD_SEQUENCES, GOLD_TRACK_EMBEDDINGS, SILVER_PLAYS
 from models import feed, sources
-from models.distributed import TrainSpec, finished_run, latest_checkpoint, load_checkpoint, run_backend
+from models.distributed import LOCAL, TrainSpec, finished_run, latest_checkpoint, load_checkpoint, run_backend
+from models.distributed import train as train_ranks
 from models.embeddings import Word2VecParams, choose_engine, train_word2vec
 from models.export import export
 from models.lstm import LstmParams, NextTrackLSTM, Vocabulary
@@ -52,32 +53,42 @@ NEXT_TRACK = "next_track:"
 
 def run(spark: SparkSession, cfg: Config, day: dt.date, backend: str | None = None) -> dict:
     conf = cfg.train
-    backend = backend or conf.backend
     counts = write_sequences(spark, cfg, day)
+    engine = training_engine(conf, counts["train"], backend)
+    # In the driver: one process doing what world_size ranks do together, one step over
+    # world_size x batch_size examples at the ranks' summed learning rate (models.distributed scales
+    # the rate by the ranks, as Horovod's averaged gradients need).
+    world = 1 if engine == LOCAL else conf.world_size
+    batch_size = conf.batch_size * conf.world_size // world
     vocabulary = training_vocabulary(spark, cfg, day)
     vocab = vocabulary.size
     loss = resolved_loss(conf, vocab)
-    shard_plan = feed.plan(split_files(spark, cfg, day, "train"), conf.world_size, conf.batch_size)
+    shard_plan = feed.plan(split_files(spark, cfg, day, "train"), world, batch_size)
     lstm = LstmParams(vocab, conf.embed_dim, conf.hidden, conf.layers, conf.dropout)
     # Checkpoints belong to one training input: the examples' content and every setting that shapes
     # the run. A rerun on the same input resumes; on other input (new plays, other sizes) starts fresh.
-    input_key = training_input_key(spark, cfg, day, lstm, shard_plan.steps_per_epoch, loss)
+    input_key = training_input_key(spark, cfg, day, lstm, shard_plan.steps_per_epoch, loss, engine)
     spec = TrainSpec(
         lstm=lstm, shards=shard_plan.shards, steps_per_epoch=shard_plan.steps_per_epoch, epochs=conf.epochs,
-        batch_size=conf.batch_size, learning_rate=conf.learning_rate, loss=loss, num_sampled=conf.num_sampled,
+        batch_size=batch_size, learning_rate=conf.learning_rate * (conf.world_size if engine == LOCAL else 1), loss=loss,
+        num_sampled=conf.num_sampled,
         checkpoint_dir=location(cfg, "checkpoints", "lstm", day.isoformat(), input_key), seed=conf.seed,
         pretrained=pretrained(spark, cfg, day), vocabulary=vocabulary.tracks.tolist())
+    where = (f"in the driver ({counts['train']:,} train examples, under train.driver_below_examples "
+             f"{conf.driver_below_examples:,})" if engine == LOCAL else f"{engine} with {world} ranks")
     log.info("train %s: %d train / %d valid examples, vocabulary %d tracks with >= %d plays (+ padding and one "
-             "shared token), %s softmax, %s with %d ranks, %d steps per epoch, rows per rank %s", day, counts["train"],
-             counts["valid"], len(vocabulary.tracks), conf.min_plays, loss, backend, conf.world_size,
-             shard_plan.steps_per_epoch, shard_plan.rows)
+             "shared token), %s softmax, %s, %d steps per epoch of %d examples, rows per rank %s", day,
+             counts["train"], counts["valid"], len(vocabulary.tracks), conf.min_plays, loss, where,
+             shard_plan.steps_per_epoch, batch_size * world, shard_plan.rows)
     results = finished_run(spec)
     if results is not None:
         log.info("train %s: a run of this input already trained all %d epochs (%s with %d ranks; checkpoints in "
                  "%s): its model is used, no rank is launched", day, conf.epochs, results[0]["backend"],
                  results[0]["world_size"], spec.checkpoint_dir)
+    elif engine == LOCAL:
+        results = [train_ranks(spec, LOCAL) | {"attempt": 1}]
     else:
-        results = run_backend(spark, spec, backend, conf.world_size, timeout_s=conf.timeout_minutes * 60.0)
+        results = run_backend(spark, spec, engine, world, timeout_s=conf.timeout_minutes * 60.0)
     rank0 = next(r for r in results if r["rank"] == 0)
     log.info("train %s: loss by epoch %s (resumed after epoch %d), device %s", day,
              [round(x, 4) for x in rank0["loss_by_epoch"]], rank0["resumed_from"], rank0["device"])
@@ -99,6 +110,16 @@ def run(spark: SparkSession, cfg: Config, day: dt.date, backend: str | None = No
     log.info("train %s: next-track %s", day, summary)
     return {"ranks": results, "metrics": metrics, "export": checks, "summary": summary,
             "examples": counts["train"] + counts["valid"]}
+
+
+def training_engine(conf: TrainConf, examples: int, backend: str | None = None) -> str:
+    """Where a night trains: `local` (the driver process) below train.driver_below_examples training
+    examples, where launching the ranks costs more than the epochs (about 14 s of Horovod's start and
+    teardown around 1 s of epochs on the demo's night: README, "Small nights train in the driver"),
+    else train.backend. A backend named on the command line (`--backend`) always launches its ranks."""
+    if backend is not None:
+        return backend
+    return LOCAL if examples < conf.driver_below_examples else conf.backend
 
 
 def resolved_loss(conf: TrainConf, vocab: int) -> str:
@@ -154,7 +175,8 @@ def write_sequences(spark: SparkSession, cfg: Config, day: dt.date) -> dict:
     return counts
 
 
-def training_input_key(spark: SparkSession, cfg: Config, day: dt.date, lstm: LstmParams, steps: int, loss: str) -> str:
+def training_input_key(spark: SparkSession, cfg: Config, day: dt.date, lstm: LstmParams, steps: int, loss: str,
+                       engine: str) -> str:
     """A digest of D's examples (count and an order-free sum of row hashes) and the run's settings."""
     stored = delta_io.read(spark, cfg, GOLD_SEQUENCES).where(F.col("run_date") == F.lit(day))
     content = stored.agg(F.count("*").alias("n"),
@@ -163,6 +185,8 @@ def training_input_key(spark: SparkSession, cfg: Config, day: dt.date, lstm: Lst
     conf = cfg.train
     settings = (content["n"], str(content["h"]), lstm, steps, conf.epochs, conf.batch_size, conf.learning_rate,
                 loss, conf.num_sampled, conf.seed, conf.world_size, conf.init_from_embeddings, conf.min_plays)
+    if engine == LOCAL:  # the driver's run has its own checkpoints (one process, other batches)
+        settings += (LOCAL,)
     return hashlib.sha256(repr(settings).encode()).hexdigest()[:16]
 
 

@@ -177,7 +177,8 @@ class _Local:
         pass
 
 
-BACKENDS = {"horovod": _Horovod, "torch-distributor": _Torch, "local": _Local}
+LOCAL = _Local.name
+BACKENDS = {"horovod": _Horovod, "torch-distributor": _Torch, LOCAL: _Local}
 
 
 def train(spec: TrainSpec, backend: str) -> dict:

@@ -169,6 +169,7 @@ def test_a_training_killed_mid_run_reruns_from_its_last_checkpoint_under_horovod
     shutil.copytree(modelled.warehouse, tmp_path / "wh", ignore=shutil.ignore_patterns("_lease", "_checkpoints"))
     epochs = 60
     cfg = with_overrides(modelled, [f"warehouse={tmp_path / 'wh'}", "train.backend=horovod", f"train.epochs={epochs}",
+                                    "train.driver_below_examples=0",
                                     "train.embed_dim=16", "train.hidden=32", "train.batch_size=128", "train.window=5",
                                     "train.sequence_files=4", "train.eval_examples=500", "train.timeout_minutes=1.5",
                                     "log_level=INFO", "spark.event_log=false"])
@@ -319,6 +320,15 @@ def test_a_crafted_model_file_cannot_run_code_when_loaded(tmp_path):
     assert not marker.exists()
 
 
+def test_a_small_night_trains_in_the_driver_and_a_named_backend_launches_its_ranks(base_cfg):
+    conf = with_overrides(base_cfg, ["train.driver_below_examples=1000", "train.backend=horovod"]).train
+    assert train.training_engine(conf, 999) == "local"
+    assert train.training_engine(conf, 1000) == "horovod"
+    assert train.training_engine(conf, 10, "torch-distributor") == "torch-distributor"  # `--backend` on the command line
+    never = with_overrides(base_cfg, ["train.driver_below_examples=0", "train.backend=horovod"]).train
+    assert train.training_engine(never, 1) == "horovod"
+
+
 def test_train_reruns_on_changed_input_start_fresh_and_publish_a_new_model(spark, base_cfg, tmp_path, monkeypatch):
     from conftest import small_generate
     from jobs import clean, generate, ingest
@@ -335,8 +345,10 @@ def test_train_reruns_on_changed_input_start_fresh_and_publish_a_new_model(spark
     for d in NIGHTS[:2]:
         ingest.run(spark, cfg, d)
         clean.run(spark, cfg, d)
-    first = train.run(spark, cfg, day)
+    first = train.run(spark, cfg, day)  # a small night: trained in the driver, as world_size ranks would
     assert first["ranks"][0]["resumed_from"] == 0
+    assert (first["ranks"][0]["backend"], first["ranks"][0]["world_size"]) == ("local", 1)
+    assert first["ranks"][0]["spec"]["batch_size"] == 2 * cfg.train.batch_size
     path_of = {}
     path_of[1] = delta_io.read(spark, cfg, GOLD_MODELS).where("model = 'lstm'").first()["path"]
     # new plays of new tracks arrive for the same date: the vocabulary grows, the examples change
@@ -358,8 +370,9 @@ def test_train_reruns_on_changed_input_start_fresh_and_publish_a_new_model(spark
     # the same input again: that run trained every epoch, so its final checkpoint is used and no rank
     # is launched (a launch is seconds of process start and teardown for nothing to train)
     monkeypatch.setattr(train, "run_backend", lambda *args, **kwargs: pytest.fail("ranks launched again"))
+    monkeypatch.setattr(train, "train_ranks", lambda *args, **kwargs: pytest.fail("trained again"))
     third = train.run(spark, cfg, day)
     assert third["ranks"][0]["resumed_from"] == 1
     assert third["ranks"][0]["loss_by_epoch"] == second["ranks"][0]["loss_by_epoch"]
     again = delta_io.read(spark, cfg, GOLD_MODELS).where("model = 'lstm'").collect()
-    assert len(again) == 1 and again[0]["backend"] == "torch-distributor" and again[0]["world_size"] == 2
+    assert len(again) == 1 and again[0]["backend"] == "local" and again[0]["world_size"] == 1

@@ -213,6 +213,10 @@ class TrainConf:
     sequence_files: int = key(8, gt=0, help="Parquet files of the examples (at least `world_size`)")
     eval_examples: int = key(20000, gt=0, help="validation examples scored for the metrics")
     export_onnx: bool = key(True, help="also export ONNX (checked with onnxruntime)")
+    driver_below_examples: int = key(50_000, ge=0, help="a night with fewer training examples trains in the driver "
+                                                        "process (the same training as world_size ranks: one step of "
+                                                        "world_size x batch_size examples) instead of launching the "
+                                                        "ranks (0: always distributed; `--backend` forces the ranks)")
     timeout_minutes: float = key(240.0, gt=0, help="a distributed attempt running longer is cancelled and "
                                                    "tried once more (resuming from its checkpoint)")
     seed: int = key(7, help="training seed")
