@@ -165,8 +165,9 @@ def plays_so_far(spark: SparkSession, cfg: Config) -> int:
 def night_size(spark: SparkSession, cfg: Config, day: dt.date) -> int:
     """The rows a night's stages work through, as known before they run: the plays so far, or, where
     D's raw files are larger, a bound on their lines. A warehouse's first night has no plays yet:
-    without its raw files' size, a 3,000,000-line first night ran ingest and clean interpreted, 77 s
-    and 238 s against 20 s and 134 s compiled on the next night of the same size (2026-12-06)."""
+    without its raw files' size, a 3,000,000-line first night ran ingest and clean interpreted with
+    two shuffle partitions (77 s and 238 s, against 20 s and 134 s compiled for the next night of the
+    same size, which also had a warm JVM: 2026-12-06, docs/performance.md)."""
     size = plays_so_far(spark, cfg)
     if size >= cfg.nightly.interpreted_below_rows:
         return size

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import numpy as np
+import pytest
 from pyspark.sql import functions as F
 
 from conftest import NIGHTS, rows_for
@@ -95,3 +96,17 @@ def test_neighbours_of_a_large_catalogue_are_exact_and_computed_in_bounded_memor
         best = np.argsort(-exact, kind="stable")[:10]
         assert list(idx[i]) == list(best) and np.allclose(sims[i], exact[best], atol=1e-5)
     assert queries_at[0] not in idx[0] and (np.diff(sims, axis=1) <= 1e-6).all()
+
+
+@pytest.mark.parametrize("tracks", [40, 4000])  # a full partition, and the sampled floor (models.embeddings.best_n)
+def test_neighbours_at_equal_similarity_come_in_the_order_of_the_rows(tracks):
+    """Exact ties (tracks with the same vector, as a long tail's often are) are broken by row, so a
+    night's neighbours do not depend on how a partition happened to order them."""
+    from models.embeddings import top_neighbours
+    rng = np.random.default_rng(5)
+    matrix = rng.normal(size=(tracks, 8)).astype(np.float32)
+    twins = rng.choice(np.arange(1, tracks), 12, replace=False)
+    matrix[twins] = matrix[0] * 2.0  # twelve rows at cosine 1 from row 0 (and from each other)
+    idx, sims = top_neighbours(matrix[[0]], matrix, 15, exclude_self=np.array([0]))
+    assert list(idx[0][:12]) == sorted(twins) and np.allclose(sims[0][:12], 1.0)
+    assert (np.diff(sims[0]) <= 0).all() and 0 not in idx[0]

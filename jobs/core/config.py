@@ -296,7 +296,7 @@ class NightlyConf:
     als_every_days: int = key(1, gt=0, help="retrain ALS every N days")
     train_every_days: int = key(7, gt=0, help="retrain the LSTM every N days")
     maintain_every_days: int = key(7, gt=0, help="table upkeep (maintain) every N days from the first night")
-    interpreted_below_rows: int = key(250000, ge=0, help="while the plays so far (and this night's rows read) are under N, "
+    interpreted_below_rows: int = key(250000, ge=0, help="while the plays so far (and this night's rows read, and its raw files' bytes / 64) are under N, "
                                       "stages run Spark's interpreted expressions without whole-stage code generation or "
                                       "adaptive re-planning (recommend: only the re-planning off), with one shuffle partition "
                                       "per task slot: compiling costs more than a small night's rows; 0: never")
