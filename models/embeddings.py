@@ -179,31 +179,17 @@ def best_n(scores: np.ndarray, n: int) -> tuple[np.ndarray, np.ndarray]:
         sample = scores[:, ::stride]
         floor = np.partition(sample, sample.shape[1] - n, axis=1)[:, sample.shape[1] - n]
         if np.isfinite(floor).all():
-            at, col = np.nonzero(scores >= floor[:, None])
-            counts = np.bincount(at, minlength=rows)
-            # many equal scores at the floor (a zero vector's row) fall back to the full partition
-            if counts.min() >= n and len(at) <= 4 * rows * n * stride:
+            above = scores >= floor[:, None]
+            counts = np.count_nonzero(above, axis=1)
+            # many equal scores at the floor (a zero vector's row) fall back to the stable sort below
+            if counts.min() >= n and counts.sum() <= 4 * rows * n * stride:
+                at, col = np.nonzero(above)
                 value = scores[at, col]
                 order = np.lexsort((col, -value, at))  # by row, then score descending, then column
                 first = np.concatenate(([0], np.cumsum(counts)[:-1]))
                 take = order[(first[:, None] + np.arange(n)).ravel()]
                 return col[take].reshape(rows, n), value[take].reshape(rows, n)
-    np.negative(scores, out=scores)  # ascending distance = descending score, in place
-    part = np.argpartition(scores, kth=n - 1, axis=1)[:, :n]
-    part_distance = np.take_along_axis(scores, part, axis=1)
-    order = np.lexsort((part, part_distance), axis=1)
-    return np.take_along_axis(part, order, axis=1), -np.take_along_axis(part_distance, order, axis=1)
-    step = max(1, chunk_bytes // (12 * m.shape[0]))
-    for lo in range(0, len(q), step):
-        hi = min(lo + step, len(q))
-        distance = q[lo:hi] @ m.T
-        np.negative(distance, out=distance)  # ascending distance = descending similarity, in place
-        if exclude_self is not None:
-            rows = np.flatnonzero(exclude_self[lo:hi] >= 0)
-            distance[rows, exclude_self[lo:hi][rows]] = np.inf
-        part = np.argpartition(distance, kth=n - 1, axis=1)[:, :n]
-        part_distance = np.take_along_axis(distance, part, axis=1)
-        order = np.argsort(part_distance, axis=1, kind="stable")
-        indices[lo:hi] = np.take_along_axis(part, order, axis=1)
-        similarities[lo:hi] = -np.take_along_axis(part_distance, order, axis=1)
-    return indices, similarities
+    # a small row (under 4n scores) or a row of ties: a stable sort of all its scores, in place
+    np.negative(scores, out=scores)  # ascending distance = descending score
+    best = np.argsort(scores, axis=1, kind="stable")[:, :n]
+    return best, -np.take_along_axis(scores, best, axis=1)

@@ -110,3 +110,6 @@ def test_neighbours_at_equal_similarity_come_in_the_order_of_the_rows(tracks):
     idx, sims = top_neighbours(matrix[[0]], matrix, 15, exclude_self=np.array([0]))
     assert list(idx[0][:12]) == sorted(twins) and np.allclose(sims[0][:12], 1.0)
     assert (np.diff(sims[0]) <= 0).all() and 0 not in idx[0]
+    # a zero vector is at similarity 0 from every track: all tie, the first rows come
+    idx, sims = top_neighbours(np.zeros((1, 8), np.float32), matrix, 15)
+    assert list(idx[0]) == list(range(15)) and not sims.any()
