@@ -59,7 +59,8 @@ def run(spark: SparkSession, cfg: Config, day: dt.date, backend: str | None = No
     # world_size x batch_size examples at the ranks' summed learning rate (models.distributed scales
     # the rate by the ranks, as Horovod's averaged gradients need).
     world = 1 if engine == LOCAL else conf.world_size
-    batch_size = conf.batch_size * conf.world_size // world
+    per_rank = conf.world_size // world  # the ranks' share each of `world` processes takes: 1, or all
+    batch_size = conf.batch_size * per_rank
     vocabulary = training_vocabulary(spark, cfg, day)
     vocab = vocabulary.size
     loss = resolved_loss(conf, vocab)
@@ -70,8 +71,7 @@ def run(spark: SparkSession, cfg: Config, day: dt.date, backend: str | None = No
     input_key = training_input_key(spark, cfg, day, lstm, shard_plan.steps_per_epoch, loss, engine)
     spec = TrainSpec(
         lstm=lstm, shards=shard_plan.shards, steps_per_epoch=shard_plan.steps_per_epoch, epochs=conf.epochs,
-        batch_size=batch_size, learning_rate=conf.learning_rate * (conf.world_size if engine == LOCAL else 1), loss=loss,
-        num_sampled=conf.num_sampled,
+        batch_size=batch_size, learning_rate=conf.learning_rate * per_rank, loss=loss, num_sampled=conf.num_sampled,
         checkpoint_dir=location(cfg, "checkpoints", "lstm", day.isoformat(), input_key), seed=conf.seed,
         pretrained=pretrained(spark, cfg, day), vocabulary=vocabulary.tracks.tolist())
     where = (f"in the driver ({counts['train']:,} train examples, under train.driver_below_examples "

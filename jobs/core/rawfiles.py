@@ -50,9 +50,7 @@ def raw_bytes(spark: SparkSession, cfg: Config, day: dt.date) -> int:
     total = 0
     for folder in dict.fromkeys(raw_dir(cfg, fmt, day) for fmt in cfg.ingest.formats):
         if "://" in folder:
-            jvm = spark.sparkContext._jvm
-            hpath = jvm.org.apache.hadoop.fs.Path(folder)
-            fs = hpath.getFileSystem(spark.sparkContext._jsc.hadoopConfiguration())
+            fs, hpath = _hadoop_path(spark, folder)
             total += fs.getContentSummary(hpath).getLength() if fs.exists(hpath) else 0
             continue
         for current, _, names in os.walk(folder):
@@ -66,12 +64,17 @@ def has_feedback_folder(cfg: Config) -> bool:
     return "{format}" in cfg.ingest.layout
 
 
+def _hadoop_path(spark: SparkSession, uri: str):
+    """(Hadoop FileSystem, Path) of a URI, through the session's Hadoop configuration."""
+    hpath = spark.sparkContext._jvm.org.apache.hadoop.fs.Path(uri)
+    return hpath.getFileSystem(spark.sparkContext._jsc.hadoopConfiguration()), hpath
+
+
 def path_exists(spark: SparkSession, path: str) -> bool:
     if "://" not in path:
         return os.path.exists(path)
-    jvm = spark.sparkContext._jvm
-    hpath = jvm.org.apache.hadoop.fs.Path(path)
-    return hpath.getFileSystem(spark.sparkContext._jsc.hadoopConfiguration()).exists(hpath)
+    fs, hpath = _hadoop_path(spark, path)
+    return fs.exists(hpath)
 
 
 def glob_escaped(path: str) -> str:
