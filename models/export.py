@@ -1,5 +1,11 @@
 """Exporting a trained next-track LSTM: model.pt (weights, sizes, window), TorchScript and ONNX, each
-checked to give the trained model's top-k on sample windows. Files go to a folder or URI."""
+checked to give the trained model's scores and top-k on sample windows. Files go to a folder or URI.
+
+Another runtime computes the same network with other kernels, so its scores differ from torch's in
+the last bits (ONNX Runtime: up to about 5e-6 on scores of magnitude 10, lfm1b-dev 2026-12-06), and
+where two tracks score exactly alike in torch it may rank them the other way round. The check
+allows exactly that and nothing more: every score within the tolerance of torch's, and each of
+the export's top k tracks scored by torch within the tolerance of torch's own score at that rank."""
 from __future__ import annotations
 
 import io
@@ -8,7 +14,7 @@ import numpy as np
 import torch
 
 from models import serving, storage
-from models.lstm import NextTrackLSTM, Vocabulary, top_k
+from models.lstm import NextTrackLSTM, Vocabulary
 
 
 def export(model: NextTrackLSTM, folder: str, window: int, vocabulary: Vocabulary, sample: np.ndarray, k: int,
@@ -19,7 +25,9 @@ def export(model: NextTrackLSTM, folder: str, window: int, vocabulary: Vocabular
     serving.save(serving.saved_model(model, window, vocabulary), folder)
     sample = vocabulary.tokens(sample)
     x = torch.as_tensor(sample, dtype=torch.long)
-    expected = top_k(model, x, k)
+    with torch.no_grad():
+        reference = model(x)
+        reference[:, 0] = float("-inf")
     buffer = io.BytesIO()
     torch.jit.save(torch.jit.trace(model, x[:2]), buffer)
     storage.write_bytes(storage.join(folder, "model.torchscript.pt"), buffer.getvalue())
@@ -27,16 +35,37 @@ def export(model: NextTrackLSTM, folder: str, window: int, vocabulary: Vocabular
     with torch.no_grad():
         ts_scores = reloaded(x)
         ts_scores[:, 0] = float("-inf")
-    checks = {"torchscript_top_k_equal": bool(torch.equal(torch.topk(ts_scores, k, dim=1).indices, expected))}
+    checks = {"torchscript_top_k_equal": top_k_agrees(reference, ts_scores, k)}
     if onnx:
-        checks.update(_onnx(model, folder, x, sample, k, expected))
+        checks.update(_onnx(model, folder, x, sample, k, reference))
     if not checks["torchscript_top_k_equal"] or checks.get("onnx_top_k_equal") is False:
-        raise RuntimeError(f"an export does not give the trained model's top-{k}: {checks}")
+        raise RuntimeError(f"an export does not give the trained model's scores and top-{k} on {len(sample)} sample "
+                           f"windows (within {RTOL:g} relative + {ATOL:g}): {checks}; train.export_onnx=false skips "
+                           f"the ONNX export")
     return checks
 
 
+RTOL, ATOL = 1e-5, 1e-5
+
+
+def top_k_agrees(reference: torch.Tensor, scores: torch.Tensor, k: int) -> bool:
+    """Whether `scores` (an export's, [windows, tokens]) give the top k of `reference` (the trained
+    model's): every finite score within RTOL * |reference| + ATOL of the reference's, and the
+    reference's score of each of the export's top k tracks within that tolerance of the reference's
+    k best scores, rank for rank. Tracks that tie in the reference may come in either order; a
+    track that scores lower by more than the tolerance may not take a place."""
+    tolerance = RTOL * reference.abs() + ATOL
+    finite = torch.isfinite(reference)
+    if not torch.equal(finite, torch.isfinite(scores)) or bool((scores - reference).abs()[finite].gt(
+            tolerance[finite]).any()):
+        return False
+    best = torch.topk(reference, k, dim=1).values
+    picked = reference.gather(1, torch.topk(scores, k, dim=1).indices)
+    return bool(((picked - best).abs() <= RTOL * best.abs() + ATOL).all())
+
+
 def _onnx(model: NextTrackLSTM, folder: str, x: torch.Tensor, sample: np.ndarray, k: int,
-          expected: torch.Tensor) -> dict:
+          reference: torch.Tensor) -> dict:
     buffer = io.BytesIO()
     try:
         torch.onnx.export(model, (x[:2],), buffer, input_names=["windows"], output_names=["scores"],
@@ -48,5 +77,5 @@ def _onnx(model: NextTrackLSTM, folder: str, x: torch.Tensor, sample: np.ndarray
     session = onnxruntime.InferenceSession(buffer.getvalue(), providers=["CPUExecutionProvider"])
     onnx_scores = torch.as_tensor(session.run(["scores"], {"windows": sample.astype(np.int64)})[0])
     onnx_scores[:, 0] = float("-inf")
-    return {"onnx_top_k_equal": bool(torch.equal(torch.topk(onnx_scores, k, dim=1).indices, expected)),
-            "onnx": "exported"}
+    return {"onnx_top_k_equal": top_k_agrees(reference, onnx_scores, k), "onnx": "exported",
+            "onnx_max_abs_diff": float((onnx_scores - reference).abs()[torch.isfinite(reference)].max())}

@@ -107,14 +107,6 @@ def sampled_softmax_loss(model: NextTrackLSTM, windows: torch.Tensor, targets: t
     return F.cross_entropy(logits, torch.zeros(len(targets), dtype=torch.long, device=h.device))
 
 
-def top_k(model: NextTrackLSTM, windows: torch.Tensor, k: int) -> torch.Tensor:
-    """The k best next tracks per window (padding index 0 excluded)."""
-    with torch.no_grad():
-        scores = model(windows)
-        scores[:, 0] = float("-inf")
-        return torch.topk(scores, k, dim=1).indices
-
-
 class NextTrackObjective(nn.Module):
     """The training loss as a module, so that a data-parallel wrapper sees every parameter used in
     one forward call (DistributedDataParallel synchronises gradients through its forward)."""
