@@ -202,6 +202,22 @@ def test_launch_puts_spark_conf_with_secrets_in_a_private_properties_file(tmp_pa
     assert "spark.hadoop.fs.s3a.secret.key=s3cr\\=t\n" in text and "spark.sql.extensions=" in text
 
 
+def test_every_session_keeps_4000_compiled_classes_unless_its_config_sets_another_size(tmp_path):
+    """In-process sessions and submit.sh's properties file alike (docs/performance.md, "Compiled
+    classes kept for the whole application"; tests/test_recommend.py measures what it saves)."""
+    from jobs.core.launch import submit_options
+    from jobs.core.session import spark_conf
+    key = "spark.sql.codegen.cache.maxEntries"
+    path = write(tmp_path, "warehouse: /w\nraw_path: /r\n")
+    assert spark_conf(load_config(path))[key] == "4000"
+    assert spark_conf(load_config(path, [f"spark.conf.{key}=500"]))[key] == "500"
+    props = tmp_path / "spark.properties"
+    submit_options(["clean", "--conf", str(path), "--date", "2026-01-01"], str(props))
+    assert f"{key}=4000\n" in props.read_text()
+    submit_options(["clean", "--conf", str(path), "--date", "2026-01-01", "--set", f"spark.conf.{key}=500"], str(props))
+    assert f"{key}=500\n" in props.read_text() and f"{key}=4000" not in props.read_text()
+
+
 def test_uris_stay_uris_for_every_path_the_jobs_write(tmp_path):
     import datetime as dt
 

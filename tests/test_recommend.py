@@ -60,11 +60,22 @@ def test_cold_start_users_get_full_lists_from_segments_and_popularity(spark, thr
     assert warm_sources & {"als", "lstm", "item2vec", "history"}
 
 
-def test_excluded_window_and_rerun_replaces_the_date_atomically(spark, three_nights):
+def test_excluded_window_and_rerun_replaces_the_date_atomically_and_compiles_almost_nothing_again(spark, three_nights):
+    """Both runs use compiled expressions, as recommend does on a small night (jobs.nightly.SMALL_NIGHT_MODE,
+    while the test session interprets): the first compiles a few hundred query classes, more than
+    Spark keeps by default (100), and the rerun in the same application must find them compiled
+    (the session keeps CODEGEN_CACHE_ENTRIES; docs/performance.md, "Compiled classes kept for the
+    whole application"), as a night's later stages and a backfill's later nights do."""
+    from jobs.core.session import SMALL_NIGHT, sql_settings
     cfg, _ = three_nights
     day = NIGHTS[2]
     strict = with_overrides(cfg, ["recommend.exclude_played_days=2"])
-    summary = recommend.run(spark, strict, day)
+    codegen = spark._jvm.org.apache.spark.metrics.source.CodegenMetrics.METRIC_COMPILATION_TIME()
+    compiled = {"spark.sql.codegen.wholeStage": "true", "spark.sql.codegen.factoryMode": "FALLBACK"} | SMALL_NIGHT["no-aqe"]
+    before = codegen.getCount()
+    with sql_settings(spark, compiled):
+        summary = recommend.run(spark, strict, day)
+    first_run = codegen.getCount() - before
     recs = delta_io.read(spark, cfg, GOLD_RECOMMENDATIONS).where(F.col("run_date") == F.lit(day))
     # the summary (gold.runs, the nightly's table) measures exactly the published rows
     assert (summary["users"], summary["rows"], summary["min_per_user"]) == (
@@ -74,7 +85,11 @@ def test_excluded_window_and_rerun_replaces_the_date_atomically(spark, three_nig
     assert recs.join(lately, ["user_id", "track_id"]).count() == 0
     assert recs.groupBy("user_id").count().where(F.col("count") != K).count() == 0
     before_other_days = recs_of(spark, cfg, NIGHTS[0])
-    recommend.run(spark, strict, day)
+    before = codegen.getCount()
+    with sql_settings(spark, compiled):
+        recommend.run(spark, strict, day)
+    rerun = codegen.getCount() - before
+    assert first_run > 100 and rerun <= first_run // 10, (first_run, rerun)
     assert delta_io.read(spark, cfg, GOLD_RECOMMENDATIONS).where(F.col("run_date") == F.lit(day)).count() == recs.count()
     assert recs_of(spark, cfg, NIGHTS[0]) == before_other_days
 

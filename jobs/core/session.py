@@ -30,6 +30,13 @@ DELTA_CONF = {
     "spark.sql.session.timeZone": "UTC",
 }
 
+# Compiled query classes Spark keeps per JVM (a static setting; Spark's default is 100). One night
+# of `make demo` compiles 803 distinct classes, one recommend stage a few hundred: with 100 entries
+# the cache evicts in a cycle, so every stage recompiles what it compiled the night (or the run)
+# before (1,774 compilations in that demo). A config's spark.conf may set it otherwise
+# (docs/performance.md, "Compiled classes kept for the whole application").
+CODEGEN_CACHE_ENTRIES = 4000
+
 
 def cache_dir() -> Path:
     return Path(os.environ.get("SETLIST_CACHE", Path.home() / ".cache" / "setlist"))
@@ -124,9 +131,11 @@ def driver_java_options(cfg: Config, conf: dict[str, str]) -> str:
 
 
 def spark_conf(cfg: Config) -> dict[str, str]:
-    """Every Spark setting the environment asks for: Delta's, the files' umask, then the config file's."""
+    """Every Spark setting the environment asks for: Delta's, the files' umask, the compiled-class cache
+    (CODEGEN_CACHE_ENTRIES), then the config file's (which may override any of them)."""
     conf = dict(DELTA_CONF) | {"spark.hadoop.fs.permissions.umask-mode": cfg.file_umask,
-                               "spark.executorEnv.OPENBLAS_NUM_THREADS": "1"}
+                               "spark.executorEnv.OPENBLAS_NUM_THREADS": "1",
+                               "spark.sql.codegen.cache.maxEntries": str(CODEGEN_CACHE_ENTRIES)}
     if cfg.spark.event_log:
         conf |= {"spark.eventLog.enabled": "true", "spark.eventLog.dir": event_log_dir(cfg)}
     conf.update({k: str(v).lower() if isinstance(v, bool) else str(v) for k, v in cfg.spark.conf.items()})
