@@ -21,8 +21,6 @@ import sys
 import time
 from pathlib import Path
 
-HERE = Path(__file__).resolve().parent
-
 
 def measured(spark) -> str:
     metrics = spark._jvm.org.apache.spark.metrics.source.CodegenMetrics
