@@ -1,11 +1,13 @@
 """How fast clean parses and classifies a date's bronze lines, alone: the pass that gives every line
 its parsed columns and its quarantine reason (jobs.clean.classify), with nothing written.
 
-    .venv/bin/python bench/classify.py WAREHOUSE DATE [--repeat 2]
+    .venv/bin/python bench/classify.py WAREHOUSE DATE [--repeat 2] [--set key=value ...]
 
 Reads the date's bronze.listens once into a local checkpoint, then runs classify over it --repeat
 times into Spark's `noop` sink and prints lines, seconds and lines/s per core of each pass (the
-first includes code generation). Only reads the warehouse.
+first includes code generation). Only reads the warehouse. --set overrides config keys, e.g.
+`--set spark.conf.spark.driver.extraJavaOptions=-XX:+DontCompileHugeMethods` (the driver JVM's
+options as the config's own: they follow the session's JIT_OPTIONS).
 """
 from __future__ import annotations
 
@@ -22,8 +24,9 @@ def main() -> None:
     ap.add_argument("warehouse")
     ap.add_argument("date", type=dt.date.fromisoformat)
     ap.add_argument("--repeat", type=int, default=2)
+    ap.add_argument("--set", nargs="*", default=[])
     args = ap.parse_args()
-    spark, cfg = session([f"warehouse={args.warehouse}", "log_level=WARNING"])
+    spark, cfg = session([f"warehouse={args.warehouse}", "log_level=WARNING", *args.set])
     from pyspark.sql import functions as F
 
     from jobs.clean import classify

@@ -30,7 +30,7 @@ from pyspark.sql import functions as F
 
 from jobs.core import delta_io
 from jobs.core.config import Config
-from jobs.core.erasure import split_erased
+from jobs.core.erasure import erasure_filter, split_erased
 from jobs.core.errors import DataQualityFailed, InputError
 from jobs.core.frames import CacheScope
 from jobs.core.records import now
@@ -52,17 +52,22 @@ DUPLICATE_KEY = ("user_id", "track_id", "ts")
 
 def run(spark: SparkSession, cfg: Config, day: dt.date) -> dict:
     all_versions = delta_io.read(spark, cfg, BRONZE_LISTENS).where(F.col("ingest_date") == F.lit(day))
-    with CacheScope() as cache:
+    erasure = erasure_filter(spark, cfg)
+    # The parsed lines are cached once and read by every later step. Uncompressed, and with the text of
+    # the good lines left out (only quarantined rows keep theirs): building the cache was half of the
+    # parsing pass's time (docs/performance.md, "Clean's cache kept lean").
+    with CacheScope(compressed=False) as cache:
         observed, versions = Observation("clean"), Observation("versions")  # measured during the first pass
-        current = cache(classify(current_versions(all_versions, versions), day, cfg.clean.ts_floor).observe(
-            observed, *quality_measures()))
+        parsed = classify(current_versions(all_versions, versions), day, cfg.clean.ts_floor)
+        if erasure:  # who logged each line, read leniently from its text before that is left out
+            parsed = parsed.withColumn("_user", logged_user(F.col("raw"), F.col("format")))
+        current = cache(refused_text_only(parsed).observe(observed, *quality_measures()))
         bronze_rows = current.count()
         if bronze_rows == 0:
             raise InputError(f"no rows in {BRONZE_LISTENS.full_name} for {day}: run `ingest --date {day}` first")
         seen = observed.get
         replaced = int(versions.get["replaced"] or 0)
-        classified, erased_rows = split_erased(
-            spark, cfg, current.withColumn("_user", logged_user(F.col("raw"), F.col("format"))), "_user")
+        classified, erased_rows = split_erased(spark, cfg, current, "_user", erasure)
         classified = classified.drop("_user")
         erased = 0 if erased_rows is None else erased_rows.count()
         log.info("clean %s: %d bronze rows (%d older versions of re-delivered lines replaced)", day, bronze_rows,
@@ -163,6 +168,13 @@ def current_versions(bronze: DataFrame, versions: Observation | None = None) -> 
 def classify(bronze: DataFrame, day: dt.date, ts_floor: dt.date) -> DataFrame:
     """Parsed bronze rows with `reason`: null for a good record, else why it is refused."""
     return parse_records(bronze).withColumn("reason", quarantine_reason(day, ts_floor))
+
+
+def refused_text_only(classified: DataFrame) -> DataFrame:
+    """Classified rows with `raw` and `raw_base64` kept only where the row is refused (`reason` set):
+    silver.quarantine keeps a refused line's text; a play is made of its parsed columns."""
+    refused = F.col("reason").isNotNull()
+    return classified.withColumns({name: F.when(refused, F.col(name)) for name in ("raw", "raw_base64")})
 
 
 def to_plays(good: DataFrame, unicode_form: str) -> DataFrame:

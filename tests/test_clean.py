@@ -18,7 +18,7 @@ from jobs.core.config import with_overrides
 from jobs.core.rawfiles import raw_dir
 from jobs.core.tables import (BRONZE_LISTENS, SILVER_CLEAN_RUNS, SILVER_PLAYS, SILVER_QUARANTINE, SILVER_TRACKS,
                               SILVER_USERS)
-from jobs.clean import classify, drop_duplicates, to_plays
+from jobs.clean import classify, drop_duplicates, refused_text_only, to_plays
 from models.synthetic import PLANTED_REASONS
 from udfs import quality as Q
 
@@ -108,6 +108,31 @@ def test_parsed_fields_of_both_formats(spark):
         ("user_1", dt.datetime(2026, 1, 2, 10, 0), ARTIST_MBID, "Deep Dish", MBID, "Milkshake"),
         ("lb", dt.datetime(2026, 1, 2, 10, 0), ARTIST_MBID, "Deep Dish", MBID, "Milkshake"),
     ]
+
+
+def test_clean_caches_its_parsed_lines_uncompressed_keeping_only_the_refused_lines_text(spark):
+    """What clean caches (jobs.clean.run): the classified lines, where only a refused line keeps its
+    text (silver.quarantine needs it; a play does not), in a cache built without compression, the
+    session's own setting untouched."""
+    from jobs.core.frames import COMPRESSED, CacheScope
+    lean = refused_text_only(classify(bronze(spark, CASES), RUN, FLOOR))
+    kept = {r["line_number"]: r["raw"] is not None for r in lean.collect()}
+    assert kept == {i + 1: reason is not None for i, (_, _, reason) in enumerate(CASES)}
+    names = spark.range(20000).select(F.concat(F.lit("the same few names of tracks, again: "),
+                                               (F.col("id") % 10).cast("string")).alias("name"))
+
+    def cached_bytes() -> int:
+        return sum(i.memSize() + i.diskSize() for i in spark.sparkContext._jsc.sc().getRDDStorageInfo())
+
+    sizes = {}
+    for compressed in (None, False):  # None: the session's setting (Spark's default, compressed)
+        before = cached_bytes()
+        with CacheScope(compressed=compressed) as cache:
+            assert cache(names).count() == 20000
+            sizes[compressed] = cached_bytes() - before
+            assert spark.conf.get(COMPRESSED) == "true"
+        assert cached_bytes() == before  # released on the way out
+    assert sizes[False] > 5 * sizes[None] > 0, sizes
 
 
 def test_to_plays_gives_one_identity_for_messy_spellings(spark):

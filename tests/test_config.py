@@ -245,11 +245,11 @@ def test_launch_hands_the_configs_driver_java_options_to_spark_submit(tmp_path):
 
 
 def test_the_driver_class_archive_is_added_once_built_and_only_where_the_driver_runs(tmp_path, monkeypatch):
-    from jobs.core.session import CLASS_ARCHIVE_QUIET, class_archive_path, spark_conf
+    from jobs.core.session import CLASS_ARCHIVE_QUIET, JIT_OPTIONS, class_archive_path, spark_conf
     monkeypatch.setenv("SETLIST_CACHE", str(tmp_path / "cache"))
-    own = "-Dsetlist.probe=1"
+    own = f"{JIT_OPTIONS} -Dsetlist.probe=1"  # the config's own options follow the JIT's
     cfg = load_config(write(tmp_path, f"warehouse: /w\nraw_path: /r\nspark:\n  conf:\n"
-                                      f"    spark.driver.extraJavaOptions: {own}\n"))
+                                      f"    spark.driver.extraJavaOptions: -Dsetlist.probe=1\n"))
     assert spark_conf(cfg)["spark.driver.extraJavaOptions"] == own  # not built: the config's own options
     archive = class_archive_path(cfg.spark.packages)
     archive.parent.mkdir(parents=True)
@@ -259,7 +259,22 @@ def test_the_driver_class_archive_is_added_once_built_and_only_where_the_driver_
     assert spark_conf(remote)["spark.driver.extraJavaOptions"] == own  # the driver starts on another machine
     assert spark_conf(with_overrides(cfg, ["spark.class_archive=false"]))["spark.driver.extraJavaOptions"] == own
     dumping = with_overrides(cfg, ["spark.conf.spark.driver.extraJavaOptions=-XX:ArchiveClassesAtExit=/tmp/x.jsa"])
-    assert spark_conf(dumping)["spark.driver.extraJavaOptions"] == "-XX:ArchiveClassesAtExit=/tmp/x.jsa"
+    assert spark_conf(dumping)["spark.driver.extraJavaOptions"] == f"{JIT_OPTIONS} -XX:ArchiveClassesAtExit=/tmp/x.jsa"
+
+
+def test_every_spark_jvm_compiles_huge_generated_methods_unless_the_config_says_otherwise(spark, tmp_path):
+    """HotSpot leaves methods over 8,000 bytecode bytes to its interpreter; the code Spark generates for
+    clean's parse is larger. The test session's JVM (the driver, which runs the tasks in local mode)
+    lets the JIT compile them, executors are given the same option, and a config can set it back."""
+    from jobs.core.session import JIT_OPTIONS, spark_conf
+    jvm = spark.sparkContext._jvm
+    hotspot = jvm.java.lang.management.ManagementFactory.getPlatformMXBean(
+        jvm.java.lang.Class.forName("com.sun.management.HotSpotDiagnosticMXBean"))
+    assert hotspot.getVMOption("DontCompileHugeMethods").getValue() == "false"
+    cfg = load_config(write(tmp_path, "warehouse: /w\nraw_path: /r\n"))
+    assert spark_conf(cfg)["spark.executor.extraJavaOptions"] == JIT_OPTIONS == "-XX:-DontCompileHugeMethods"
+    back = with_overrides(cfg, ["spark.conf.spark.executor.extraJavaOptions=-XX:+DontCompileHugeMethods"])
+    assert spark_conf(back)["spark.executor.extraJavaOptions"] == f"{JIT_OPTIONS} -XX:+DontCompileHugeMethods"
 
 
 def test_the_test_sessions_driver_maps_the_class_archive_setup_built(spark, base_cfg):

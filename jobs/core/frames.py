@@ -3,20 +3,33 @@
     with CacheScope() as cache:
         plays = cache(plays_of_the_window)        # persisted (memory and disk)
         ...                                       # every frame cached here is unpersisted on exit
+
+`compressed=False` keeps the cached columns as they are, without Spark's compression
+(spark.sql.inMemoryColumnarStorage.compressed, read when a frame is cached): a frame that is built once
+and read once or twice costs less to cache uncompressed, because choosing and applying each column's
+encoding is per-row work of its own (docs/performance.md, "Clean's cache kept lean").
 """
 from __future__ import annotations
 
 from pyspark import StorageLevel
 from pyspark.sql import DataFrame
 
+COMPRESSED = "spark.sql.inMemoryColumnarStorage.compressed"
+
 
 class CacheScope:
-    def __init__(self, level: StorageLevel = StorageLevel.MEMORY_AND_DISK):
+    def __init__(self, level: StorageLevel = StorageLevel.MEMORY_AND_DISK, compressed: bool | None = None):
         self.level = level
+        self.compressed = compressed  # None: the session's setting
         self._frames: list[DataFrame] = []
 
     def __call__(self, frame: DataFrame) -> DataFrame:
-        cached = frame.persist(self.level)
+        if self.compressed is None:
+            cached = frame.persist(self.level)
+        else:
+            from jobs.core.session import sql_settings
+            with sql_settings(frame.sparkSession, {COMPRESSED: str(self.compressed).lower()}):
+                cached = frame.persist(self.level)
         self._frames.append(cached)
         return cached
 

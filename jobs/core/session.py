@@ -37,6 +37,15 @@ DELTA_CONF = {
 # (docs/performance.md, "Compiled classes kept for the whole application").
 CODEGEN_CACHE_ENTRIES = 4000
 
+# Every Spark JVM (the driver, and the executors on a cluster) lets HotSpot's JIT compile methods of
+# any size. HotSpot leaves a method of more than 8,000 bytes of bytecode to its interpreter
+# (DontCompileHugeMethods), and the code Spark generates for a wide projection passes that: clean's
+# parse of a line into its columns and reason ran interpreted, about half its time
+# (docs/performance.md, "Generated code compiled by the JIT"). Put first, so that a config's own
+# extraJavaOptions can set -XX:+DontCompileHugeMethods back.
+JIT_OPTIONS = "-XX:-DontCompileHugeMethods"
+JAVA_OPTION_KEYS = ("spark.driver.extraJavaOptions", "spark.executor.extraJavaOptions")
+
 
 def cache_dir() -> Path:
     return Path(os.environ.get("SETLIST_CACHE", Path.home() / ".cache" / "setlist"))
@@ -132,13 +141,16 @@ def driver_java_options(cfg: Config, conf: dict[str, str]) -> str:
 
 def spark_conf(cfg: Config) -> dict[str, str]:
     """Every Spark setting the environment asks for: Delta's, the files' umask, the compiled-class cache
-    (CODEGEN_CACHE_ENTRIES), then the config file's (which may override any of them)."""
+    (CODEGEN_CACHE_ENTRIES), then the config file's (which may override any of them); the JVMs' JIT_OPTIONS
+    go before the config's own Java options."""
     conf = dict(DELTA_CONF) | {"spark.hadoop.fs.permissions.umask-mode": cfg.file_umask,
                                "spark.executorEnv.OPENBLAS_NUM_THREADS": "1",
                                "spark.sql.codegen.cache.maxEntries": str(CODEGEN_CACHE_ENTRIES)}
     if cfg.spark.event_log:
         conf |= {"spark.eventLog.enabled": "true", "spark.eventLog.dir": event_log_dir(cfg)}
     conf.update({k: str(v).lower() if isinstance(v, bool) else str(v) for k, v in cfg.spark.conf.items()})
+    for key in JAVA_OPTION_KEYS:
+        conf[key] = " ".join(part for part in (JIT_OPTIONS, conf.get(key, "")) if part)
     if options := driver_java_options(cfg, conf):  # the driver's class archive, once setup built it
         conf["spark.driver.extraJavaOptions"] = options
     return conf
