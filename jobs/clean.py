@@ -53,9 +53,10 @@ DUPLICATE_KEY = ("user_id", "track_id", "ts")
 def run(spark: SparkSession, cfg: Config, day: dt.date) -> dict:
     all_versions = delta_io.read(spark, cfg, BRONZE_LISTENS).where(F.col("ingest_date") == F.lit(day))
     erasure = erasure_filter(spark, cfg)
-    # The parsed lines are cached once and read by every later step. Uncompressed, and with the text of
-    # the good lines left out (only quarantined rows keep theirs): building the cache was half of the
-    # parsing pass's time (docs/performance.md, "Clean's cache kept lean").
+    # The parsed lines are cached once and read by every later step: uncompressed (Spark's choice and
+    # application of each column's encoding was about a sixth of the stage's CPU samples), and with the
+    # text of the good lines left out, as only quarantined rows keep theirs (docs/performance.md,
+    # "Clean's cache kept lean").
     with CacheScope(compressed=False) as cache:
         observed, versions = Observation("clean"), Observation("versions")  # measured during the first pass
         parsed = classify(current_versions(all_versions, versions), day, cfg.clean.ts_floor)
