@@ -14,6 +14,8 @@ from __future__ import annotations
 from pyspark import StorageLevel
 from pyspark.sql import DataFrame
 
+from jobs.core.session import sql_settings
+
 COMPRESSED = "spark.sql.inMemoryColumnarStorage.compressed"
 
 
@@ -27,7 +29,6 @@ class CacheScope:
         if self.compressed is None:
             cached = frame.persist(self.level)
         else:
-            from jobs.core.session import sql_settings
             with sql_settings(frame.sparkSession, {COMPRESSED: str(self.compressed).lower()}):
                 cached = frame.persist(self.level)
         self._frames.append(cached)
