@@ -68,7 +68,7 @@ def run(spark: SparkSession, cfg: Config, day: dt.date) -> dict:
             raise InputError(f"no rows in {BRONZE_LISTENS.full_name} for {day}: run `ingest --date {day}` first")
         seen = observed.get
         replaced = int(versions.get["replaced"] or 0)
-        classified, erased_rows = split_erased(spark, cfg, current, "_user", erasure)
+        classified, erased_rows = split_erased(current, "_user", erasure)
         classified = classified.drop("_user")
         erased = 0 if erased_rows is None else erased_rows.count()
         log.info("clean %s: %d bronze rows (%d older versions of re-delivered lines replaced)", day, bronze_rows,

@@ -24,7 +24,7 @@ from pyspark.sql import functions as F
 
 from jobs.core import delta_io
 from jobs.core.config import Config
-from jobs.core.erasure import split_erased
+from jobs.core.erasure import erasure_filter, split_erased
 from jobs.core.errors import ConfigError, InputError
 from jobs.core.frames import CacheScope
 from jobs.core.rawfiles import Discovery, discover, has_feedback_folder, path_exists, raw_dir, read_lines
@@ -93,8 +93,8 @@ def ingest_listens(spark: SparkSession, cfg: Config, day: dt.date, fmt: str) -> 
     table = delta_io.ensure(spark, cfg, BRONZE_LISTENS)
     lines = delta_io.conform(read_lines(spark, found.files, fmt, day), BRONZE_LISTENS)
     # a user erased by forget-user never comes back, not even from re-delivered old raw files
-    rows, erased = split_erased(spark, cfg, lines.withColumn("_user", logged_user(F.col("raw"), F.col("format"))),
-                                "_user")
+    rows, erased = split_erased(lines.withColumn("_user", logged_user(F.col("raw"), F.col("format"))), "_user",
+                                erasure_filter(spark, cfg))
     rows = rows.drop("_user")
     erased_lines = 0 if erased is None else erased.count()
     before = _version(table)
@@ -131,8 +131,8 @@ def ingest_feedback(spark: SparkSession, cfg: Config, day: dt.date) -> dict:
         return {"feedback": 0, "quarantined": 0, "files": 0, "skipped": found.skipped}
     lines = read_lines(spark, found.files, FEEDBACK_JSONL, day)
     with CacheScope() as cache:
-        lines, _ = split_erased(spark, cfg, lines.withColumn("_user", logged_user(F.col("raw"), F.col("format"))),
-                                "_user")
+        lines, _ = split_erased(lines.withColumn("_user", logged_user(F.col("raw"), F.col("format"))), "_user",
+                                erasure_filter(spark, cfg))
         parsed = cache(feedback_events(lines.drop("_user"), day, cfg.clean.ts_floor, cfg.clean.unicode_form))
         good, bad = parsed.where(F.col("reason").isNull()), parsed.where(F.col("reason").isNotNull())
         # counted as they are written (delta_io._replace measures its rows), not by queries of their own

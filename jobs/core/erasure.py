@@ -55,17 +55,13 @@ def erasure_filter(spark: SparkSession, cfg: Config) -> tuple[DataFrame, str] | 
     return None if hashes is None or key is None else (hashes, key)
 
 
-_ASK = object()
-
-
-def split_erased(spark: SparkSession, cfg: Config, rows: DataFrame, user_column: str,
-                 erasure=_ASK) -> tuple[DataFrame, DataFrame | None]:
-    """(rows of users not erased, rows of erased users or None when nobody was ever erased).
-    `erasure`: erasure_filter's answer, when the caller has asked it already."""
-    found = erasure_filter(spark, cfg) if erasure is _ASK else erasure
-    if not found:
+def split_erased(rows: DataFrame, user_column: str, erasure: tuple[DataFrame, str] | None
+                 ) -> tuple[DataFrame, DataFrame | None]:
+    """(rows of users not erased, rows of erased users or None when nobody was ever erased);
+    `erasure` is erasure_filter's answer."""
+    if erasure is None:
         return rows, None
-    hashes, key = found
+    hashes, key = erasure
     marked = rows.join(F.broadcast(hashes.withColumn("_erased", F.lit(True))),
                        user_hash(F.col(user_column), key) == F.col("user_hash"), "left").drop("user_hash")
     kept = marked.where(F.col("_erased").isNull()).drop("_erased")
