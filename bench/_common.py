@@ -26,6 +26,14 @@ def session(overrides: list[str], java_options: tuple[str, ...] = ()):
     return get_spark(cfg), cfg
 
 
+def generated_sizes(events: int, days: int) -> list[str]:
+    """The `generate.*` settings of a bench's data: `events` events over `days` days, events/100
+    users and events/50 tracks (at least 100 and 200), a tenth as many artists as tracks."""
+    users, tracks = max(100, events // 100), max(200, events // 50)
+    return [f"generate.events={events}", f"generate.users={users}", f"generate.tracks={tracks}",
+            f"generate.artists={max(20, tracks // 10)}", f"generate.days={days}"]
+
+
 def planted_sequences(spark, cfg, day, vocab: int, window: int, examples: int, users: int,
                       partitions: int) -> list[str]:
     """Write `examples` training windows into gold.sequences for `day`, each `window` consecutive

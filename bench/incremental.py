@@ -31,7 +31,7 @@ import sys
 import time
 from pathlib import Path
 
-from _common import ROOT, session
+from _common import ROOT, generated_sizes, session
 
 FIRST = dt.date(2026, 1, 1)
 LOAD_STAGES = ("ingest", "clean")
@@ -111,13 +111,12 @@ def main() -> None:
     log = workdir / "commands.log"
     total_days = args.days + args.nights
     last = FIRST + dt.timedelta(days=total_days - 1)
-    users, tracks = max(100, args.events // 100), max(200, args.events // 50)
+    generate = [*generated_sizes(args.events, total_days), "generate.files_per_day=4"]
+    sizes = dict(kv.split("=", 1) for kv in generate)
     common = [f"warehouse={workdir / 'warehouse'}", f"raw_path={workdir / 'raw'}", *args.set]
     sets = [x for kv in common for x in ("--set", kv)]
-    generate = [f"generate.events={args.events}", f"generate.users={users}", f"generate.tracks={tracks}",
-                f"generate.artists={max(20, tracks // 10)}", f"generate.days={total_days}", "generate.files_per_day=4"]
-    report: dict = {"events": args.events, "days": args.days, "nights": args.nights, "users": users,
-                    "tracks": tracks, "set": args.set}
+    report: dict = {"events": args.events, "days": args.days, "nights": args.nights,
+                    "users": int(sizes["generate.users"]), "tracks": int(sizes["generate.tracks"]), "set": args.set}
     report["generate_seconds"] = round(submit(["generate", "--date", str(last), *sets,
                                                *[x for kv in generate for x in ("--set", kv)]], log), 1)
     print(f"generated {args.events:,} events over {total_days} days in {report['generate_seconds']} s", flush=True)

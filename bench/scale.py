@@ -37,7 +37,7 @@ import time
 import urllib.request
 from pathlib import Path
 
-from _common import session
+from _common import generated_sizes, session
 
 FIRST = dt.date(2026, 1, 1)
 MODEL_STAGES = ("embed", "cluster", "als", "rank", "recommend")
@@ -107,19 +107,17 @@ def measured_stages(spark, cfg, stages, days, sampler) -> dict:
 def rung(spark, base, events: int, days: int, workdir: Path, sampler) -> tuple[dict, object]:
     from jobs import generate
     from jobs.core.config import with_overrides
-    users, tracks = max(100, events // 100), max(200, events // 50)
-    cfg = with_overrides(base, [
-        f"warehouse={workdir / 'warehouse'}", f"raw_path={workdir / 'raw'}", f"generate.events={events}",
-        f"generate.users={users}", f"generate.tracks={tracks}", f"generate.artists={max(20, tracks // 10)}",
-        f"generate.days={days}", f"generate.end_date={FIRST + dt.timedelta(days=days - 1)}"])
+    cfg = with_overrides(base, [f"warehouse={workdir / 'warehouse'}", f"raw_path={workdir / 'raw'}",
+                                *generated_sizes(events, days),
+                                f"generate.end_date={FIRST + dt.timedelta(days=days - 1)}"])
     clock = time.monotonic()
     generate.run(spark, cfg)
     generated = time.monotonic() - clock
     dates = [FIRST + dt.timedelta(days=i) for i in range(days)]
     stages = measured_stages(spark, cfg, ("ingest", "clean"), dates, sampler)
     stages |= measured_stages(spark, cfg, MODEL_STAGES, dates[-2:], sampler)
-    return {"events": events, "users": users, "tracks": tracks, "generate_seconds": round(generated, 1),
-            "stages": stages}, cfg
+    return {"events": events, "users": cfg.generate.users, "tracks": cfg.generate.tracks,
+            "generate_seconds": round(generated, 1), "stages": stages}, cfg
 
 
 def compare_als(spark, cfg, day) -> dict:
