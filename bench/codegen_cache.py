@@ -7,14 +7,15 @@
 of its own, one after the other. `stage` copies WAREHOUSE (never changed) and runs one stage of DATE
 --runs times through the nightly's stage runner (forced, in the small night's settings the runner
 gives it), printing for each run the classes compiled and its seconds. `demo` runs `make demo`'s
-chain (generate, backfill of the first two dates, the nightly of the third, tables, preview) as one
-application in a fresh folder under --workdir and prints the classes compiled and the wall time.
+chain as the Makefile gives it (`make -n demo`: generate, backfill of the first two dates, the
+nightly of the third, tables, preview) as one application in a fresh folder under --workdir and prints the classes compiled and the wall time.
 Both also print the mean generated source size and class size Spark measured (CodegenMetrics).
 """
 from __future__ import annotations
 
 import argparse
 import datetime as dt
+import shlex
 import shutil
 import subprocess
 import sys
@@ -47,6 +48,15 @@ def child_stage(args) -> None:
     spark.stop()
 
 
+def demo_chain() -> list[str]:
+    """The arguments `make demo` gives ./submit.sh (its `--then` chain), read from the Makefile."""
+    from _common import ROOT
+    recipe = subprocess.run(["make", "-s", "-n", "demo"], cwd=ROOT, capture_output=True, text=True,
+                            check=True).stdout
+    command = shlex.split(recipe[recipe.index("./submit.sh "):].split("\n./", 1)[0].replace("\\\n", " "))
+    return command[1:]
+
+
 def child_demo(args) -> None:
     import _common  # noqa: F401 - the project on sys.path, the environment of a bench
     from pyspark.sql import SparkSession
@@ -61,10 +71,10 @@ def child_demo(args) -> None:
     shutil.rmtree(work, ignore_errors=True)
     opts = ["--set", f"warehouse={work / 'warehouse'}", "--set", f"raw_path={work / 'raw'}",
             "--set", f"spark.conf.spark.sql.codegen.cache.maxEntries={args.entries}"]
+    chain = demo_chain()
+    first = chain.index("--then") if "--then" in chain else len(chain)
     start = time.monotonic()
-    code = main(["generate", "--date", "2026-01-03", *opts, "--then", "backfill", "--from", "2026-01-01",
-                 "--to", "2026-01-02", "--then", "nightly", "--date", "2026-01-03", "--then", "tables",
-                 "--then", "preview", "--date", "2026-01-03"])
+    code = main([*chain[:first], *opts, *chain[first:]])
     print(f"entries {args.entries}: demo chain exit {code}, {time.monotonic() - start:.1f} s, "
           f"{seen.get('compiled')} classes compiled; {seen.get('measured')}", flush=True)
 
