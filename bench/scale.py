@@ -23,12 +23,17 @@ With --compare, on the largest N, in the same run and on the same data (ratios, 
 - recommend (every source, features, ranking, gate, publish) against bare `recommendForAllUsers`;
 - one incremental night (the last day) against a full rebuild of the same history in a new warehouse.
 Training throughput against a single process is bench/train_throughput.py.
+
+Progress: a line after every stage run of a rung (and of --compare's rebuild): the stage, its day,
+rows and seconds, and the time left, each stage's later runs at the mean of its runs so far; and a
+line after every rung. The jobs' own logging stays at WARNING.
 """
 from __future__ import annotations
 
 import argparse
 import datetime as dt
 import json
+import logging
 import math
 import os
 import shutil
@@ -41,6 +46,16 @@ from _common import generated_sizes, session
 
 FIRST = dt.date(2026, 1, 1)
 MODEL_STAGES = ("embed", "cluster", "als", "rank", "recommend")
+# The bench's own progress lines (INFO) show while the jobs' own logging stays at WARNING.
+LOG = logging.getLogger("setlist.bench")
+
+
+def stage_progress(label: str, plan: list[tuple[tuple[str, ...], list]]):
+    """Progress over every (stage, day) run of `plan` ([(stages, days)] in order), each stage its
+    own kind: the time left of a stage's later runs is the mean of its runs so far."""
+    from models.progress import Progress
+    kinds = [stage for stages, days in plan for _ in days for stage in stages]
+    return Progress(LOG, label, total=len(kinds), unit="stage runs", kinds=kinds)
 
 
 class HeapSampler:
@@ -74,9 +89,10 @@ def shuffle_written(spark) -> int:
         return sum(int(s.get("shuffleWriteBytes", 0)) for s in json.load(answer))
 
 
-def measured_stages(spark, cfg, stages, days, sampler) -> dict:
+def measured_stages(spark, cfg, stages, days, sampler, progress=None) -> dict:
     """Run `stages` for each of `days` (nightly.run_stages); per stage: seconds, input rows, shuffle
-    bytes and peak heap, summed (times, rows, bytes) or maxed (heap) over the days."""
+    bytes and peak heap, summed (times, rows, bytes) or maxed (heap) over the days. Each run is a
+    step of `progress` (stage_progress) when one is given."""
     from pyspark.sql import functions as F
 
     from jobs import nightly
@@ -101,6 +117,8 @@ def measured_stages(spark, cfg, stages, days, sampler) -> dict:
             entry["rows"] += rows
             entry["shuffle_bytes"] += shuffle_written(spark) - before
             entry["peak_heap"] = max(entry["peak_heap"], sampler.peak())
+            if progress is not None:
+                progress.step(what=f"{stage} {day}: {rows:,} rows in {seconds:.1f} s")
     return out
 
 
@@ -114,8 +132,11 @@ def rung(spark, base, events: int, days: int, workdir: Path, sampler) -> tuple[d
     generate.run(spark, cfg)
     generated = time.monotonic() - clock
     dates = [FIRST + dt.timedelta(days=i) for i in range(days)]
-    stages = measured_stages(spark, cfg, ("ingest", "clean"), dates, sampler)
-    stages |= measured_stages(spark, cfg, MODEL_STAGES, dates[-2:], sampler)
+    LOG.info("scale %s events: generated in %.1f s", f"{events:,}", generated)
+    plan = [(("ingest", "clean"), dates), (MODEL_STAGES, dates[-2:])]
+    progress = stage_progress(f"scale {events:,} events", plan)
+    stages = measured_stages(spark, cfg, *plan[0], sampler, progress)
+    stages |= measured_stages(spark, cfg, *plan[1], sampler, progress)
     return {"events": events, "users": cfg.generate.users, "tracks": cfg.generate.tracks,
             "generate_seconds": round(generated, 1), "stages": stages}, cfg
 
@@ -278,8 +299,10 @@ def compare_rebuild(spark, cfg, stages: dict, days: int, sampler) -> dict:
     shutil.rmtree(fresh.warehouse, ignore_errors=True)
     clock = time.monotonic()
     dates = [FIRST + dt.timedelta(days=i) for i in range(days)]
-    measured_stages(spark, fresh, ("ingest", "clean"), dates, sampler)
-    measured_stages(spark, fresh, MODEL_STAGES, dates[-1:], sampler)
+    plan = [(("ingest", "clean"), dates), (MODEL_STAGES, dates[-1:])]
+    progress = stage_progress("full rebuild", plan)
+    measured_stages(spark, fresh, *plan[0], sampler, progress)
+    measured_stages(spark, fresh, *plan[1], sampler, progress)
     rebuild = time.monotonic() - clock
     return {"incremental_night_seconds": round(night, 1), "full_rebuild_seconds": round(rebuild, 1),
             "ratio": round(night / rebuild, 2)}
@@ -318,7 +341,7 @@ def main() -> None:
                            "lease.enabled=false", "tracking.enabled=false", "als.tune_minutes=0",
                            "generate.files_per_day=4", *args.set])
     from models.progress import Progress
-    import logging
+    LOG.setLevel(logging.INFO)
     if args.compare_on:
         from jobs import nightly
         from jobs.core.config import with_overrides
@@ -334,7 +357,9 @@ def main() -> None:
         print(json.dumps(out, indent=1))
         spark.stop()
         return
-    progress = Progress(logging.getLogger("setlist.bench"), "scale", total=len(args.events), unit="rungs")
+    # each rung its own kind: a 10x larger rung is not timed by the smaller one's pace
+    progress = Progress(LOG, "scale", total=len(args.events), unit="rungs",
+                        kinds=[f"{events:,}-event" for events in args.events])
     sampler = HeapSampler(spark)
     master = spark.sparkContext.master  # local[N]: N cores; a cluster: the executors' task slots
     cores = (int(master[6:-1]) if master.startswith("local[") and master[6:-1].isdigit()
