@@ -8,7 +8,8 @@ of its own, one after the other. `stage` copies WAREHOUSE (never changed) and ru
 --runs times through the nightly's stage runner (forced, in the small night's settings the runner
 gives it), printing for each run the classes compiled and its seconds. `demo` runs `make demo`'s
 chain as the Makefile gives it (`make -n demo`: generate, backfill of the first two dates, the
-nightly of the third, tables, preview) as one application in a fresh folder under --workdir and prints the classes compiled and the wall time.
+nightly of the third, tables, preview) as one application in a fresh folder under --workdir and
+prints the classes compiled and the wall time.
 Both also print the mean generated source size and class size Spark measured (CodegenMetrics).
 """
 from __future__ import annotations
