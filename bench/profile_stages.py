@@ -21,7 +21,7 @@ import shutil
 import time
 from pathlib import Path
 
-from _common import session
+from _common import generated_sizes, session
 
 FIRST = dt.date(2026, 1, 1)
 
@@ -38,11 +38,9 @@ def main() -> None:
     args = ap.parse_args()
     work = Path(args.workdir)
     shutil.rmtree(work, ignore_errors=True)
-    users, tracks = max(100, args.events // 100), max(200, args.events // 50)
     spark, cfg = session([f"warehouse={work / 'warehouse'}", f"raw_path={work / 'raw'}", "spark.event_log=true",
                           "spark.conf.spark.eventLog.compress=false", "spark.conf.spark.eventLog.rolling.enabled=false",
-                          f"generate.events={args.events}", f"generate.users={users}", f"generate.tracks={tracks}",
-                          f"generate.artists={max(20, tracks // 10)}", f"generate.days={args.days}",
+                          *generated_sizes(args.events, args.days),
                           f"generate.end_date={FIRST + dt.timedelta(days=args.days - 1)}", *args.set])
     from jobs import generate, nightly
     generate.run(spark, cfg)
