@@ -92,10 +92,7 @@ def ingest_listens(spark: SparkSession, cfg: Config, day: dt.date, fmt: str) -> 
         return {"read": 0, "inserted": 0, "already_ingested": 0, "erased": 0} | counts
     table = delta_io.ensure(spark, cfg, BRONZE_LISTENS)
     lines = delta_io.conform(read_lines(spark, found.files, fmt, day), BRONZE_LISTENS)
-    # a user erased by forget-user never comes back, not even from re-delivered old raw files
-    rows, erased = split_erased(lines.withColumn("_user", logged_user(F.col("raw"), F.col("format"))), "_user",
-                                erasure_filter(spark, cfg))
-    rows = rows.drop("_user")
+    rows, erased = without_erased(spark, cfg, lines)
     erased_lines = 0 if erased is None else erased.count()
     before = _version(table)
     (table.alias("t")
@@ -125,15 +122,23 @@ def feedback_events(lines: DataFrame, day: dt.date, ts_floor: dt.date, unicode_f
                          unicode_form)
 
 
+def without_erased(spark: SparkSession, cfg: Config, lines: DataFrame) -> tuple[DataFrame, DataFrame | None]:
+    """(raw lines of users not erased, lines of erased users or None when nobody was ever erased),
+    each line's user read leniently from its text: a user erased by forget-user never comes back,
+    not even from re-delivered old raw files."""
+    kept, erased = split_erased(lines.withColumn("_user", logged_user(F.col("raw"), F.col("format"))), "_user",
+                                erasure_filter(spark, cfg))
+    return kept.drop("_user"), erased
+
+
 def ingest_feedback(spark: SparkSession, cfg: Config, day: dt.date) -> dict:
     found = discovered(spark, cfg, day, FEEDBACK_JSONL)
     if not found.files:
         return {"feedback": 0, "quarantined": 0, "files": 0, "skipped": found.skipped}
     lines = read_lines(spark, found.files, FEEDBACK_JSONL, day)
     with CacheScope() as cache:
-        lines, _ = split_erased(lines.withColumn("_user", logged_user(F.col("raw"), F.col("format"))), "_user",
-                                erasure_filter(spark, cfg))
-        parsed = cache(feedback_events(lines.drop("_user"), day, cfg.clean.ts_floor, cfg.clean.unicode_form))
+        lines, _ = without_erased(spark, cfg, lines)
+        parsed = cache(feedback_events(lines, day, cfg.clean.ts_floor, cfg.clean.unicode_form))
         good, bad = parsed.where(F.col("reason").isNull()), parsed.where(F.col("reason").isNotNull())
         # counted as they are written (delta_io._replace measures its rows), not by queries of their own
         counts = {"feedback": delta_io.replace_date(good, cfg, SILVER_FEEDBACK, "ingest_date", day)["rows"],
