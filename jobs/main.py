@@ -224,13 +224,24 @@ def main(argv: list[str] | None = None) -> int:
             sessions[0].stop()
 
 
+def execution_settings(spark, cfg: Config, args: argparse.Namespace):
+    """A nightly stage run on its own gets the execution settings the nightly gives it on its date
+    (a small night's interpreted settings: jobs.nightly.sized); other jobs run as the session is."""
+    from jobs import nightly
+    if args.job in nightly.STAGES and args.date is not None:
+        return nightly.sized(spark, cfg, args.job, args.date)
+    return nullcontext()
+
+
 def run_job(session: Callable, cfg: Config, args: argparse.Namespace) -> int:
     """One job under the warehouse lease (writers only): its exit code, its error reported in one line."""
     from jobs.core.lease import Lease
     try:
         lease = Lease(cfg, args.job) if cfg.lease.enabled and args.job not in READ_ONLY_JOBS else nullcontext()
         with lease:
-            result = _jobs()[args.job](session(), cfg, args)
+            spark = session()
+            with execution_settings(spark, cfg, args):
+                result = _jobs()[args.job](spark, cfg, args)
         log.info("%s finished: %s", args.job, result)
         return 0
     except SetlistError as exc:

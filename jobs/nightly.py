@@ -13,10 +13,11 @@ shuffle partition per task slot. A one-screen summary ends the run.
 """
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
 import logging
 import time
-from typing import Callable
+from typing import Callable, Iterator
 
 from pyspark.sql import SparkSession
 from pyspark.sql import functions as F
@@ -96,8 +97,7 @@ def run_stages(spark: SparkSession, cfg: Config, day: dt.date, stages: tuple[str
     without the lease (lease.enabled false, or a caller that did not take it) every row is upserted."""
     committed, last_trained, recorded = committed_stages(spark, cfg, day)
     known_keys(cfg, GOLD_RUNS, day, recorded)  # what record_run appends, without reading them again
-    below = cfg.nightly.interpreted_below_rows
-    size = night_size(spark, cfg, day) if below else 0  # what decides each stage's execution settings
+    size = night_size(spark, cfg, day) if cfg.nightly.interpreted_below_rows else 0  # decides each stage's settings
     outcome: dict[str, str] = {}
     for stage in stages:
         fn = STAGES[stage]
@@ -117,11 +117,10 @@ def run_stages(spark: SparkSession, cfg: Config, day: dt.date, stages: tuple[str
             continue
         started, clock = now(), time.monotonic()
         try:
-            small = SMALL_NIGHT_MODE.get(stage, "interpreted") if below and size < below else None
+            small = small_mode(cfg, stage, size)
             execution = small or "session"  # "session": the session's own settings (Spark's defaults compile)
             with sql_settings(spark, small_night_settings(spark, small) if small else {}):
-                log.info("nightly %s: %s ...%s", day, stage, f" ({small}: {size:,} rows so far, under "
-                         f"nightly.interpreted_below_rows {below:,})" if small else "")
+                log.info("nightly %s: %s ...%s", day, stage, small_note(cfg, small, size))
                 result = fn(spark, cfg, day)
         except NotEnoughHistory as exc:
             log.warning("nightly %s: %s waits for more history: %s", day, stage, exc)
@@ -148,6 +147,31 @@ def run_stages(spark: SparkSession, cfg: Config, day: dt.date, stages: tuple[str
         if isinstance(result.get("note"), str):  # what the stage wants the summary to show (evaluate, rank)
             outcome[stage] += f": {result['note']}"
     return outcome
+
+
+def small_mode(cfg: Config, stage: str, size: int) -> str | None:
+    """The SMALL_NIGHT mode `stage` runs in on a night of `size` rows (night_size), or None when the
+    night is not small (the session's own settings)."""
+    below = cfg.nightly.interpreted_below_rows
+    return SMALL_NIGHT_MODE.get(stage, "interpreted") if below and size < below else None
+
+
+def small_note(cfg: Config, small: str | None, size: int) -> str:
+    return (f" ({small}: {size:,} rows so far, under nightly.interpreted_below_rows "
+            f"{cfg.nightly.interpreted_below_rows:,})" if small else "")
+
+
+@contextlib.contextmanager
+def sized(spark: SparkSession, cfg: Config, stage: str, day: dt.date) -> Iterator[str]:
+    """A stage run on its own (`main.py clean --date D`, not within a nightly) with the settings the
+    nightly would give it on D: sized the same way (night_size), restored afterwards. Yields the
+    execution mode ("session" when the night is not small)."""
+    size = night_size(spark, cfg, day) if cfg.nightly.interpreted_below_rows else 0
+    small = small_mode(cfg, stage, size)
+    with sql_settings(spark, small_night_settings(spark, small) if small else {}):
+        if small:
+            log.info("%s %s: run%s", stage, day, small_note(cfg, small, size))
+        yield small or "session"
 
 
 # A raw line of either listen format is longer than this (a Last.fm-1K line with a user, a timestamp

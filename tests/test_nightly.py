@@ -183,6 +183,11 @@ def test_every_model_and_the_lists_are_tracked_with_their_parameters_and_input_v
 
 INTERPRETED_KEYS = ("spark.sql.codegen.wholeStage", "spark.sql.codegen.factoryMode", "spark.sql.adaptive.enabled",
                     "spark.sql.shuffle.partitions")
+SHIPPED = {"spark.sql.codegen.wholeStage": "true", "spark.sql.codegen.factoryMode": "FALLBACK",
+           "spark.sql.adaptive.enabled": "true",  # Spark's defaults, in place of the test session's,
+           "spark.sql.shuffle.partitions": "8"}   # and conf/local.yaml's partitions
+INTERPRETED = {"spark.sql.codegen.wholeStage": "false", "spark.sql.codegen.factoryMode": "NO_CODEGEN",
+               "spark.sql.adaptive.enabled": "false", "spark.sql.shuffle.partitions": "2"}
 
 
 def test_stages_run_interpreted_only_while_the_night_is_small_and_the_session_gets_its_settings_back(
@@ -191,12 +196,8 @@ def test_stages_run_interpreted_only_while_the_night_is_small_and_the_session_ge
     execution off only), with one shuffle partition per task slot, while the plays so far and the rows
     of the night's earlier stages are under it, the session's own once they are not, and the session's
     own again after every stage, a failed one too."""
-    shipped = {"spark.sql.codegen.wholeStage": "true", "spark.sql.codegen.factoryMode": "FALLBACK",
-               "spark.sql.adaptive.enabled": "true",  # Spark's defaults, in place of the test session's,
-               "spark.sql.shuffle.partitions": "8"}   # and conf/local.yaml's partitions
+    shipped, interpreted = SHIPPED, INTERPRETED
     assert spark.sparkContext.master == "local[2]"  # two task slots: a small stage gets two partitions
-    interpreted = {"spark.sql.codegen.wholeStage": "false", "spark.sql.codegen.factoryMode": "NO_CODEGEN",
-                   "spark.sql.adaptive.enabled": "false", "spark.sql.shuffle.partitions": "2"}
     seen: dict[str, dict[str, str]] = {}
 
     def stage(name, rows=None, fails=False):
@@ -239,6 +240,31 @@ def test_stages_run_interpreted_only_while_the_night_is_small_and_the_session_ge
             (folder / "part-1.tsv").write_text(line * lines)
             nightly.run_stages(spark, small, day, ("als",))
             assert seen["als"] == expected, (day, lines)
+
+
+def test_a_stage_run_on_its_own_gets_the_settings_the_nightly_would_give_it(spark, cfg, monkeypatch):
+    """`main.py clean --date D` (or any nightly stage on its own) runs with the settings the nightly
+    gives that stage on D: interpreted while D's night is small, the session's own once it is not,
+    and the session's own again afterwards. Other jobs run with the session's own."""
+    from jobs import embed, generate
+    from jobs import main as cli
+    seen = []
+
+    def run(spark_, cfg_, *args):
+        seen.append({key: spark_.conf.get(key) for key in INTERPRETED_KEYS})
+        return {}
+    monkeypatch.setattr(embed, "run", run)
+    monkeypatch.setattr(generate, "run", run)
+    embed_d = cli.build_parser().parse_args(["embed", "--date", str(NIGHTS[0])])
+    generate_d = cli.build_parser().parse_args(["generate", "--date", str(NIGHTS[0])])
+    with sql_settings(spark, SHIPPED):
+        small = with_overrides(cfg, ["nightly.interpreted_below_rows=1000", "lease.enabled=false"])
+        never = with_overrides(small, ["nightly.interpreted_below_rows=0"])
+        codes = [cli.run_job(lambda: spark, conf, args) for conf, args in
+                 ((small, embed_d), (never, embed_d), (small, generate_d))]
+        assert codes == [0, 0, 0]
+        assert seen == [INTERPRETED, SHIPPED, SHIPPED]
+        assert {key: spark.conf.get(key) for key in INTERPRETED_KEYS} == SHIPPED
 
 
 def test_task_slots_are_a_local_masters_threads_or_the_clusters_default_parallelism(spark):

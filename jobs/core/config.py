@@ -297,7 +297,7 @@ class NightlyConf:
     train_every_days: int = key(7, gt=0, help="retrain the LSTM every N days")
     maintain_every_days: int = key(7, gt=0, help="table upkeep (maintain) every N days from the first night")
     interpreted_below_rows: int = key(250000, ge=0, help="while the plays so far (and this night's rows read, and its raw files' bytes / 64) are under N, "
-                                      "stages run Spark's interpreted expressions without whole-stage code generation or "
+                                      "stages (in a nightly, or run on their own with --date) run Spark's interpreted expressions without whole-stage code generation or "
                                       "adaptive re-planning (recommend: only the re-planning off), with one shuffle partition "
                                       "per task slot: compiling costs more than a small night's rows; 0: never")
 
