@@ -9,7 +9,8 @@ latest model; maintain's cadence (nightly.maintain_every_days) counts from the w
 night, so a new warehouse gets its first upkeep that many days in. The run stops at the first
 failure; its exit code is the failed stage's. While the plays so far are fewer than
 nightly.interpreted_below_rows, stages run Spark's interpreted settings (SMALL_NIGHT_MODE) with one
-shuffle partition per task slot. A one-screen summary ends the run.
+shuffle partition per task slot; a stage run on its own (`main.py clean --date D`) gets the same
+settings for D (sized). A one-screen summary ends the run.
 """
 from __future__ import annotations
 
