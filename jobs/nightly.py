@@ -118,9 +118,8 @@ def run_stages(spark: SparkSession, cfg: Config, day: dt.date, stages: tuple[str
             continue
         started, clock = now(), time.monotonic()
         try:
-            small = small_mode(cfg, stage, size)
-            execution = small or "session"  # "session": the session's own settings (Spark's defaults compile)
-            with sql_settings(spark, small_night_settings(spark, small) if small else {}):
+            with stage_settings(spark, cfg, stage, size) as small:
+                execution = small or "session"  # "session": the session's own settings (Spark's defaults compile)
                 log.info("nightly %s: %s ...%s", day, stage, small_note(cfg, small, size))
                 result = fn(spark, cfg, day)
         except NotEnoughHistory as exc:
@@ -150,11 +149,15 @@ def run_stages(spark: SparkSession, cfg: Config, day: dt.date, stages: tuple[str
     return outcome
 
 
-def small_mode(cfg: Config, stage: str, size: int) -> str | None:
-    """The SMALL_NIGHT mode `stage` runs in on a night of `size` rows (night_size), or None when the
-    night is not small (the session's own settings)."""
+@contextlib.contextmanager
+def stage_settings(spark: SparkSession, cfg: Config, stage: str, size: int) -> Iterator[str | None]:
+    """Within the block the session runs with the settings `stage` gets on a night of `size` rows
+    (night_size): its SMALL_NIGHT mode, yielded, while the night is under
+    nightly.interpreted_below_rows, else the session's own (None); restored afterwards."""
     below = cfg.nightly.interpreted_below_rows
-    return SMALL_NIGHT_MODE.get(stage, "interpreted") if below and size < below else None
+    small = SMALL_NIGHT_MODE.get(stage, "interpreted") if below and size < below else None
+    with sql_settings(spark, small_night_settings(spark, small) if small else {}):
+        yield small
 
 
 def small_note(cfg: Config, small: str | None, size: int) -> str:
@@ -163,16 +166,14 @@ def small_note(cfg: Config, small: str | None, size: int) -> str:
 
 
 @contextlib.contextmanager
-def sized(spark: SparkSession, cfg: Config, stage: str, day: dt.date) -> Iterator[str]:
+def sized(spark: SparkSession, cfg: Config, stage: str, day: dt.date) -> Iterator[None]:
     """A stage run on its own (`main.py clean --date D`, not within a nightly) with the settings the
-    nightly would give it on D: sized the same way (night_size), restored afterwards. Yields the
-    execution mode ("session" when the night is not small)."""
+    nightly would give it on D (stage_settings, D sized by night_size), restored afterwards."""
     size = night_size(spark, cfg, day) if cfg.nightly.interpreted_below_rows else 0
-    small = small_mode(cfg, stage, size)
-    with sql_settings(spark, small_night_settings(spark, small) if small else {}):
+    with stage_settings(spark, cfg, stage, size) as small:
         if small:
             log.info("%s %s: run%s", stage, day, small_note(cfg, small, size))
-        yield small or "session"
+        yield
 
 
 # A raw line of either listen format is longer than this (a Last.fm-1K line with a user, a timestamp
