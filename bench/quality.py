@@ -19,7 +19,11 @@ only these two records, of the workdir's existing warehouse.
 
 Datasets:
 - lfm1b: ../shared/data/lfm1b-dev (real LFM-1b sessions of 250 users, 28 days; held_out.json holds
-  the tracks of day 29, which is never ingested);
+  the tracks of day 29, which is never ingested), or with `--data DIR` any folder in its layout:
+  `raw/<YYYY-MM-DD>/` of *.tsv (lastfm-tsv) or *.jsonl (listenbrainz-jsonl) files and held_out.json
+  ({"last_train_date": D, "next_day_tracks": {user_id: [track names]}}); the backfill runs from the
+  first day folder to last_train_date (`bench/cut_dataset.py` makes one from lfm1b-dev cut at an
+  earlier day);
 - generated: `generate` with planted taste (seeded), days+1 days; the last is the held-out day,
   ingested and cleaned only after the lists of the day before are written;
 - movielens: MovieLens-100K (from the recbole 1.2.1 wheel on PyPI, cached) as implicit feedback,
@@ -56,11 +60,46 @@ ABLATIONS = {
 }
 
 
+class DatasetError(ValueError):
+    """A --data folder not laid out as lfm1b-dev is (the message names the folder or file)."""
+
+
+def days_layout(data: Path) -> tuple[dict, dt.date, dt.date, str]:
+    """A dataset laid out as ../shared/data/lfm1b-dev: `raw/<YYYY-MM-DD>/` with one day's listens
+    (`*.tsv` in the lastfm-tsv format, or `*.jsonl` / `*.json` in the listenbrainz-jsonl one) and
+    `held_out.json` ({"last_train_date": D, "next_day_tracks": {user_id: [track names]}}). Returns
+    the held-out record, the first day with a folder, the last training day and the listen format."""
+    held_file, raw = data / "held_out.json", data / "raw"
+    if not held_file.is_file() or not raw.is_dir():
+        raise DatasetError(f"--data {data}: expected held_out.json and raw/<YYYY-MM-DD>/ (the layout of {LFM1B})")
+    try:
+        held = json.loads(held_file.read_text())
+        last = dt.date.fromisoformat(held["last_train_date"])
+        if not isinstance(held["next_day_tracks"], dict):
+            raise TypeError("next_day_tracks is not an object")
+    except (ValueError, KeyError, TypeError) as e:
+        raise DatasetError(f"{held_file}: needs last_train_date (YYYY-MM-DD) and next_day_tracks "
+                           f"{{user_id: [track names]}}: {type(e).__name__}: {e}") from None
+    days = []
+    for folder in raw.iterdir():
+        try:
+            days.append(dt.date.fromisoformat(folder.name))
+        except ValueError:
+            continue
+    if not days or min(days) > last:
+        raise DatasetError(f"{raw}: no day folder named YYYY-MM-DD on or before last_train_date {last}")
+    suffixes = {f.suffix for d in days if d <= last for f in (raw / d.isoformat()).iterdir() if f.is_file()}
+    json_lines, tsv = suffixes & {".jsonl", ".json"}, suffixes & {".tsv"}
+    if bool(json_lines) == bool(tsv):
+        raise DatasetError(f"{raw}: the day folders must hold *.tsv (lastfm-tsv) or *.jsonl (listenbrainz-jsonl) "
+                           f"files, one format; found {sorted(suffixes) or 'no files'}")
+    return held, min(days), last, "listenbrainz-jsonl" if json_lines else "lastfm-tsv"
+
+
 def lfm1b(args) -> tuple[list[str], dt.date, dt.date]:
-    held = json.loads((LFM1B / "held_out.json").read_text())
-    last = dt.date.fromisoformat(held["last_train_date"])
-    return ([f"raw_path={LFM1B / 'raw'}", "ingest.formats=[lastfm-tsv]", "ingest.layout='{date}'"],
-            dt.date(2026, 10, 1), last)
+    _, first, last, fmt = days_layout(Path(args.data))
+    return ([f"raw_path={Path(args.data) / 'raw'}", f"ingest.formats=[{fmt}]", "ingest.layout='{date}'"],
+            first, last)
 
 
 def generated(args) -> tuple[list[str], dt.date, dt.date]:
@@ -117,20 +156,35 @@ def held_out_truth(spark, cfg, args, test_day: dt.date):
     from jobs.core import delta_io
     from jobs.core.tables import SILVER_PLAYS, SILVER_TRACKS, SILVER_USERS
     if args.dataset == "lfm1b":
-        held = json.loads((LFM1B / "held_out.json").read_text())["next_day_tracks"]
-        rows = [(user, track) for user, tracks in held.items() for track in tracks]
-        pairs = spark.createDataFrame(rows, "user_id string, track_name string").distinct()
-        users = delta_io.read(spark, cfg, SILVER_USERS).select("user_id", "user_idx")
-        tracks = delta_io.read(spark, cfg, SILVER_TRACKS).select("track_name", "track_idx")
-        # a track never played before the held-out day cannot be recommended, but it counts in the truth
-        named = (pairs.join(users, "user_id").join(tracks, "track_name", "left")
-                 .withColumn("track_idx", F.coalesce("track_idx", (-(F.abs(F.xxhash64("track_name")) % 2000000000) - 1)
-                                                     .cast("int"))))
-        return named.groupBy("user_idx").agg(F.array_sort(F.collect_set("track_idx")).alias("truth"))
+        return named_truth(spark, cfg, days_layout(Path(args.data))[0]["next_day_tracks"])
     ingest.run(spark, cfg, test_day)
     clean.run(spark, cfg, test_day)
     played = delta_io.read(spark, cfg, SILVER_PLAYS).where(F.col("play_date") == F.lit(test_day))
     return played.groupBy("user_idx").agg(F.array_sort(F.collect_set("track_idx")).alias("truth"))
+
+
+def named_truth(spark, cfg, next_day_tracks: dict):
+    """(user_idx, truth array<int>) from {user_id: [track names]}: user ids and track names compared
+    in the forms clean stores and compares them (ids trimmed with inner whitespace collapsed; names
+    in clean.unicode_form, trimmed, case-folded). A name held by several artists' tracks counts as
+    each of them (held_out.json names no artist); a track never played before the held-out day
+    cannot be recommended, but it counts in the truth."""
+    from pyspark.sql import functions as F
+
+    from jobs.core import delta_io
+    from jobs.core.tables import SILVER_TRACKS, SILVER_USERS
+    from udfs.erasure import normalised_user
+    from udfs.text import name_key, normalize_name
+    rows = [(normalised_user(str(user)), str(track)) for user, tracks in next_day_tracks.items() for track in tracks]
+    pairs = (spark.createDataFrame(rows, "user_id string, track_name string")
+             .select("user_id", name_key(normalize_name(F.col("track_name"), cfg.clean.unicode_form)).alias("name"))
+             .distinct())
+    users = delta_io.read(spark, cfg, SILVER_USERS).select("user_id", "user_idx")
+    tracks = delta_io.read(spark, cfg, SILVER_TRACKS).select(name_key(F.col("track_name")).alias("name"), "track_idx")
+    named = (pairs.join(users, "user_id").join(tracks, "name", "left")
+             .withColumn("track_idx", F.coalesce("track_idx", (-(F.abs(F.xxhash64("name")) % 2000000000) - 1)
+                                                 .cast("int"))))
+    return named.groupBy("user_idx").agg(F.array_sort(F.collect_set("track_idx")).alias("truth"))
 
 
 def ratio(value: float, base: float) -> str:
@@ -147,6 +201,9 @@ def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--dataset", choices=("lfm1b", "generated", "movielens"), required=True)
     parser.add_argument("--workdir")
+    parser.add_argument("--data", default=str(LFM1B),
+                        help="with --dataset lfm1b: a folder laid out as lfm1b-dev (raw/<YYYY-MM-DD>/ and "
+                             "held_out.json), for real data that is not in ../shared (default: %(default)s)")
     parser.add_argument("--seed", type=int, default=7)
     parser.add_argument("--days", type=int, default=12)
     parser.add_argument("--users", type=int, default=300)
@@ -157,6 +214,11 @@ def main() -> None:
                         help="run nothing: print the nights' records (served vs most played, next-track) "
                              "of the workdir's warehouse")
     args = parser.parse_args()
+    if args.dataset == "lfm1b":
+        try:
+            days_layout(Path(args.data))
+        except DatasetError as e:
+            parser.exit(2, f"bench/quality.py: {e}\n")
     args.workdir = args.workdir or f"/tmp/setlist-bench-{args.dataset}" + (
         f"-{args.seed}" if args.dataset == "generated" else "")
     if args.nights_only:
