@@ -214,6 +214,7 @@ def main() -> None:
                         help="run nothing: print the nights' records (served vs most played, next-track) "
                              "of the workdir's warehouse")
     args = parser.parse_args()
+    args.data = str(Path(args.data).resolve())  # raw_path is read by Spark, whatever its working folder
     if args.dataset == "lfm1b":
         try:
             days_layout(Path(args.data))
