@@ -97,7 +97,7 @@ def days_layout(data: Path) -> tuple[dict, dt.date, dt.date, str]:
 
 
 def lfm1b(args) -> tuple[list[str], dt.date, dt.date]:
-    _, first, last, fmt = days_layout(Path(args.data))
+    _, first, last, fmt = args.layout
     return ([f"raw_path={Path(args.data) / 'raw'}", f"ingest.formats=[{fmt}]", "ingest.layout='{date}'"],
             first, last)
 
@@ -156,7 +156,7 @@ def held_out_truth(spark, cfg, args, test_day: dt.date):
     from jobs.core import delta_io
     from jobs.core.tables import SILVER_PLAYS, SILVER_TRACKS, SILVER_USERS
     if args.dataset == "lfm1b":
-        return named_truth(spark, cfg, days_layout(Path(args.data))[0]["next_day_tracks"])
+        return named_truth(spark, cfg, args.layout[0]["next_day_tracks"])
     ingest.run(spark, cfg, test_day)
     clean.run(spark, cfg, test_day)
     played = delta_io.read(spark, cfg, SILVER_PLAYS).where(F.col("play_date") == F.lit(test_day))
@@ -173,11 +173,12 @@ def named_truth(spark, cfg, next_day_tracks: dict):
 
     from jobs.core import delta_io
     from jobs.core.tables import SILVER_TRACKS, SILVER_USERS
-    from udfs.erasure import normalised_user
+    from udfs.parse import user
     from udfs.text import name_key, normalize_name
-    rows = [(normalised_user(str(user)), str(track)) for user, tracks in next_day_tracks.items() for track in tracks]
+    rows = [(str(user_id), str(track)) for user_id, tracks in next_day_tracks.items() for track in tracks]
     pairs = (spark.createDataFrame(rows, "user_id string, track_name string")
-             .select("user_id", name_key(normalize_name(F.col("track_name"), cfg.clean.unicode_form)).alias("name"))
+             .select(user(F.col("user_id")).alias("user_id"),
+                     name_key(normalize_name(F.col("track_name"), cfg.clean.unicode_form)).alias("name"))
              .distinct())
     users = delta_io.read(spark, cfg, SILVER_USERS).select("user_id", "user_idx")
     tracks = delta_io.read(spark, cfg, SILVER_TRACKS).select(name_key(F.col("track_name")).alias("name"), "track_idx")
@@ -217,7 +218,7 @@ def main() -> None:
     args.data = str(Path(args.data).resolve())  # raw_path is read by Spark, whatever its working folder
     if args.dataset == "lfm1b":
         try:
-            days_layout(Path(args.data))
+            args.layout = days_layout(Path(args.data))
         except DatasetError as e:
             parser.exit(2, f"bench/quality.py: {e}\n")
     args.workdir = args.workdir or f"/tmp/setlist-bench-{args.dataset}" + (
