@@ -25,10 +25,16 @@ from jobs.core.tables import SILVER_CLEAN_RUNS, SILVER_PLAYS
 SPARK_HOME = Path(pyspark.__file__).parent
 
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
+def free_ports(n: int) -> list[int]:
+    """n distinct free ports: every socket stays bound until all are chosen, so no two coincide."""
+    socks = [socket.socket() for _ in range(n)]
+    try:
+        for s in socks:
+            s.bind(("127.0.0.1", 0))
+        return [s.getsockname()[1] for s in socks]
+    finally:
+        for s in socks:
+            s.close()
 
 
 def master_state(ui_port: int) -> dict:
@@ -41,7 +47,7 @@ def cluster(tmp_path_factory):
     logs = tmp_path_factory.mktemp("cluster-logs")
     env = {**os.environ, "SPARK_HOME": str(SPARK_HOME), "SPARK_LOCAL_IP": "127.0.0.1",
            "SPARK_NO_DAEMONIZE": "1", "PYSPARK_PYTHON": sys.executable}
-    port, ui = free_port(), free_port()
+    port, ui, *worker_uis = free_ports(4)
     spark_class = str(SPARK_HOME / "bin" / "spark-class")
     procs = [subprocess.Popen([spark_class, "org.apache.spark.deploy.master.Master", "--host", "127.0.0.1",
                                "--port", str(port), "--webui-port", str(ui)],
@@ -49,19 +55,19 @@ def cluster(tmp_path_factory):
     for i in range(2):
         procs.append(subprocess.Popen(
             [spark_class, "org.apache.spark.deploy.worker.Worker", "--host", "127.0.0.1", "--cores", "1",
-             "--memory", "1536m", "--webui-port", str(free_port()), "--work-dir", str(logs / f"work{i}"),
+             "--memory", "1536m", "--webui-port", str(worker_uis[i]), "--work-dir", str(logs / f"work{i}"),
              f"spark://127.0.0.1:{port}"],
             env=env, stdout=open(logs / f"worker{i}.log", "w"), stderr=subprocess.STDOUT))
     try:
-        deadline = time.monotonic() + 90
+        deadline, last = time.monotonic() + 90, None
         while True:
             try:
                 if sum(w["state"] == "ALIVE" for w in master_state(ui)["workers"]) == 2:
                     break
-            except OSError:
-                pass
+            except (OSError, ValueError, KeyError) as e:  # not listening yet, or a page that is not the JSON yet
+                last = e
             if time.monotonic() > deadline:
-                raise RuntimeError(f"standalone cluster did not start; logs in {logs}")
+                raise RuntimeError(f"standalone cluster did not start ({last!r}); logs in {logs}")
             time.sleep(1)
         yield {"master": f"spark://127.0.0.1:{port}", "ui": ui, "logs": logs}
     finally:
