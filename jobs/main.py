@@ -177,8 +177,13 @@ def setup_logging(level: str, fmt: str = "text") -> None:
     handler.setFormatter(JsonLines() if fmt == "json" else
                          logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
     logging.basicConfig(level=getattr(logging, level), handlers=[handler], force=True)
-    for chatty in ("py4j", "gensim", "smart_open"):
+    # Libraries' own INFO lines are not the night's: py4j's, gensim's; XGBoost's Spark estimator
+    # ("Running xgboost ... booster params", "Training on CPUs", one per fit and predict), whose
+    # executor side takes the driver logger's level (xgboost.spark.core.get_logger_level); MLflow
+    # configures its own loggers when imported, from MLFLOW_LOGGING_LEVEL (one that is set is kept).
+    for chatty in ("py4j", "gensim", "smart_open", "XGBoost-PySpark"):
         logging.getLogger(chatty).setLevel(logging.WARNING)
+    os.environ.setdefault("MLFLOW_LOGGING_LEVEL", "WARNING")
 
 
 def report_error(line: str) -> None:

@@ -1,7 +1,9 @@
 """Config validation: every bad file or flag is one line naming the file and the key, exit 2."""
 from __future__ import annotations
 
+import os
 import subprocess
+import sys
 import textwrap
 import time
 
@@ -115,6 +117,32 @@ def test_the_log_drops_py4js_retried_command_trace_and_keeps_the_rest(capsys):
     assert err.count("Exception while sending command.") == 1
     assert "ERROR root: Exception while sending command." in err
     assert err.count("[Errno 104]") == 1  # one traceback: the failed command's
+
+
+def test_the_log_keeps_xgboost_and_mlflow_info_lines_out_and_their_warnings_in():
+    """XGBoost's Spark estimator logs its booster parameters and progress at INFO on every fit and
+    predict (driver and executors), and MLflow its store's setup; a night's log at INFO shows the
+    stages' lines, not theirs. A fresh process: MLflow configures its loggers once, when imported."""
+    script = """
+import logging
+from jobs.main import setup_logging
+setup_logging("INFO")
+from xgboost.spark.core import _LOG_TAG
+from xgboost.spark.utils import get_logger, get_logger_level
+import mlflow
+get_logger(_LOG_TAG).info("xgboost info")
+get_logger(_LOG_TAG).warning("xgboost warning")
+logging.getLogger("mlflow.store.db.utils").info("mlflow info")
+logging.getLogger("mlflow.store.db.utils").warning("mlflow warning")
+logging.getLogger("setlist.rank").info("a stage's own line")
+print("executors get", logging.getLevelName(get_logger_level(_LOG_TAG)))
+"""
+    env = {k: v for k, v in os.environ.items() if k != "MLFLOW_LOGGING_LEVEL"}
+    out = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, cwd=ROOT, env=env, timeout=120)
+    assert out.returncode == 0, out.stderr[-2000:]
+    assert out.stdout.strip() == "executors get WARNING"
+    assert "xgboost warning" in out.stderr and "mlflow warning" in out.stderr and "a stage's own line" in out.stderr
+    assert "xgboost info" not in out.stderr and "mlflow info" not in out.stderr
 
 
 def test_chained_jobs_are_all_checked_before_the_first_runs(tmp_path, capsys):
