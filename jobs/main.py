@@ -30,14 +30,14 @@ DEFAULT_CONF = "conf/local.yaml"
 
 class _Parser(argparse.ArgumentParser):
     def error(self, message: str):  # usage errors exit 2 with one line, like config errors
-        raise ConfigError(f"{self.prog}: {message}")
+        raise ConfigError(message)  # main prints it after "setlist: error: "
 
 
 def _date(text: str) -> dt.date:
     try:
         return dt.date.fromisoformat(text)
     except ValueError:
-        raise argparse.ArgumentTypeError(f"--date {text}: not a date (YYYY-MM-DD)") from None
+        raise argparse.ArgumentTypeError(f"{text}: not a date (YYYY-MM-DD)") from None  # argparse names the option
 
 
 def _jobs() -> dict[str, Callable]:

@@ -91,8 +91,28 @@ def test_main_exits_2_with_one_line_before_spark(tmp_path, capsys):
     assert err == (f"setlist: error: {path}: spark.mastr: unknown key "
                    f"(known here: app_name, class_archive, conf, event_log, master, packages)")
     assert main(["clean", "--conf", str(path), "--date", "2026-02-30"]) == 2
-    assert "--date 2026-02-30: not a date" in capsys.readouterr().err
+    assert capsys.readouterr().err.strip() == "setlist: error: argument --date: 2026-02-30: not a date (YYYY-MM-DD)"
+    assert main(["backfill", "--conf", str(path), "--from", "2026-13-01", "--to", "2026-12-31"]) == 2
+    assert capsys.readouterr().err.strip() == "setlist: error: argument --from: 2026-13-01: not a date (YYYY-MM-DD)"
     assert main(["nosuchjob"]) == 2
+
+
+def test_an_error_in_a_key_given_by_set_names_the_set_item_not_the_file(tmp_path, capsys):
+    path = write(tmp_path, "warehouse: /w\nraw_path: /r\n")
+    run = ["clean", "--conf", str(path), "--date", "2026-01-01"]
+    assert main([*run, "--set", "clean.session_gap_minutes=-5"]) == 2
+    assert capsys.readouterr().err.strip() == ("setlist: error: --set clean.session_gap_minutes=-5: "
+                                               "clean.session_gap_minutes: must be positive, got -5")
+    # an unknown key, an unknown section, a list item, a rule between keys; the last --set of a key wins
+    assert error_of(path, ["als.rankk=3"]).startswith("--set als.rankk=3: als.rankk: unknown key (known here: ")
+    assert error_of(path, ["alss.rank=3"]).startswith("--set alss.rank=3: alss: unknown key (known here: ")
+    assert error_of(path, ["als.grid_ranks=[4, -1]"]) == ("--set als.grid_ranks=[4, -1]: als.grid_ranks[1]: "
+                                                          "must be positive, got -1")
+    assert error_of(path, ["cluster.k=1"]).startswith("--set cluster.k=1: cluster.k: k must be 0")
+    assert error_of(path, ["als.rank=4", "als.rank=0"]) == "--set als.rank=0: als.rank: must be positive, got 0"
+    # an error in the file itself still names the file, whatever else --set gives
+    bad = write(tmp_path, "warehouse: /w\nraw_path: /r\nals: {rank: 0}\n")
+    assert error_of(bad, ["als.alpha=2.0"]) == f"{bad}: als.rank: must be positive, got 0"
 
 
 def test_the_log_drops_py4js_retried_command_trace_and_keeps_the_rest(capsys):
@@ -208,10 +228,10 @@ def test_control_characters_empty_paths_and_unset_variables_are_config_errors(tm
     assert error_of(path) == f"{path}: spark.app_name: control character '\\n' not allowed in a value"
     path = write(tmp_path, "warehouse: /w\nraw_path: /r\n")
     assert "spark.conf.spark.x: control character '\\t'" in error_of(path, ["spark.conf.spark.x=a\tb"])
-    assert error_of(path, ["warehouse="]) == f"{path}: warehouse: must not be empty"
+    assert error_of(path, ["warehouse="]) == "--set warehouse=: warehouse: must not be empty"
     monkeypatch.delenv("SETLIST_NO_SUCH_ROOT", raising=False)
     assert error_of(path, ["raw_path=${SETLIST_NO_SUCH_ROOT}/raw"]) == \
-        f"{path}: raw_path: ${{SETLIST_NO_SUCH_ROOT}} is not set in the environment"
+        "--set raw_path=${SETLIST_NO_SUCH_ROOT}/raw: raw_path: ${SETLIST_NO_SUCH_ROOT} is not set in the environment"
     monkeypatch.setenv("SETLIST_ROOT", "/data")
     assert load_config(path, ["raw_path=${SETLIST_ROOT}/raw"]).raw_path == "/data/raw"
 

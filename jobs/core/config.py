@@ -615,14 +615,31 @@ def _apply_renames(data: dict, source: str) -> None:
 
 
 def _validated(data: dict, source: str, overrides: list[str] | tuple[str, ...]) -> Config:
+    given = {}  # dotted key -> the --set item that set it
     for item in overrides:
         path, value = parse_override(item)
         _apply_override(data, path, value)
+        given[".".join(path)] = item
     _apply_renames(data, source)
-    cfg = _build(Config, data, "", source)
-    cfg = dataclasses.replace(cfg, source=source, **{k: _resolve_path(getattr(cfg, k), k, source) for k in PATH_KEYS})
-    _check_relations(cfg)
+    try:
+        cfg = _build(Config, data, "", source)
+        cfg = dataclasses.replace(cfg, source=source,
+                                  **{k: _resolve_path(getattr(cfg, k), k, source) for k in PATH_KEYS})
+        _check_relations(cfg)
+    except ConfigError as exc:
+        raise _blamed_on_override(exc, source, given) from None
     return cfg
+
+
+def _blamed_on_override(exc: ConfigError, source: str, given: dict[str, str]) -> ConfigError:
+    """An error about a key (or a section) that a --set item gave names that item, not the file it
+    overrode: `--set als.rankk=3: als.rankk: unknown key (...)`. Any other error is returned as it is."""
+    text, head = str(exc), f"{source}: "
+    if not text.startswith(head):
+        return exc
+    key_ = re.split(r"[:\[]", text[len(head):], maxsplit=1)[0]
+    item = next((item for name, item in given.items() if name == key_ or name.startswith(key_ + ".")), None)
+    return exc if item is None else ConfigError(f"--set {item}: {text[len(head):]}")
 
 
 def load_config(path: str | os.PathLike, overrides: list[str] | tuple[str, ...] = ()) -> Config:
