@@ -34,7 +34,11 @@ options="$(SETLIST_PROPERTIES_FILE="$props" PYTHONPATH="$ROOT${PYTHONPATH:+:$PYT
 [ "$status" -eq 0 ] || exit "$status"
 mapfile -t lines <<< "$options"
 umask "${lines[0]#UMASK }"  # every file the run writes (tables, models, reports) gets the configured umask
-spark_options=("${lines[@]:1}")
+address="${lines[1]#LOCAL_IP }"  # a local master's own address: no host-name lookup and loopback warning
+if [ "$address" != "-" ] && [ -z "${SPARK_LOCAL_IP:-}" ]; then
+  export SPARK_LOCAL_IP="$address"
+fi
+spark_options=("${lines[@]:2}")
 
 zip="$(mktemp "${TMPDIR:-/tmp}/setlist-code.XXXXXX.zip")"
 errors="$(mktemp "${TMPDIR:-/tmp}/setlist-error.XXXXXX")"

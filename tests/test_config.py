@@ -244,6 +244,7 @@ def test_launch_puts_spark_conf_with_secrets_in_a_private_properties_file(tmp_pa
     props = tmp_path / "spark.properties"
     options = submit_options(["clean", "--conf", str(path), "--date", "2026-01-01"], str(props))
     assert options[0] == "UMASK 027" and "--properties-file" in options
+    assert options[1] == "LOCAL_IP -"  # no bind address configured: Spark picks the host's own
     assert not [o for o in options if "s3cr" in o or o == "--conf"]
     assert stat.S_IMODE(props.stat().st_mode) == 0o600
     text = props.read_text()
@@ -290,6 +291,21 @@ def test_launch_hands_the_configs_driver_java_options_to_spark_submit(tmp_path):
     java = options[options.index("--driver-java-options") + 1]
     assert java.startswith(f"-Dlog4j2.configurationFile=file:{ROOT / 'conf' / 'log4j2.properties'} ")
     assert "-Dsetlist.probe=1 -XX:+UseParallelGC" in java
+
+
+def test_a_local_master_gets_the_configs_bind_address_as_its_own_and_a_cluster_does_not(tmp_path):
+    """submit.sh exports `LOCAL_IP` as SPARK_LOCAL_IP (unless set), so a local run does not look up
+    the host's name and warn that it resolves to a loopback address."""
+    from jobs.core.launch import submit_options
+
+    def local_ip(path):
+        return submit_options(["clean", "--conf", str(path), "--date", "2026-01-01"], str(tmp_path / "p"))[1]
+    bound = "  conf:\n    spark.driver.bindAddress: 127.0.0.1\n"
+    assert local_ip(write(tmp_path, "warehouse: /w\nraw_path: /r\nspark:\n  master: local[2]\n" + bound)) == \
+        "LOCAL_IP 127.0.0.1"
+    assert local_ip(write(tmp_path, "warehouse: /w\nraw_path: /r\nspark:\n  master: spark://head:7077\n" + bound)) == \
+        "LOCAL_IP -"
+    assert local_ip(ROOT / "conf" / "local.yaml") == "LOCAL_IP 127.0.0.1"
 
 
 def test_the_driver_class_archive_is_added_once_built_and_only_where_the_driver_runs(tmp_path, monkeypatch):

@@ -2,7 +2,9 @@
 
 `python -m jobs.core.launch JOB [job args]` validates the config exactly as the job will (exit 2 with
 one line on a bad key, before any JVM starts) and prints, one per line: `UMASK <octal>` (submit.sh
-applies it before spark-submit, so every file the run writes gets it), then spark-submit's options:
+applies it before spark-submit, so every file the run writes gets it), `LOCAL_IP <address>` (a local
+master's address, jobs.core.session.local_ip, or `-` on a cluster: submit.sh exports it as
+SPARK_LOCAL_IP unless the environment sets that already), then spark-submit's options:
 --master, --name (`setlist-JOB`, or `setlist-JOB1+JOB2` for jobs chained with --then), --properties-file,
 --jars with the cached Delta jars (resolved from Maven Central through Spark's Ivy on first use,
 offline after) and --driver-java-options (the log4j setting, the config's spark.driver.extraJavaOptions
@@ -34,7 +36,7 @@ def properties(conf: dict[str, str]) -> str:
 
 def submit_options(argv: list[str], properties_file: str) -> list[str]:
     chain, cfg = parse_chain(argv)
-    from jobs.core.session import resolve_jars, spark_conf
+    from jobs.core.session import local_ip, resolve_jars, spark_conf
     fd = os.open(properties_file, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
     conf = spark_conf(cfg)
     with os.fdopen(fd, "w", encoding="utf-8") as out:
@@ -44,7 +46,7 @@ def submit_options(argv: list[str], properties_file: str) -> list[str]:
     # file, so the config's options (and the driver's class archive) go with the log4j setting here.
     log4j = f"-Dlog4j2.configurationFile=file:{ROOT / 'conf' / 'log4j2.properties'}"
     java_options = " ".join(o for o in (log4j, conf.get("spark.driver.extraJavaOptions", "")) if o)
-    return [f"UMASK {cfg.file_umask}", "--master", cfg.spark.master, "--name", name,
+    return [f"UMASK {cfg.file_umask}", f"LOCAL_IP {local_ip(cfg, conf) or '-'}", "--master", cfg.spark.master, "--name", name,
             "--properties-file", properties_file, "--jars", ",".join(resolve_jars(cfg.spark.packages)),
             "--driver-java-options", java_options]
 

@@ -218,6 +218,16 @@ def sql_settings(spark: SparkSession, settings: dict[str, str]) -> Iterator[None
                 spark.conf.set(key, value)
 
 
+def local_ip(cfg: Config, conf: dict[str, str]) -> str | None:
+    """The address a local master's JVM should take as its own (SPARK_LOCAL_IP): the driver's bind
+    address (or host) of the config, where the master is local; None on a cluster. Without it
+    Spark looks the host's name up at every start and, where that resolves to a loopback address,
+    warns that it picked another interface, although a local run binds to the configured address."""
+    if not cfg.spark.master.startswith("local"):
+        return None
+    return conf.get("spark.driver.bindAddress") or conf.get("spark.driver.host") or None
+
+
 def under_spark_submit() -> bool:
     return "PYSPARK_GATEWAY_PORT" in os.environ
 
@@ -225,10 +235,13 @@ def under_spark_submit() -> bool:
 def get_spark(cfg: Config) -> SparkSession:
     """The session for a job: the one spark-submit started, or a new one on cfg.spark.master."""
     builder = SparkSession.builder
-    for key, value in spark_conf(cfg).items():
+    conf = spark_conf(cfg)
+    for key, value in conf.items():
         builder = builder.config(key, value)
     if not under_spark_submit():  # else spark-submit already set master, name, jars and the umask
         os.umask(int(cfg.file_umask, 8))  # before the JVM starts: it and its workers inherit it
+        if address := local_ip(cfg, conf):  # a user's own SPARK_LOCAL_IP wins
+            os.environ.setdefault("SPARK_LOCAL_IP", address)
         # one BLAS thread per task: Spark runs a task per core already (OpenBLAS would start its own)
         os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
         builder = builder.master(cfg.spark.master).appName(cfg.spark.app_name)
