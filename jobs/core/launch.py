@@ -46,9 +46,9 @@ def submit_options(argv: list[str], properties_file: str) -> list[str]:
     # file, so the config's options (and the driver's class archive) go with the log4j setting here.
     log4j = f"-Dlog4j2.configurationFile=file:{ROOT / 'conf' / 'log4j2.properties'}"
     java_options = " ".join(o for o in (log4j, conf.get("spark.driver.extraJavaOptions", "")) if o)
-    return [f"UMASK {cfg.file_umask}", f"LOCAL_IP {local_ip(cfg, conf) or '-'}", "--master", cfg.spark.master, "--name", name,
-            "--properties-file", properties_file, "--jars", ",".join(resolve_jars(cfg.spark.packages)),
-            "--driver-java-options", java_options]
+    return [f"UMASK {cfg.file_umask}", f"LOCAL_IP {local_ip(cfg, conf) or '-'}",
+            "--master", cfg.spark.master, "--name", name, "--properties-file", properties_file,
+            "--jars", ",".join(resolve_jars(cfg.spark.packages)), "--driver-java-options", java_options]
 
 
 def main() -> int:
