@@ -35,7 +35,6 @@ import datetime as dt
 import json
 import logging
 import math
-import os
 import shutil
 import threading
 import time
@@ -405,5 +404,4 @@ def print_rung(result: dict, cores: int) -> None:
 
 
 if __name__ == "__main__":
-    os.environ.setdefault("SPARK_LOCAL_IP", "127.0.0.1")
     main()

@@ -41,7 +41,7 @@ def conf_file(cfg, path: Path) -> Path:
 
 
 def job(conf: Path, *args: str) -> subprocess.Popen:
-    env = {**os.environ, "PYTHONPATH": str(ROOT), "SPARK_LOCAL_IP": "127.0.0.1", "PYSPARK_PYTHON": sys.executable}
+    env = {**os.environ, "PYTHONPATH": str(ROOT), "PYSPARK_PYTHON": sys.executable}
     return subprocess.Popen([sys.executable, str(ROOT / "jobs" / "main.py"), *args, "--conf", str(conf)],
                             env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
 
