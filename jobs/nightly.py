@@ -96,9 +96,14 @@ def run_stages(spark: SparkSession, cfg: Config, day: dt.date, stages: tuple[str
     Under the warehouse's lease this process is gold.runs' only writer, so a stage with no row for
     `day` yet gets its row appended (delta_io.append, one Spark job) rather than upserted (three);
     without the lease (lease.enabled false, or a caller that did not take it) every row is upserted."""
+    # The first Delta reads of a new process can take tens of seconds (the JVM warming up): say so
+    # before them, so that a log never sits silent between the lease and the first stage.
+    log.info("nightly %s: reading what is done already (%s) and the night's size", day, GOLD_RUNS.full_name)
+    clock = time.monotonic()
     committed, last_trained, recorded = committed_stages(spark, cfg, day)
     known_keys(cfg, GOLD_RUNS, day, recorded)  # what record_run appends, without reading them again
     size = night_size(spark, cfg, day) if cfg.nightly.interpreted_below_rows else 0  # decides each stage's settings
+    log.info("nightly %s: %s", day, plan_line(stages, committed, force, size, time.monotonic() - clock))
     outcome: dict[str, str] = {}
     for stage in stages:
         fn = STAGES[stage]
@@ -147,6 +152,17 @@ def run_stages(spark: SparkSession, cfg: Config, day: dt.date, stages: tuple[str
         if isinstance(result.get("note"), str):  # what the stage wants the summary to show (evaluate, rank)
             outcome[stage] += f": {result['note']}"
     return outcome
+
+
+def plan_line(stages: tuple[str, ...], committed: set[str], force: bool, size: int, seconds: float) -> str:
+    """What a run is about to do, in one line: the stages it will look at (each may still be
+    reused by its cadence) and those skipped as committed for the date."""
+    todo = [s for s in stages if force or s not in committed]
+    done = [s for s in stages if s not in todo]
+    return (f"{len(todo)} of {len(stages)} stage(s) to run ({', '.join(todo) or 'none'})"
+            + (f", {len(done)} committed already ({', '.join(done)})" if done else "")
+            + (" (--force)" if force and committed else "")
+            + (f"; {size:,} rows so far" if size else "") + f"; read in {seconds:.1f}s")
 
 
 @contextlib.contextmanager

@@ -38,16 +38,35 @@ def files_naming(root: Path, needle: str) -> list[str]:
     return found
 
 
-def rows_without(spark, cfg, table, user_id: str, user_idx: int):
+TIMES = ("ingest_time", "finished_at", "started_at", "created_at", "erased_at")
+
+
+def snapshot(spark, cfg, table) -> tuple[list[str], list[tuple]]:
+    """Every row of a table (its time columns left out, which a rewrite may change), read once."""
     frame = delta_io.read(spark, cfg, table)
-    if "user_id" in frame.columns:
-        frame = frame.where(F.col("user_id") != user_id)
-    elif "user_idx" in frame.columns:
-        frame = frame.where(F.col("user_idx") != user_idx)
-    elif "raw" in frame.columns:
-        frame = frame.where(~F.col("raw").contains(user_id))
-    drop = [c for c in ("ingest_time", "finished_at", "started_at", "created_at", "erased_at") if c in frame.columns]
-    return sorted(map(tuple, frame.drop(*drop).collect()), key=repr)
+    frame = frame.drop(*[c for c in TIMES if c in frame.columns])
+    return frame.columns, [tuple(r) for r in frame.collect()]
+
+
+def without(snap: tuple[list[str], list[tuple]], user_id: str, user_idx: int) -> list[tuple]:
+    """A snapshot's rows that are not the user's (by user_id, else user_idx, else a raw line naming
+    them; a null in that column is not kept, as a SQL comparison would not), sorted."""
+    columns, rows = snap
+    if "user_id" in columns:
+        i = columns.index("user_id")
+        rows = [r for r in rows if r[i] is not None and r[i] != user_id]
+    elif "user_idx" in columns:
+        i = columns.index("user_idx")
+        rows = [r for r in rows if r[i] is not None and r[i] != user_idx]
+    elif "raw" in columns:
+        i = columns.index("raw")
+        rows = [r for r in rows if r[i] is not None and user_id not in r[i]]
+    return sorted(rows, key=repr)
+
+
+def snapshots(spark, cfg) -> dict[str, tuple[list[str], list[tuple]]]:
+    """Every existing table of the warehouse, each read once."""
+    return {t.full_name: snapshot(spark, cfg, t) for t in ALL_TABLES if delta_io.exists(spark, cfg, t)}
 
 
 @pytest.fixture(scope="module")
@@ -76,23 +95,25 @@ def copied(spark, nights, tmp_path_factory):
 def test_forget_user_removes_every_trace_and_keeps_everyone_else(spark, copied):
     cfg, user, idx, root = copied
     warehouse = Path(cfg.warehouse)
-    holding = {t.full_name for t in ALL_TABLES if delta_io.exists(spark, cfg, t)
-               and rows_without(spark, cfg, t, user, idx) != rows_with_all(spark, cfg, t)}
+    before = snapshots(spark, cfg)  # each table read once, before and once after the erasure
+    holding = {name for name, snap in before.items() if without(snap, user, idx) != sorted(snap[1], key=repr)}
     assert {SILVER_PLAYS.full_name, SILVER_USERS.full_name, SILVER_QUARANTINE.full_name, SILVER_FEEDBACK.full_name,
             GOLD_RECOMMENDATIONS.full_name, "bronze.listens", "gold.user_segments", "gold.sequences",
             "gold.candidates", "gold.als_user_factors"} <= holding
     assert files_naming(warehouse, user)  # before: the id is in data files
-    others = {t.full_name: rows_without(spark, cfg, t, user, idx) for t in ALL_TABLES if delta_io.exists(spark, cfg, t)}
 
     summary = forget.run(spark, cfg, [user])
     assert summary["rows_removed"][SILVER_PLAYS.full_name] > 0 and summary["rows_removed"]["models.als.userFactors"] >= 1
     assert files_naming(warehouse, user) == []  # no Delta row, no data file, no log, no event log names the user
-    for table in ALL_TABLES:
-        if delta_io.exists(spark, cfg, table) and table.full_name != SILVER_ERASURES.full_name:
-            assert rows_without(spark, cfg, table, user, idx) == others[table.full_name], table.full_name
-            frame = delta_io.read(spark, cfg, table)
-            if "user_idx" in frame.columns and table.full_name != "gold.als_item_factors":
-                assert frame.where(F.col("user_idx") == idx).count() == 0, table.full_name
+    after = snapshots(spark, cfg)
+    assert set(after) == set(before) | {SILVER_ERASURES.full_name}
+    for name, snap in before.items():
+        if name == SILVER_ERASURES.full_name:
+            continue
+        assert without(after[name], user, idx) == without(snap, user, idx), name
+        columns, rows = after[name]
+        if "user_idx" in columns and name != "gold.als_item_factors":
+            assert not [r for r in rows if r[columns.index("user_idx")] == idx], name
     erasure = delta_io.read(spark, cfg, SILVER_ERASURES).collect()
     assert len(erasure) == 1 and erasure[0]["user_hash"] != user and len(erasure[0]["user_hash"]) == 64
     from pyspark.ml.recommendation import ALSModel
@@ -116,12 +137,6 @@ def test_forget_user_from_the_command_line_needs_a_user(tmp_path):
     out = subprocess.run([sys.executable, "-m", "jobs.main", "forget-user", "--conf", str(ROOT / "conf" / "local.yaml")],
                          capture_output=True, text=True, cwd=ROOT)
     assert out.returncode == 2 and "--user ID is required" in out.stderr
-
-
-def rows_with_all(spark, cfg, table):
-    frame = delta_io.read(spark, cfg, table)
-    drop = [c for c in ("ingest_time", "finished_at", "started_at", "created_at", "erased_at") if c in frame.columns]
-    return sorted(map(tuple, frame.drop(*drop).collect()), key=repr)
 
 
 def delta_table(name: str):

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import datetime as dt
 import json
+import logging
 import os
 from pathlib import Path
 from types import SimpleNamespace
@@ -61,7 +62,7 @@ def test_stage_runs_are_recorded_with_cadence_and_waiting_models(spark, nights):
         stage: "no-aqe" if stage == "recommend" else "interpreted" for (_, stage) in executions}
 
 
-def test_a_failed_stage_fails_the_run_and_a_rerun_resumes_there(spark, nights, monkeypatch):
+def test_a_failed_stage_fails_the_run_and_a_rerun_resumes_there(spark, nights, monkeypatch, caplog):
     cfg, _ = nights
     day = NIGHTS[2]
 
@@ -76,8 +77,15 @@ def test_a_failed_stage_fails_the_run_and_a_rerun_resumes_there(spark, nights, m
         F.col("run_date") == F.lit(day)).collect()}
     assert runs["recommend"] == "failed" and runs["als"] == "succeeded" and runs["train"] == "reused"
     assert recs_of(spark, cfg, day) == []  # nothing half-written
-    outcome = nightly.run(spark, cfg, day)
+    with caplog.at_level(logging.INFO, logger="setlist.nightly"):
+        outcome = nightly.run(spark, cfg, day)
     assert outcome["clean"].startswith("skipped") and outcome["recommend"].startswith("succeeded")
+    # the log says what the run reads before reading it, then what it will do, before the first stage
+    lines = [r.getMessage() for r in caplog.records if r.name == "setlist.nightly"]
+    assert lines[0] == f"nightly {day}: reading what is done already (gold.runs) and the night's size"
+    assert lines[1].startswith(f"nightly {day}: 3 of 10 stage(s) to run (recommend, evaluate, maintain), 7 committed "
+                               "already (ingest, clean, embed, cluster, als, train, rank); ") and " rows so far; read in " in lines[1]
+    assert lines[2].startswith(f"nightly {day}: recommend ...")
     resumed = recs_of(spark, cfg, day)
     recommend.run(spark, cfg, day)  # the same stage again, uninterrupted
     assert recs_of(spark, cfg, day) == resumed and len(resumed) > 0

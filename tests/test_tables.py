@@ -166,3 +166,44 @@ def test_each_table_works_on_tables_at_once_in_order_and_fails_after_the_others_
         assert len(written) == 2  # the tables after the failed one were still worked on
     finally:
         spark.sparkContext.setLocalProperty("setlist.test", None)
+
+
+def test_the_lease_holder_appends_a_partition_that_holds_no_file_and_replaces_one_that_does(spark, cfg):
+    """replace_date and replace_partition under the warehouse's lease: a partition with no file yet
+    is appended (Delta's replaceWhere first rebuilds the table's file list in Spark jobs; an append
+    does not), and a row outside it still fails the write with nothing committed. A partition that
+    holds files, a night's rerun or a stage killed after its commit, which left no gold.runs row,
+    is replaced, never doubled; so is every write without the lease."""
+    from jobs.core.lease import Lease
+    from jobs.core.tables import SILVER_QUARANTINE
+    later, killed = DAY + dt.timedelta(days=1), DAY + dt.timedelta(days=2)
+
+    def writes_since(version: int) -> list[str]:
+        history = DeltaTable.forPath(spark, GOLD_RECOMMENDATIONS.path(cfg)).history().where(f"version > {version}")
+        return [r["operationParameters"]["mode"] for r in history.orderBy("version").collect()]
+
+    def users(day: dt.date) -> list[str]:
+        frame = delta_io.read(spark, cfg, GOLD_RECOMMENDATIONS).where(f"run_date = DATE'{day}'")
+        return sorted(r["user_id"] for r in frame.collect())
+
+    delta_io.replace_date(recs(spark, run_date=killed, user_id="before"), cfg, GOLD_RECOMMENDATIONS, "run_date", killed)
+    start = delta_io.version(spark, cfg, GOLD_RECOMMENDATIONS)
+    with Lease(cfg, "nightly"):
+        assert delta_io.replace_date(recs(spark, user_id="a"), cfg, GOLD_RECOMMENDATIONS, "run_date", DAY) == {"rows": 1}
+        delta_io.replace_date(recs(spark, user_id="b"), cfg, GOLD_RECOMMENDATIONS, "run_date", DAY)  # a rerun
+        delta_io.replace_date(recs(spark, run_date=killed, user_id="after"), cfg, GOLD_RECOMMENDATIONS,
+                              "run_date", killed)
+        version = delta_io.version(spark, cfg, GOLD_RECOMMENDATIONS)
+        with pytest.raises(Exception, match="gold.recommendations: a row outside the partition run_date = DATE'2026-01-04'"):
+            delta_io.replace_date(recs(spark, run_date=DAY, user_id="c"), cfg, GOLD_RECOMMENDATIONS, "run_date", later)
+        assert delta_io.version(spark, cfg, GOLD_RECOMMENDATIONS) == version  # nothing committed
+        bad = spark.createDataFrame([{"ingest_date": DAY, "format": "lastfm-tsv", "source_file": "f", "line_number": 1,
+                                      "raw": "x", "reason": "empty_user", "stage": "clean", "raw_base64": None}],
+                                    SILVER_QUARANTINE.schema)
+        assert delta_io.replace_partition(bad.drop("ingest_date", "stage"), cfg, SILVER_QUARANTINE, ingest_date=DAY,
+                                          stage="clean")["rows"] == 1
+    delta_io.replace_date(recs(spark, run_date=later, user_id="d"), cfg, GOLD_RECOMMENDATIONS, "run_date", later)
+    assert writes_since(start) == ["Append", "Overwrite", "Overwrite", "Overwrite"]
+    assert users(DAY) == ["b"] and users(killed) == ["after"] and users(later) == ["d"]
+    quarantine = DeltaTable.forPath(spark, SILVER_QUARANTINE.path(cfg)).history(1).first()
+    assert quarantine["operationParameters"]["mode"] == "Append"
