@@ -9,6 +9,7 @@ bookkeeping reads and writes of every stage.
     .venv/bin/python bench/fixed_costs.py upkeep WAREHOUSE DATE [--at-once 1 4] [--rounds 3] [--small]
     .venv/bin/python bench/fixed_costs.py stage WAREHOUSE DATE [--stage recommend] [--warmup 3] [--rounds 8]
     .venv/bin/python bench/fixed_costs.py commit WAREHOUSE DATE [--rounds 8]
+    .venv/bin/python bench/fixed_costs.py new-partitions WAREHOUSE DATE [--stage recommend] [--rounds 6]
     .venv/bin/python bench/fixed_costs.py jvm WAREHOUSE DATE [--stage clean,embed,cluster,recommend]
         [--java-options -XX:+UseParallelGC] [--rounds 3]
 
@@ -42,7 +43,13 @@ night's partition), the same again replacing that date's rows, and a plain Parqu
 rows (Spark's write without Delta's transaction), each `--rounds` times; it prints the medians and the
 Spark jobs of each. `jvm` runs `stage` (no warm-up, one round) in a new process per run, alternating
 without and with `--java-options` added to the driver's JVM options (JAVA_TOOL_OPTIONS), `--rounds`
-times each, the order of each pair swapped every round, and prints each run and the medians. To compare two versions of the code, run the script from a checkout of each, one after the
+times each, the order of each pair swapped every round, and prints each run and the medians.
+`new-partitions` copies WAREHOUSE and, under the warehouse's lease, runs `--stage` of DATE forced
+after deleting DATE's rows from the tables the stage writes (so each of its writes meets a
+partition with no file, as on a new night), alternating a run whose writes of such a partition
+append (as shipped) with one whose writes all replace (`delta_io._appendable` answering False, the
+code before), `--rounds` times each after one untimed run of each, and prints each run's seconds and
+Spark jobs and the medians. To compare two versions of the code, run the script from a checkout of each, one after the
 other, alone on the machine.
 """
 from __future__ import annotations
@@ -98,6 +105,13 @@ def main() -> None:
     com.add_argument("date", type=dt.date.fromisoformat)
     com.add_argument("--rounds", type=int, default=8)
     com.add_argument("--workdir", default="/tmp/setlist-fixed")
+    newp = sub.add_parser("new-partitions")
+    newp.add_argument("warehouse")
+    newp.add_argument("date", type=dt.date.fromisoformat)
+    newp.add_argument("--stage", default="recommend")
+    newp.add_argument("--rounds", type=int, default=6)
+    newp.add_argument("--raw-path", default=None, help="default: raw/ next to the warehouse")
+    newp.add_argument("--workdir", default="/tmp/setlist-fixed")
     jvm = sub.add_parser("jvm")
     jvm.add_argument("warehouse")
     jvm.add_argument("date", type=dt.date.fromisoformat)
@@ -121,6 +135,9 @@ def main() -> None:
         upkeep(work, Path(args.warehouse), args.date, args.at_once, args.rounds, args.small)
     elif args.what == "commit":
         commit_costs(work, Path(args.warehouse), args.date, args.rounds)
+    elif args.what == "new-partitions":
+        new_partitions(work, Path(args.warehouse), args.date, args.stage, args.rounds,
+                       args.raw_path or str(Path(args.warehouse).parent / "raw"))
     elif args.what == "jvm":
         jvm_options(work, Path(args.warehouse), args.date, args.stage, args.java_options, args.rounds,
                     args.raw_path or str(Path(args.warehouse).parent / "raw"))
@@ -308,6 +325,48 @@ def jvm_options(work: Path, warehouse: Path, day: dt.date, stage: str, options: 
             print(f"round {r + 1} {variant:7} {options!r}: {' / '.join(lines)}", flush=True)
     print(f"{stage} {day}: median {statistics.median(runs['without']):.1f} s without, "
           f"{statistics.median(runs['with']):.1f} s with {options!r} ({rounds} new processes each)")
+
+
+WRITES = {  # the partitioned tables each stage writes with replace_date / replace_partition
+    "clean": ("silver.plays", "silver.quarantine", "silver.clean_runs"),
+    "embed": ("gold.track_embeddings",),
+    "cluster": ("gold.track_clusters", "gold.user_segments"),
+    "als": ("gold.als_user_factors", "gold.als_item_factors"),
+    "recommend": ("gold.candidates", "gold.staged_recommendations", "gold.recommendations"),
+}
+
+
+def new_partitions(work: Path, warehouse: Path, day: dt.date, stage: str, rounds: int, raw_path: str) -> None:
+    copy = copied(warehouse, work)
+    spark, cfg = session([f"warehouse={copy}", f"raw_path={raw_path}", "spark.event_log=false"])
+    from jobs import nightly
+    from jobs.core import delta_io
+    from jobs.core.lease import Lease
+    from jobs.core.tables import ALL_TABLES
+    tables = [t for t in ALL_TABLES if t.full_name in WRITES[stage]]
+    scheduler = spark.sparkContext._jsc.sc().dagScheduler()  # noqa: SLF001 - its job counter
+    shipped = delta_io._appendable  # noqa: SLF001
+    runs: dict[str, list[tuple[float, int]]] = {"append (shipped)": [], "replace (before)": []}
+    with Lease(cfg, "bench"):
+        for r in range(rounds + 1):
+            for name in (list(runs) if r % 2 == 0 else list(runs)[::-1]):
+                for table in tables:
+                    column = table.partition_by[0]
+                    spark.sql(f"DELETE FROM {delta_io.table_ref(cfg, table)} WHERE {column} = DATE'{day}'")
+                delta_io._appendable = shipped if name.startswith("append") else (lambda *a, **k: False)  # noqa: SLF001
+                before, start = scheduler.numTotalJobs(), time.monotonic()
+                try:
+                    nightly.run_stages(spark, cfg, day, (stage,), force=True, results={})
+                finally:
+                    delta_io._appendable = shipped  # noqa: SLF001
+                seconds, jobs = time.monotonic() - start, scheduler.numTotalJobs() - before
+                if r:
+                    runs[name].append((seconds, jobs))
+                    print(f"round {r}: {stage} {day}, {name}: {seconds:.2f} s, {jobs} Spark jobs", flush=True)
+    for name, values in runs.items():
+        print(f"{name:18} median {statistics.median(v[0] for v in values):.2f} s, "
+              f"{statistics.median(v[1] for v in values):.0f} Spark jobs ({rounds} runs after one untimed)")
+    spark.stop()
 
 
 def commit_costs(work: Path, warehouse: Path, day: dt.date, rounds: int) -> None:
