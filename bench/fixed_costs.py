@@ -10,8 +10,6 @@ bookkeeping reads and writes of every stage.
     .venv/bin/python bench/fixed_costs.py stage WAREHOUSE DATE [--stage recommend] [--warmup 3] [--rounds 8]
     .venv/bin/python bench/fixed_costs.py commit WAREHOUSE DATE [--rounds 8]
     .venv/bin/python bench/fixed_costs.py new-partitions WAREHOUSE DATE [--stage recommend] [--rounds 6]
-    .venv/bin/python bench/fixed_costs.py jvm WAREHOUSE DATE [--stage clean,embed,cluster,recommend]
-        [--java-options -XX:+UseParallelGC] [--rounds 3]
 
 `ensure` times `delta_io.ensure` of every declared table in a new, empty warehouse, `--rounds` times
 in one process (the first round also pays the process's first Delta operations). `rerun-clean`
@@ -34,17 +32,13 @@ table's retention property; it prints each run and the medians. `--small`: under
 nightly gives a small night's stages (jobs.core.session.small_night_settings, "interpreted").
 `stage` copies WAREHOUSE and runs one stage of DATE on the copy through the nightly's stage runner,
 forced, `--warmup` times untimed and then `--rounds` times, printing each run's seconds and Spark jobs
-and their medians (`--stage` may name several, comma-separated, run in the nightly's order), and the
-driver JVM's CPU seconds and garbage-collection pauses over the whole process. `commit` copies WAREHOUSE and
+and their medians (`--stage` may name several, comma-separated, run in the nightly's order). `commit` copies WAREHOUSE and
 times, interleaved in one process under the small-night settings, the rows gold.track_embeddings holds
 for DATE (held in memory, not read from the table while it is written) written four ways: a Delta
 append of a new date, a Delta `replaceWhere` of a new date (as `delta_io.replace_date` writes a
 night's partition), the same again replacing that date's rows, and a plain Parquet write of the same
 rows (Spark's write without Delta's transaction), each `--rounds` times; it prints the medians and the
-Spark jobs of each. `jvm` runs `stage` (no warm-up, one round) in a new process per run, alternating
-without and with `--java-options` added to the driver's JVM options (JAVA_TOOL_OPTIONS), `--rounds`
-times each, the order of each pair swapped every round, and prints each run and the medians.
-`new-partitions` copies WAREHOUSE and, under the warehouse's lease, runs `--stage` of DATE forced
+Spark jobs of each. `new-partitions` copies WAREHOUSE and, under the warehouse's lease, runs `--stage` of DATE forced
 after deleting DATE's rows from the tables the stage writes (so each of its writes meets a
 partition with no file, as on a new night), alternating a run whose writes of such a partition
 append (as shipped) with one whose writes all replace (`delta_io._appendable` answering False, the
@@ -112,14 +106,6 @@ def main() -> None:
     newp.add_argument("--rounds", type=int, default=6)
     newp.add_argument("--raw-path", default=None, help="default: raw/ next to the warehouse")
     newp.add_argument("--workdir", default="/tmp/setlist-fixed")
-    jvm = sub.add_parser("jvm")
-    jvm.add_argument("warehouse")
-    jvm.add_argument("date", type=dt.date.fromisoformat)
-    jvm.add_argument("--stage", default="clean,embed,cluster,recommend")
-    jvm.add_argument("--java-options", default="-XX:+UseParallelGC")
-    jvm.add_argument("--rounds", type=int, default=3)
-    jvm.add_argument("--raw-path", default=None, help="default: raw/ next to the warehouse")
-    jvm.add_argument("--workdir", default="/tmp/setlist-fixed")
     args = ap.parse_args()
     if args.what == "driver-start":
         driver_start(Path(args.warehouse), args.rounds)
@@ -138,9 +124,6 @@ def main() -> None:
     elif args.what == "new-partitions":
         new_partitions(work, Path(args.warehouse), args.date, args.stage, args.rounds,
                        args.raw_path or str(Path(args.warehouse).parent / "raw"))
-    elif args.what == "jvm":
-        jvm_options(work, Path(args.warehouse), args.date, args.stage, args.java_options, args.rounds,
-                    args.raw_path or str(Path(args.warehouse).parent / "raw"))
     elif args.what == "stage":
         stage_rounds(work, Path(args.warehouse), args.date, args.stage, args.warmup, args.rounds,
                      args.raw_path or str(Path(args.warehouse).parent / "raw"))
@@ -286,45 +269,7 @@ def stage_rounds(work: Path, warehouse: Path, day: dt.date, stage: str, warmup: 
                   flush=True)
     print(f"{stage} {day}: median {statistics.median(times):.2f} s, {statistics.median(jobs):.0f} Spark jobs "
           f"({rounds} runs after {warmup} untimed)")
-    print(f"driver JVM: {jvm_cpu_seconds(spark):.1f} CPU s, garbage collection {gc_pauses(spark)}")
     spark.stop()
-
-
-def jvm_cpu_seconds(spark) -> float:
-    """CPU seconds (user + system) the driver's JVM has used since it started (/proc, Linux)."""
-    import os
-    pid = int(spark._jvm.java.lang.ProcessHandle.current().pid())  # noqa: SLF001
-    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
-
-
-def gc_pauses(spark) -> str:
-    """Each collector of the driver's JVM: collections and the seconds they took."""
-    beans = spark._jvm.java.lang.management.ManagementFactory.getGarbageCollectorMXBeans()  # noqa: SLF001
-    return ", ".join(f"{b.getName()} {b.getCollectionCount()} x {b.getCollectionTime() / 1000:.1f} s" for b in beans)
-
-
-def jvm_options(work: Path, warehouse: Path, day: dt.date, stage: str, options: str, rounds: int,
-                raw_path: str) -> None:
-    """`stage` in a new process per run, without and with `options` (JAVA_TOOL_OPTIONS), alternating."""
-    import os
-    import sys
-    runs: dict[str, list[float]] = {"without": [], "with": []}
-    for r in range(rounds):
-        for variant in (("without", "with") if r % 2 == 0 else ("with", "without")):
-            env = {k: v for k, v in os.environ.items() if k != "JAVA_TOOL_OPTIONS"}
-            if variant == "with":
-                env["JAVA_TOOL_OPTIONS"] = options
-            out = subprocess.run([sys.executable, __file__, "stage", str(warehouse), day.isoformat(), "--stage", stage,
-                                  "--warmup", "0", "--rounds", "1", "--raw-path", raw_path,
-                                  "--workdir", str(work / variant)], env=env, capture_output=True, text=True)
-            if out.returncode:
-                raise SystemExit(f"{variant} {options!r}: exit {out.returncode}: {out.stderr[-2000:]}")
-            lines = [line for line in out.stdout.splitlines() if line.startswith(("round 1:", "driver JVM:"))]
-            runs[variant].append(float(lines[0].split(" forced in ")[1].split(" s")[0]))
-            print(f"round {r + 1} {variant:7} {options!r}: {' / '.join(lines)}", flush=True)
-    print(f"{stage} {day}: median {statistics.median(runs['without']):.1f} s without, "
-          f"{statistics.median(runs['with']):.1f} s with {options!r} ({rounds} new processes each)")
 
 
 WRITES = {  # the partitioned tables each stage writes with replace_date / replace_partition
