@@ -207,7 +207,7 @@ def _appendable(spark: SparkSession, cfg: Config, table: Table, partition: dict)
         from deltalake import DeltaTable as LogReader
         files = LogReader(table.path(cfg)).file_uris(
             file_pruning_predicate=[(column, "=", value) for column, value in partition.items()])
-    except Exception:  # noqa: BLE001 - no table, or a log it cannot read: replace, as without the lease
+    except Exception:  # noqa: BLE001 - a log it cannot read: replace, as without the lease
         return False
     return not files
 

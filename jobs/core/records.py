@@ -67,7 +67,7 @@ def known_keys(cfg: Config, table: Table, day: dt.date, keys: set[str]) -> None:
 
 
 def _new_key(spark: SparkSession, cfg: Config, table: Table, column: str, day: dt.date, key: str) -> bool:
-    """Whether `table` (gold.runs and gold.metrics: column `stage`; gold.models: `model`) holds no row
+    """Whether `table` (gold.runs: column `stage`; gold.models: `model`) holds no row
     of (key, day) and this process is its only writer (it holds the warehouse's lease): the rows can
     then be appended (delta_io.append, one Spark job) instead of replacing the key's (three). The keys
     with a row on `day` are read once per lease, table and date (or handed over by known_keys), and
@@ -106,16 +106,14 @@ def latest_models(spark: SparkSession, cfg: Config, models: tuple[str, ...], day
 def write_metrics(spark: SparkSession, cfg: Config, day: dt.date, stage: str, k: int,
                   results: dict[str, dict[str, float]], prefix: str = "") -> None:
     """Replace `stage`'s gold.metrics rows of `day` by one row per (model, metric) of results
-    ({model: {metric: value, ..., "users": n}}); model names get `prefix`. Appended when the
-    partition (day, stage) holds no row and this process holds the warehouse's lease (_new_key)."""
+    ({model: {metric: value, ..., "users": n}}); model names get `prefix`. The partition (day,
+    stage) is appended when it holds no row and this process holds the warehouse's lease
+    (delta_io.replace_partition)."""
     rows = [{"run_date": day, "model": f"{prefix}{model}", "metric": metric, "k": k, "value": float(value),
              "users": int(values["users"]), "stage": stage}
             for model, values in results.items() for metric, value in values.items() if metric != "users"]
-    if _new_key(spark, cfg, GOLD_METRICS, "stage", day, stage):
-        delta_io.append(spark, cfg, GOLD_METRICS, rows)
-    else:
-        delta_io.replace_partition(spark.createDataFrame(rows, GOLD_METRICS.schema), cfg, GOLD_METRICS,
-                                   run_date=day, stage=stage)
+    delta_io.replace_partition(spark.createDataFrame(rows, GOLD_METRICS.schema), cfg, GOLD_METRICS,
+                               run_date=day, stage=stage)
 
 
 def _json(value, limit: int | None = 4000) -> str:
