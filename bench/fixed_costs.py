@@ -254,8 +254,8 @@ def stage_rounds(work: Path, warehouse: Path, day: dt.date, stage: str, warmup: 
     spark.stop()
 
 
-WRITES = {  # the partitioned tables each stage writes with replace_date / replace_partition
-    "clean": ("silver.plays", "silver.quarantine", "silver.clean_runs"),
+WRITES = {  # the partitioned tables each stage writes with replace_date / replace_partition (one partition each)
+    "clean": ("silver.plays", "silver.quarantine"),
     "embed": ("gold.track_embeddings",),
     "cluster": ("gold.track_clusters", "gold.user_segments"),
     "als": ("gold.als_user_factors", "gold.als_item_factors"),
@@ -277,9 +277,10 @@ def new_partitions(work: Path, warehouse: Path, day: dt.date, stage: str, rounds
     with Lease(cfg, "bench"):
         for r in range(rounds + 1):
             for name in (list(runs) if r % 2 == 0 else list(runs)[::-1]):
-                for table in tables:
-                    column = table.partition_by[0]
-                    spark.sql(f"DELETE FROM {delta_io.table_ref(cfg, table)} WHERE {column} = DATE'{day}'")
+                for table in tables:  # the stage's own partition of the date: (date) or (date, stage)
+                    where = " AND ".join(f"{c} = {delta_io.sql_literal(stage if c == 'stage' else day)}"
+                                         for c in table.partition_by)
+                    spark.sql(f"DELETE FROM {delta_io.table_ref(cfg, table)} WHERE {where}")
                 delta_io._appendable = shipped if name.startswith("append") else (lambda *a, **k: False)  # noqa: SLF001
                 before, start = scheduler.numTotalJobs(), time.monotonic()
                 try:
