@@ -30,7 +30,7 @@ from pyspark.sql import functions as F
 
 from jobs.core import delta_io
 from jobs.core.config import Config
-from jobs.core.erasure import erasure_filter, split_erased
+from jobs.core.erasure import ERASED, erasure_filter, mark_erased
 from jobs.core.errors import DataQualityFailed, InputError
 from jobs.core.frames import CacheScope
 from jobs.core.records import now
@@ -53,39 +53,45 @@ DUPLICATE_KEY = ("user_id", "track_id", "ts")
 def run(spark: SparkSession, cfg: Config, day: dt.date) -> dict:
     all_versions = delta_io.read(spark, cfg, BRONZE_LISTENS).where(F.col("ingest_date") == F.lit(day))
     erasure = erasure_filter(spark, cfg)
-    # The parsed lines are cached once and read by every later step: uncompressed (Spark's choice and
-    # application of each column's encoding was about a sixth of the stage's CPU samples), and with the
-    # text of the good lines left out, as only quarantined rows keep theirs (docs/performance.md,
-    # "Clean's cache kept lean").
+    # The night's lines are cached once, as plays to be and refused lines (lean_lines), and every later
+    # step reads that cache: uncompressed (Spark's choice and application of each column's encoding was
+    # about a sixth of the stage's CPU samples), and with the text of the good lines left out, as only
+    # quarantined rows keep theirs (docs/performance.md, "Clean's cache kept lean", "One cache of the
+    # night's lines").
     with CacheScope(compressed=False) as cache:
         observed, versions = Observation("clean"), Observation("versions")  # measured during the first pass
         parsed = classify(current_versions(all_versions, versions), day, cfg.clean.ts_floor)
         if erasure:  # who logged each line, read leniently from its text before that is left out
             parsed = parsed.withColumn("_user", logged_user(F.col("raw"), F.col("format")))
-        current = cache(refused_text_only(parsed).observe(observed, *quality_measures()))
+        lines = lean_lines(parsed, cfg.clean.unicode_form).observe(observed, *quality_measures())
+        if erasure:
+            lines = mark_erased(lines, "_user", erasure).drop("_user")
+        current = cache(lines)  # the one cache of the night's lines: every later step reads it
         bronze_rows = current.count()
         if bronze_rows == 0:
             raise InputError(f"no rows in {BRONZE_LISTENS.full_name} for {day}: run `ingest --date {day}` first")
         seen = observed.get
         replaced = int(versions.get["replaced"] or 0)
-        classified, erased_rows = split_erased(current, "_user", erasure)
-        classified = classified.drop("_user")
-        erased = 0 if erased_rows is None else erased_rows.count()
+        classified = current.where(~F.col(ERASED)) if erasure else current
+        erased = current.where(F.col(ERASED)).count() if erasure else 0
         log.info("clean %s: %d bronze rows (%d older versions of re-delivered lines replaced)", day, bronze_rows,
                  replaced)
         quarantine = classified.where(F.col("reason").isNotNull())
         reasons = ({r: int(seen[r]) for r in LISTEN_REASONS if seen[r]} if not erased else
                    {r["reason"]: r["count"] for r in quarantine.groupBy("reason").count().collect()})
 
-        good = cache(to_plays(classified.where(F.col("reason").isNull()), cfg.clean.unicode_form))
+        good = classified.where(F.col("reason").isNull())  # plays to be: a filter over the cache
         span = good.agg(F.min("play_date").alias("lo"), F.max("play_date").alias("hi"),
                         F.count("*").alias("n")).first()
         others = other_nights_plays(spark, cfg, day, span)
         duplicates = count_duplicates(good, span["n"], others)
-        plays = cache(drop_duplicates(good, others))
-        fresh_users = fresh_ids(spark, cfg, SILVER_USERS, plays.select("user_id").distinct()
+        # The night's new users and tracks are read from its good lines, not from its deduplicated plays:
+        # the same keys and the same earliest names (a line held by another night is of a user and a
+        # track that have ids already; a repeat within the night shares its key and second with the
+        # line kept), so the plays are read once, by the sessions below, and never cached.
+        fresh_users = fresh_ids(spark, cfg, SILVER_USERS, good.select("user_id").distinct()
                                 .withColumn("first_seen_date", F.lit(day)), "user_id", "user_idx", cache)
-        fresh_tracks = fresh_ids(spark, cfg, SILVER_TRACKS, first_seen_tracks(plays, day), "track_id", "track_idx",
+        fresh_tracks = fresh_ids(spark, cfg, SILVER_TRACKS, first_seen_tracks(good, day), "track_id", "track_idx",
                                  cache)
         fresh_user_count, fresh_track_count = fresh_users.count(), fresh_tracks.count()
         alerts, measured = check_quality(spark, cfg, day, seen, fresh_user_count, fresh_track_count)
@@ -98,6 +104,7 @@ def run(spark: SparkSession, cfg: Config, day: dt.date) -> dict:
         tracks = delta_io.read(spark, cfg, SILVER_TRACKS).select("track_id", "track_idx")
         previous = delta_io.read_or_empty(spark, cfg, SILVER_PLAYS).where(
             F.col("ingest_date") == F.lit(day - dt.timedelta(days=1)))
+        plays = drop_duplicates(good, others)
         sessions = sessionize(plays.join(users, "user_id").join(tracks, "track_id"), cfg.clean.session_gap_minutes,
                               last_play_per_user(previous))
         delta_io.replace_date(sessions, cfg, SILVER_PLAYS, "ingest_date", day)
@@ -176,6 +183,24 @@ def refused_text_only(classified: DataFrame) -> DataFrame:
     silver.quarantine keeps a refused line's text; a play is made of its parsed columns."""
     refused = F.col("reason").isNotNull()
     return classified.withColumns({name: F.when(refused, F.col(name)) for name in ("raw", "raw_base64")})
+
+
+# What clean keeps of a line in its cache: a play's columns, and a refused line's text and reason.
+LINE_COLUMNS = ("format", "source_file", "line_number", "ingest_date", "raw", "raw_base64", "reason", "user_id", "ts",
+                "artist_mbid", "artist_name", "recording_mbid", "track_name", "track_id", "play_date")
+
+
+def lean_lines(classified: DataFrame, unicode_form: str) -> DataFrame:
+    """Classified lines as clean caches them, once: a good line as a play (to_plays: names
+    normalised, its track identity, its play date), a refused line with its text and reason
+    (refused_text_only; its names are not normalised, as silver.quarantine keeps the text only); the
+    parse's working columns left out, an erasure's `_user` kept (docs/performance.md, "One cache of
+    the night's lines")."""
+    good = F.col("reason").isNull()
+    named = refused_text_only(classified).withColumns({name: F.when(good, F.col(name))
+                                                       for name in ("artist_name", "track_name")})
+    extra = [c for c in ("_user",) if c in classified.columns]
+    return to_plays(named, unicode_form).select(*LINE_COLUMNS, *extra)
 
 
 def to_plays(good: DataFrame, unicode_form: str) -> DataFrame:

@@ -56,6 +56,24 @@ def test_track_identity_prefers_mbid_else_case_folded_name_pair(spark):
     assert ids[3] != ids[1]
 
 
+def test_a_recording_id_is_valid_only_as_a_uuid_of_hex_digits(spark):
+    """valid_mbid, checked without a regular expression, against what the pattern
+    ^[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}$ accepts."""
+    import re
+    pattern = re.compile(r"[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}")
+    values = [MBID, MBID.upper(), f"  {MBID} ", MBID[:-1], MBID + "0", MBID.replace("-", "", 1) + "0",
+              MBID[:8] + "0" + MBID[9:],                 # 36 characters, a dash missing
+              MBID[:7] + "-" + MBID[8:],                 # a dash where a digit belongs
+              MBID[:10] + "g" + MBID[11:],               # not hex
+              MBID[:10] + "\uff10" + MBID[11:],          # a full-width digit
+              "\t" + MBID, MBID + "\n", "-" * 36, "0" * 32 + "----", "", " ", None]
+    got = [r[0] for r in spark.createDataFrame([(v,) for v in values], "v string")
+           .select(valid_mbid(F.col("v"))).collect()]
+    expected = [v.strip(" ").lower() if v is not None and pattern.fullmatch(v.strip(" ")) else None for v in values]
+    assert got == expected
+    assert got[:3] == [MBID] * 3 and got[3:] == [None] * (len(values) - 3)
+
+
 def test_sessions_break_after_the_gap_and_continue_from_last_night(spark):
     def t(h, m):
         return dt.datetime(2026, 1, 2, h, m)

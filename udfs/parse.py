@@ -56,8 +56,9 @@ def readable_text(value: Column) -> tuple[Column, Column]:
 
 
 def user(col: Column) -> Column:
-    """The user id as logged, with any Unicode whitespace (tab, no-break space) trimmed and collapsed."""
-    return F.regexp_replace(F.regexp_replace(col, r"(?U)\s+", " "), r"^ | $", "")
+    """The user id as logged, with any Unicode whitespace (tab, no-break space) trimmed and collapsed:
+    every run of it made one space, then the spaces at either end trimmed (`trim` removes spaces only)."""
+    return F.trim(F.regexp_replace(col, r"(?U)\s+", " "))
 
 
 def logged_user(raw: Column, fmt: Column) -> Column:
@@ -86,10 +87,12 @@ def unix_seconds(ts_raw: Column) -> Column:
 def wrong_types(variant: Column, fields: dict[str, tuple[str, ...]]) -> Column:
     """True when a JSON field present (and not null) has a type outside its allowed ones; `variant`
     is the line's try_parse_json. Each field's type (schema_of_variant: STRING, BIGINT,
-    DECIMAL(3,1), OBJECT<...>) is read once and compared by its leading name."""
+    DECIMAL(3,1), OBJECT<...>) is read once and compared by its leading name, the text before any
+    `<` or `(` (cut without a regular expression)."""
     bad = F.lit(False)
     for path, allowed in fields.items():
-        kind = F.regexp_extract(F.schema_of_variant(F.try_variant_get(variant, path, "variant")), "^[A-Z_]+", 0)
+        schema = F.schema_of_variant(F.try_variant_get(variant, path, "variant"))
+        kind = F.substring_index(F.substring_index(schema, "<", 1), "(", 1)
         bad = bad | ~F.coalesce(kind, F.lit("VOID")).isin("VOID", *allowed)
     return bad
 

@@ -55,15 +55,23 @@ def erasure_filter(spark: SparkSession, cfg: Config) -> tuple[DataFrame, str] | 
     return None if hashes is None or key is None else (hashes, key)
 
 
+ERASED = "_erased"  # mark_erased's column
+
+
+def mark_erased(rows: DataFrame, user_column: str, erasure: tuple[DataFrame, str]) -> DataFrame:
+    """`rows` with a boolean `_erased`: whether the user in `user_column` was erased; `erasure` is
+    erasure_filter's answer (not None)."""
+    hashes, key = erasure
+    marked = rows.join(F.broadcast(hashes.withColumn("_hit", F.lit(True))),
+                       user_hash(F.col(user_column), key) == F.col("user_hash"), "left").drop("user_hash")
+    return marked.withColumn(ERASED, F.col("_hit").isNotNull()).drop("_hit")
+
+
 def split_erased(rows: DataFrame, user_column: str, erasure: tuple[DataFrame, str] | None
                  ) -> tuple[DataFrame, DataFrame | None]:
     """(rows of users not erased, rows of erased users or None when nobody was ever erased);
     `erasure` is erasure_filter's answer."""
     if erasure is None:
         return rows, None
-    hashes, key = erasure
-    marked = rows.join(F.broadcast(hashes.withColumn("_erased", F.lit(True))),
-                       user_hash(F.col(user_column), key) == F.col("user_hash"), "left").drop("user_hash")
-    kept = marked.where(F.col("_erased").isNull()).drop("_erased")
-    erased = marked.where(F.col("_erased").isNotNull()).drop("_erased")
-    return kept, erased
+    marked = mark_erased(rows, user_column, erasure)
+    return marked.where(~F.col(ERASED)).drop(ERASED), marked.where(F.col(ERASED)).drop(ERASED)
