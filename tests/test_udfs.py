@@ -57,8 +57,9 @@ def test_track_identity_prefers_mbid_else_case_folded_name_pair(spark):
 
 
 def test_a_recording_id_is_valid_only_as_a_uuid_of_hex_digits(spark):
-    """valid_mbid, checked without a regular expression, against what the pattern
-    ^[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}$ accepts."""
+    """valid_mbid, checked without a regular expression, against the UUID pattern matched in full
+    (the value trimmed of spaces). A final line break is refused: the earlier `rlike` with `$`
+    accepted it, newline and all."""
     import re
     pattern = re.compile(r"[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}")
     values = [MBID, MBID.upper(), f"  {MBID} ", MBID[:-1], MBID + "0", MBID.replace("-", "", 1) + "0",
