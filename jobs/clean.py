@@ -24,6 +24,7 @@ from __future__ import annotations
 import datetime as dt
 import json
 import logging
+from typing import Callable
 
 from pyspark.sql import DataFrame, Observation, SparkSession, Window
 from pyspark.sql import functions as F
@@ -48,6 +49,7 @@ log = logging.getLogger("setlist.clean")
 
 LINEAGE_ORDER = ("format", "source_file", "line_number")
 DUPLICATE_KEY = ("user_id", "track_id", "ts")
+NIGHT = ("ingest_date",)  # what every line of a night shares: first in the windows over its plays
 
 
 def run(spark: SparkSession, cfg: Config, day: dt.date) -> dict:
@@ -91,8 +93,8 @@ def run(spark: SparkSession, cfg: Config, day: dt.date) -> dict:
         # line kept), so the plays are read once, by the sessions below, and never cached.
         fresh_users = fresh_ids(spark, cfg, SILVER_USERS, good.select("user_id").distinct()
                                 .withColumn("first_seen_date", F.lit(day)), "user_id", "user_idx", cache)
-        fresh_tracks = fresh_ids(spark, cfg, SILVER_TRACKS, first_seen_tracks(good, day), "track_id", "track_idx",
-                                 cache)
+        fresh_tracks = fresh_ids(spark, cfg, SILVER_TRACKS, lambda known: first_seen_tracks(good, day, known),
+                                 "track_id", "track_idx", cache)
         fresh_user_count, fresh_track_count = fresh_users.count(), fresh_tracks.count()
         alerts, measured = check_quality(spark, cfg, day, seen, fresh_user_count, fresh_track_count)
 
@@ -104,9 +106,14 @@ def run(spark: SparkSession, cfg: Config, day: dt.date) -> dict:
         tracks = delta_io.read(spark, cfg, SILVER_TRACKS).select("track_id", "track_idx")
         previous = delta_io.read_or_empty(spark, cfg, SILVER_PLAYS).where(
             F.col("ingest_date") == F.lit(day - dt.timedelta(days=1)))
-        plays = drop_duplicates(good, others)
+        # The night's plays are shuffled once, by user: the dedup's window and the sessions' window both
+        # partition within that, and both order by the night's date, the user and the time first, so
+        # one sort serves them and the Delta writer, which needs the rows by date (docs/performance.md,
+        # "The night's plays shuffled and sorted once"). The ids are joined as broadcasts where Spark
+        # finds them small enough, which keeps that order.
+        plays = drop_duplicates(good.repartition("user_id"), others, leading=NIGHT)
         sessions = sessionize(plays.join(users, "user_id").join(tracks, "track_id"), cfg.clean.session_gap_minutes,
-                              last_play_per_user(previous))
+                              last_play_per_user(previous), leading=NIGHT)
         delta_io.replace_date(sessions, cfg, SILVER_PLAYS, "ingest_date", day)
         delta_io.replace_partition(quarantine, cfg, SILVER_QUARANTINE, ingest_date=day, stage="clean")
 
@@ -249,28 +256,36 @@ def committed_counts(spark: SparkSession, cfg: Config, day: dt.date) -> tuple[in
     return tuple(int(counted.get(name, 0)) for name, _ in parts)
 
 
-def drop_duplicates(plays: DataFrame, earlier: DataFrame | None = None) -> DataFrame:
-    """One play per (user, track, second), the first by lineage; none already in `earlier`."""
-    first = Window.partitionBy(*DUPLICATE_KEY).orderBy(*LINEAGE_ORDER)
+def drop_duplicates(plays: DataFrame, earlier: DataFrame | None = None, leading: tuple[str, ...] = ()) -> DataFrame:
+    """One play per (user, track, second), the first by lineage; none already in `earlier`.
+    `leading`: columns every play shares, put first in the window (udfs.sessions.sessionize); the
+    key is ordered user, second, track, as the sessions order a user's plays."""
+    first = Window.partitionBy(*leading, "user_id", "ts", "track_id").orderBy(*LINEAGE_ORDER)
     unique = plays.withColumn("_n", F.row_number().over(first)).where("_n = 1").drop("_n")
     if earlier is not None:
         unique = unique.join(earlier.select(*DUPLICATE_KEY), list(DUPLICATE_KEY), "left_anti")
     return unique
 
 
-def first_seen_tracks(plays: DataFrame, day: dt.date) -> DataFrame:
-    """One row per track id with the names and ids of its earliest play of the night."""
+def first_seen_tracks(plays: DataFrame, day: dt.date, known: DataFrame | None = None) -> DataFrame:
+    """One row per track id with the names and ids of its earliest play of the night; only the
+    tracks not in `known` (track ids), whose plays are left out before the window orders them
+    (on most nights a small share of the plays)."""
+    if known is not None:
+        plays = plays.join(known.select("track_id"), "track_id", "left_anti")
     earliest = Window.partitionBy("track_id").orderBy("ts", *LINEAGE_ORDER)
     return (plays.withColumn("_n", F.row_number().over(earliest)).where("_n = 1")
             .select("track_id", "artist_name", "track_name", "recording_mbid", "artist_mbid")
             .withColumn("first_seen_date", F.lit(day)))
 
 
-def fresh_ids(spark: SparkSession, cfg: Config, table, keys: DataFrame, key: str, idx: str,
-              cache: CacheScope) -> DataFrame:
-    """The keys not yet in `table`, numbered after its largest id (udfs.ids), cached."""
+def fresh_ids(spark: SparkSession, cfg: Config, table, keys: DataFrame | Callable[[DataFrame], DataFrame], key: str,
+              idx: str, cache: CacheScope) -> DataFrame:
+    """The keys not yet in `table`, numbered after its largest id (udfs.ids), cached. `keys`: the
+    night's keys, or a function that makes them from the table's rows."""
     delta_io.ensure(spark, cfg, table)
-    return cache(new_ids(keys, delta_io.read(spark, cfg, table), key, idx, cache))
+    existing = delta_io.read(spark, cfg, table)
+    return cache(new_ids(keys(existing) if callable(keys) else keys, existing, key, idx, cache))
 
 
 def insert_ids(spark: SparkSession, cfg: Config, table, fresh: DataFrame, key: str) -> None:

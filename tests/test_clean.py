@@ -270,9 +270,9 @@ def test_a_clean_that_fails_part_way_leaves_readers_the_previous_tables(spark, n
     cfg = night["cfg"]
     before = {t.full_name: snapshot(spark, cfg, t) for t in (SILVER_PLAYS, SILVER_QUARANTINE, SILVER_CLEAN_RUNS)}
 
-    def failing_sessionize(plays, gap, tail=None):
+    def failing_sessionize(plays, gap, tail=None, **kw):
         # A task error while the new plays are being written (raise_error runs on the executors).
-        return clean_sessionize(plays, gap, tail).withColumn(
+        return clean_sessionize(plays, gap, tail, **kw).withColumn(
             "session_position", F.when(F.col("user_idx") % 3 == 0, F.raise_error(F.lit("executor lost")))
             .otherwise(F.col("session_position")))
 

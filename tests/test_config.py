@@ -267,6 +267,17 @@ def test_every_session_keeps_4000_compiled_classes_unless_its_config_sets_anothe
     assert f"{key}=500\n" in props.read_text() and f"{key}=4000" not in props.read_text()
 
 
+def test_every_session_writes_a_tasks_few_partitions_without_sorting_unless_its_config_says(tmp_path):
+    """Spark's default (0) sorts every write's rows by the table's partition columns; the session
+    keeps two files open per write task instead (docs/performance.md, "The night's plays shuffled
+    and sorted once"), and a config's spark.conf may set another number, 0 included."""
+    from jobs.core.session import spark_conf
+    key = "spark.sql.maxConcurrentOutputFileWriters"
+    path = write(tmp_path, "warehouse: /w\nraw_path: /r\n")
+    assert spark_conf(load_config(path))[key] == "2"
+    assert spark_conf(load_config(path, [f"spark.conf.{key}=0"]))[key] == "0"
+
+
 def test_uris_stay_uris_for_every_path_the_jobs_write(tmp_path):
     import datetime as dt
 

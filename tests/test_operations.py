@@ -283,7 +283,7 @@ def test_the_reconciliation_counts_what_was_committed_and_can_fail(spark, cfg, m
                                                  tsv("u2", "2026-01-01T10:00:00Z", "A", "One")])
     ingest.run(spark, cfg, D1)
     real = clean.sessionize
-    monkeypatch.setattr(clean, "sessionize", lambda plays, gap, tail=None: real(plays, gap, tail).where(
+    monkeypatch.setattr(clean, "sessionize", lambda plays, gap, tail=None, **kw: real(plays, gap, tail, **kw).where(
         F.col("user_id") != "u2"))  # a bug that loses a play on its way to the table
     with pytest.raises(RuntimeError, match="counts do not reconcile: bronze 2 != plays 1 "):
         clean.run(spark, cfg, D1)

@@ -15,23 +15,31 @@ from pyspark.sql import functions as F
 PLAY_ORDER = ("ts", "track_id")
 
 
-def sessionize(plays: DataFrame, gap_minutes: int, previous_tail: DataFrame | None = None) -> DataFrame:
+def sessionize(plays: DataFrame, gap_minutes: int, previous_tail: DataFrame | None = None,
+               leading: tuple[str, ...] = ()) -> DataFrame:
     """Add session_id (long) and session_position (1-based) to plays (user_id, track_id, ts, ...).
 
     previous_tail: for each user, the last play already cleaned before these (columns user_id,
-    ts, session_id, session_position); None on a first night.
+    ts, session_id, session_position); None on a first night; joined as a broadcast (one row per
+    user), so the plays keep their order. leading: columns every play shares (the night's date),
+    put first in the one window the sessions are cut over, so the plays come out ordered as a table
+    partitioned by them is written (no sort of its own) and a frame already partitioned by user_id
+    is not shuffled again.
     """
     gap_seconds = gap_minutes * 60
-    by_user = Window.partitionBy("user_id").orderBy(*PLAY_ORDER)
+    # One window (one partitioning, one order) for every step: a session's first play is the user's
+    # latest play so far that starts one, as the plays are in time order.
+    by_user = Window.partitionBy(*leading, "user_id").orderBy(*PLAY_ORDER)
+    so_far = by_user.rowsBetween(Window.unboundedPreceding, 0)
     seconds = F.unix_timestamp("ts")
     gap = seconds - F.lag(seconds).over(by_user)
-    marked = plays.withColumn("_starts", F.when(gap.isNull() | (gap > gap_seconds), 1).otherwise(0))
-    marked = marked.withColumn("_seq", F.sum("_starts").over(by_user.rowsBetween(Window.unboundedPreceding, 0)))
-    by_session = Window.partitionBy("user_id", "_seq").orderBy(*PLAY_ORDER)
+    starts = gap.isNull() | (gap > gap_seconds)
+    marked = plays.withColumns({"_starts": starts, "_n": F.row_number().over(by_user)})
     sessions = (marked
-                .withColumn("_first_ts", F.first("ts").over(by_session.rowsBetween(Window.unboundedPreceding, 0)))
-                .withColumn("session_position", F.row_number().over(by_session))
-                .withColumn("session_id", F.xxhash64("user_id", "_first_ts")))
+                .withColumns({"_first_n": F.max(F.when(F.col("_starts"), F.col("_n"))).over(so_far),
+                              "_first_ts": F.max(F.when(F.col("_starts"), F.col("ts"))).over(so_far)})
+                .withColumns({"session_position": (F.col("_n") - F.col("_first_n") + 1).cast("int"),
+                              "session_id": F.xxhash64("user_id", "_first_ts")}))
     if previous_tail is not None:
         tail = previous_tail.select(
             "user_id",
@@ -40,14 +48,14 @@ def sessionize(plays: DataFrame, gap_minutes: int, previous_tail: DataFrame | No
             F.col("session_position").alias("_tail_position"),
         )
         continues = (seconds_between(F.col("_tail_ts"), F.col("_first_ts")) >= 0) & \
-                    (seconds_between(F.col("_tail_ts"), F.col("_first_ts")) <= gap_seconds) & (F.col("_seq") == 1)
-        sessions = (sessions.join(tail, "user_id", "left")
+                    (seconds_between(F.col("_tail_ts"), F.col("_first_ts")) <= gap_seconds) & (F.col("_first_n") == 1)
+        sessions = (sessions.join(F.broadcast(tail), "user_id", "left")
                     .withColumn("session_id", F.when(continues, F.col("_tail_session")).otherwise(F.col("session_id")))
                     .withColumn("session_position",
                                 F.when(continues, F.col("_tail_position") + F.col("session_position"))
                                 .otherwise(F.col("session_position")))
                     .drop("_tail_ts", "_tail_session", "_tail_position"))
-    return sessions.drop("_starts", "_seq", "_first_ts")
+    return sessions.drop("_starts", "_n", "_first_n", "_first_ts")
 
 
 def seconds_between(start, end):

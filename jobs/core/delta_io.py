@@ -183,9 +183,14 @@ def _replace(df: DataFrame, cfg: Config, table: Table, predicate: str,
     observation = Observation()
     aggregates = [F.count(F.lit(1)).alias("rows"), *(column.alias(name) for name, column in (measures or {}).items())]
     if partition is not None and _appendable(df.sparkSession, cfg, table, partition):
-        guarded = df.withColumns({column: F.when(F.col(column) == F.lit(value), F.col(column)).otherwise(
-            F.raise_error(F.lit(f"{table.full_name}: a row outside the partition {predicate} being written")))
-            for column, value in partition.items()})
+        # A filter that fails on a row outside the partition, not a projection that rewrites the column:
+        # Delta's writer sorts the rows by the partition column unless they come in that order, and a
+        # rewritten column loses the order a stage may have given them (clean's plays).
+        inside = F.lit(True)
+        for column, value in partition.items():
+            inside = inside & (F.col(column) == F.lit(value))
+        guarded = df.where(F.when(inside, F.lit(True)).otherwise(
+            F.raise_error(F.lit(f"{table.full_name}: a row outside the partition {predicate} being written"))))
         _writer(guarded.observe(observation, *aggregates), cfg, table).mode("append").save(table.path(cfg))
     else:
         _writer(df.observe(observation, *aggregates), cfg, table).mode("overwrite").option(

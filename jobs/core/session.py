@@ -37,6 +37,16 @@ DELTA_CONF = {
 # (docs/performance.md, "Compiled classes kept for the whole application").
 CODEGEN_CACHE_ENTRIES = 4000
 
+# Files a write task keeps open at once, one per partition value it meets, instead of sorting its
+# rows by the table's partition columns first (spark.sql.maxConcurrentOutputFileWriters; Spark's
+# default 0 always sorts). Delta's writer cannot see the order a stage gave its rows (its constraint
+# check hides the adaptive plan's final order), so without it every write to a partitioned table
+# sorted all its rows by a column that holds one value per write: clean's plays, a night's largest
+# write, by about 900 MB of rows on the 10M rung's day. A task that meets more values than this
+# sorts the rest, as before. A config's spark.conf may set it otherwise (docs/performance.md, "The
+# night's plays shuffled and sorted once").
+CONCURRENT_WRITERS = 2
+
 # Every Spark JVM (the driver, and the executors on a cluster) lets HotSpot's JIT compile methods of
 # any size. HotSpot leaves a method of more than 8,000 bytes of bytecode to its interpreter
 # (DontCompileHugeMethods), and the code Spark generates for a wide projection passes that: clean's
@@ -141,11 +151,13 @@ def driver_java_options(cfg: Config, conf: dict[str, str]) -> str:
 
 def spark_conf(cfg: Config) -> dict[str, str]:
     """Every Spark setting the environment asks for: Delta's, the files' umask, the compiled-class cache
-    (CODEGEN_CACHE_ENTRIES), then the config file's (which may override any of them); the JVMs' JIT_OPTIONS
-    go before the config's own Java options."""
+    (CODEGEN_CACHE_ENTRIES), the files a write task keeps open (CONCURRENT_WRITERS), then the config
+    file's (which may override any of them); the JVMs' JIT_OPTIONS go before the config's own Java
+    options."""
     conf = dict(DELTA_CONF) | {"spark.hadoop.fs.permissions.umask-mode": cfg.file_umask,
                                "spark.executorEnv.OPENBLAS_NUM_THREADS": "1",
-                               "spark.sql.codegen.cache.maxEntries": str(CODEGEN_CACHE_ENTRIES)}
+                               "spark.sql.codegen.cache.maxEntries": str(CODEGEN_CACHE_ENTRIES),
+                               "spark.sql.maxConcurrentOutputFileWriters": str(CONCURRENT_WRITERS)}
     if cfg.spark.event_log:
         conf |= {"spark.eventLog.enabled": "true", "spark.eventLog.dir": event_log_dir(cfg)}
     conf.update({k: str(v).lower() if isinstance(v, bool) else str(v) for k, v in cfg.spark.conf.items()})
