@@ -10,6 +10,7 @@ bookkeeping reads and writes of every stage.
     .venv/bin/python bench/fixed_costs.py stage WAREHOUSE DATE [--stage recommend] [--warmup 3] [--rounds 8]
     .venv/bin/python bench/fixed_costs.py commit WAREHOUSE DATE [--rounds 8]
     .venv/bin/python bench/fixed_costs.py new-partitions WAREHOUSE DATE [--stage recommend] [--rounds 6]
+    .venv/bin/python bench/fixed_costs.py idle-workers WAREHOUSE DATE [--stage recommend] [--rounds 3] [--idle 75]
 
 `ensure` times `delta_io.ensure` of every declared table in a new, empty warehouse, `--rounds` times
 in one process (the first round also pays the process's first Delta operations). `rerun-clean`
@@ -43,7 +44,12 @@ after deleting DATE's rows from the tables the stage writes (so each of its writ
 partition with no file, as on a new night), alternating a run whose writes of such a partition
 append (as shipped) with one whose writes all replace (`delta_io._appendable` answering False, the
 code before), `--rounds` times each after one untimed run of each, and prints each run's seconds and
-Spark jobs and the medians. To compare two versions of the code, run the script from a checkout of each, one after the
+Spark jobs and the medians. `idle-workers` copies WAREHOUSE and, `--rounds` times for each of two
+executor Python daemons, alternating (jobs.core.session.WORKER_DAEMON as shipped, which forks workers
+with torch imported, and Spark's own pyspark.daemon), starts a session, runs `--stage` of DATE forced
+once untimed, waits `--idle` seconds (Spark stops a Python worker idle for a minute, as between
+one night's stages that run Python and the next's) and times the stage again; it prints each run and
+the medians. To compare two versions of the code, run the script from a checkout of each, one after the
 other, alone on the machine.
 """
 from __future__ import annotations
@@ -88,6 +94,7 @@ def main() -> None:
     mode("stage", 8, raw=True, stage="recommend").add_argument("--warmup", type=int, default=3)
     mode("commit", 8)
     mode("new-partitions", 6, raw=True, stage="recommend")
+    mode("idle-workers", 3, raw=True, stage="recommend").add_argument("--idle", type=float, default=75.0)
     args = ap.parse_args()
     if args.what == "driver-start":
         driver_start(Path(args.warehouse), args.rounds)
@@ -106,6 +113,9 @@ def main() -> None:
     elif args.what == "new-partitions":
         new_partitions(work, Path(args.warehouse), args.date, args.stage, args.rounds,
                        args.raw_path or str(Path(args.warehouse).parent / "raw"))
+    elif args.what == "idle-workers":
+        idle_workers(work, Path(args.warehouse), args.date, args.stage, args.rounds, args.idle,
+                     args.raw_path or str(Path(args.warehouse).parent / "raw"))
     elif args.what == "stage":
         stage_rounds(work, Path(args.warehouse), args.date, args.stage, args.warmup, args.rounds,
                      args.raw_path or str(Path(args.warehouse).parent / "raw"))
@@ -295,6 +305,31 @@ def new_partitions(work: Path, warehouse: Path, day: dt.date, stage: str, rounds
         print(f"{name:18} median {statistics.median(v[0] for v in values):.2f} s, "
               f"{statistics.median(v[1] for v in values):.0f} Spark jobs ({rounds} runs after one untimed)")
     spark.stop()
+
+
+def idle_workers(work: Path, warehouse: Path, day: dt.date, stage: str, rounds: int, idle: float,
+                 raw_path: str) -> None:
+    from jobs.core.session import WORKER_DAEMON
+    copy = copied(warehouse, work)
+    stages = None
+    runs: dict[str, list[float]] = {WORKER_DAEMON: [], "pyspark.daemon": []}
+    for r in range(rounds):
+        for daemon in (list(runs) if r % 2 == 0 else list(runs)[::-1]):
+            spark, cfg = session([f"warehouse={copy}", f"raw_path={raw_path}", "spark.event_log=false",
+                                  f"spark.conf.spark.python.daemon.module={daemon}"])
+            from jobs import nightly
+            stages = stages or tuple(s for s in nightly.STAGES if s in stage.split(","))
+            nightly.run_stages(spark, cfg, day, stages, force=True, results={})
+            time.sleep(idle)
+            start = time.monotonic()
+            nightly.run_stages(spark, cfg, day, stages, force=True, results={})
+            runs[daemon].append(time.monotonic() - start)
+            print(f"round {r + 1}: {stage} {day} after {idle:.0f} s idle, daemon {daemon}: {runs[daemon][-1]:.2f} s",
+                  flush=True)
+            spark.stop()
+    shipped, spark_own = (statistics.median(v) for v in runs.values())
+    print(f"{stage} {day} after {idle:.0f} s idle: {WORKER_DAEMON} median {shipped:.2f} s, pyspark.daemon median "
+          f"{spark_own:.2f} s (x{shipped / spark_own:.2f}; {rounds} runs each, each after one untimed run)")
 
 
 def commit_costs(work: Path, warehouse: Path, day: dt.date, rounds: int) -> None:

@@ -6,6 +6,7 @@ import subprocess
 import sys
 import textwrap
 import time
+from pathlib import Path
 
 import pytest
 
@@ -276,6 +277,58 @@ def test_every_session_writes_a_tasks_few_partitions_without_sorting_unless_its_
     path = write(tmp_path, "warehouse: /w\nraw_path: /r\n")
     assert spark_conf(load_config(path))[key] == "2"
     assert spark_conf(load_config(path, [f"spark.conf.{key}=0"]))[key] == "0"
+
+
+def test_executors_python_workers_are_forked_from_a_daemon_that_imported_torch(spark):
+    """Spark stops a Python worker idle for a minute; each fresh one imported torch again (about 3 s
+    of CPU) before a stage's LSTM scoring. The session's daemon (jobs/core/worker_daemon.py) imports
+    it before it forks, so a worker has it before its task's function runs."""
+    assert spark.sparkContext.getConf().get("spark.python.daemon.module") == "jobs.core.worker_daemon"
+
+    def seen(batches):
+        import os as os_
+        import sys as sys_
+
+        import pandas as pd_
+        with open(f"/proc/{os_.getppid()}/maps") as maps:
+            daemon_has_torch = "libtorch" in maps.read()
+        had_torch = "torch" in sys_.modules
+        for _ in batches:
+            pass
+        yield pd_.DataFrame({"daemon_has_torch": [daemon_has_torch], "had_torch": [had_torch]})
+
+    rows = spark.range(0, 4, 1, 2).mapInPandas(seen, "daemon_has_torch boolean, had_torch boolean").collect()
+    assert len(rows) == 2 and all(r.daemon_has_torch and r.had_torch for r in rows)
+
+
+def test_a_worker_daemon_whose_preloads_start_a_thread_runs_pysparks_own(tmp_path):
+    """A process must have one thread when it forks: pyarrow's import starts one (jemalloc's purger)
+    unless told not to, so where the environment's own JE_ARROW_MALLOC_CONF asks for it the daemon
+    replaces itself with pyspark.daemon, which then serves as usual (its port on stdout) and stops
+    when its stdin closes; with the shipped preloads and settings it stays itself, one thread."""
+    import struct
+
+    def started(jemalloc: str | None):
+        env = {k: v for k, v in os.environ.items() if k not in ("SETLIST_WORKER_PRELOAD", "JE_ARROW_MALLOC_CONF")}
+        env |= {"PYTHONPATH": str(ROOT), "OPENBLAS_NUM_THREADS": "1"}
+        if jemalloc is not None:
+            env["JE_ARROW_MALLOC_CONF"] = jemalloc
+        proc = subprocess.Popen([sys.executable, "-m", "jobs.core.worker_daemon"], env=env, stdin=subprocess.PIPE,
+                                stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+        port = struct.unpack("!i", proc.stdout.read(4))[0]  # the daemon is listening
+        command = (Path(f"/proc/{proc.pid}/cmdline").read_bytes().replace(b"\0", b" ").decode())
+        maps = Path(f"/proc/{proc.pid}/maps").read_text()
+        threads = len(list(Path(f"/proc/{proc.pid}/task").iterdir()))
+        proc.stdin.close()
+        proc.wait(timeout=60)  # it stops (pyspark's daemon exits 1 whenever it stops)
+        return port, command, maps, threads, proc.stderr.read().decode()
+
+    port, command, maps, threads, err = started("background_thread:true")
+    assert port > 0 and "-m pyspark.daemon" in command and "jobs.core.worker_daemon" not in command
+    assert "started a thread; running pyspark.daemon without preloads" in err and "libtorch" not in maps
+    port, command, maps, threads, err = started(None)
+    assert port > 0 and "-m jobs.core.worker_daemon" in command and err == ""
+    assert "libtorch" in maps and "libarrow" in maps and threads == 1
 
 
 def test_uris_stay_uris_for_every_path_the_jobs_write(tmp_path):

@@ -47,6 +47,14 @@ CODEGEN_CACHE_ENTRIES = 4000
 # night's plays shuffled and sorted once").
 CONCURRENT_WRITERS = 2
 
+# The module every executor runs as its Python daemon (spark.python.daemon.module; Spark's default
+# pyspark.daemon): pyspark's daemon, after importing torch, pandas, pyarrow and pyspark.ml once, so
+# that the workers it forks, which Spark stops after a minute idle, do not each import them again
+# before a stage's pandas functions and LSTM scoring (jobs/core/worker_daemon.py; docs/performance.md,
+# "Python workers forked with their libraries loaded"). A config's spark.conf may set it back to
+# pyspark.daemon.
+WORKER_DAEMON = "jobs.core.worker_daemon"
+
 # Every Spark JVM (the driver, and the executors on a cluster) lets HotSpot's JIT compile methods of
 # any size. HotSpot leaves a method of more than 8,000 bytes of bytecode to its interpreter
 # (DontCompileHugeMethods), and the code Spark generates for a wide projection passes that: clean's
@@ -151,13 +159,14 @@ def driver_java_options(cfg: Config, conf: dict[str, str]) -> str:
 
 def spark_conf(cfg: Config) -> dict[str, str]:
     """Every Spark setting the environment asks for: Delta's, the files' umask, the compiled-class cache
-    (CODEGEN_CACHE_ENTRIES), the files a write task keeps open (CONCURRENT_WRITERS), then the config
-    file's (which may override any of them); the JVMs' JIT_OPTIONS go before the config's own Java
-    options."""
+    (CODEGEN_CACHE_ENTRIES), the files a write task keeps open (CONCURRENT_WRITERS), the executors'
+    Python daemon (WORKER_DAEMON), then the config file's (which may override any of them); the JVMs'
+    JIT_OPTIONS go before the config's own Java options."""
     conf = dict(DELTA_CONF) | {"spark.hadoop.fs.permissions.umask-mode": cfg.file_umask,
                                "spark.executorEnv.OPENBLAS_NUM_THREADS": "1",
                                "spark.sql.codegen.cache.maxEntries": str(CODEGEN_CACHE_ENTRIES),
-                               "spark.sql.maxConcurrentOutputFileWriters": str(CONCURRENT_WRITERS)}
+                               "spark.sql.maxConcurrentOutputFileWriters": str(CONCURRENT_WRITERS),
+                               "spark.python.daemon.module": WORKER_DAEMON}
     if cfg.spark.event_log:
         conf |= {"spark.eventLog.enabled": "true", "spark.eventLog.dir": event_log_dir(cfg)}
     conf.update({k: str(v).lower() if isinstance(v, bool) else str(v) for k, v in cfg.spark.conf.items()})
@@ -256,6 +265,11 @@ def get_spark(cfg: Config) -> SparkSession:
             os.environ.setdefault("SPARK_LOCAL_IP", address)
         # one BLAS thread per task: Spark runs a task per core already (OpenBLAS would start its own)
         os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
+        # Python workers (and the daemon, WORKER_DAEMON) import the project's code: the JVM, and so
+        # every process it starts, gets its root on PYTHONPATH (spark-submit runs ship it as a zip)
+        project = str(Path(__file__).resolve().parents[2])
+        if project not in os.environ.get("PYTHONPATH", "").split(os.pathsep):
+            os.environ["PYTHONPATH"] = os.pathsep.join(p for p in (project, os.environ.get("PYTHONPATH")) if p)
         builder = builder.master(cfg.spark.master).appName(cfg.spark.app_name)
         jars = cached_jars(cfg.spark.packages) or resolve_jars(cfg.spark.packages)
         builder = builder.config("spark.jars", ",".join(jars))
