@@ -46,7 +46,7 @@ append (as shipped) with one whose writes all replace (`delta_io._appendable` an
 code before), `--rounds` times each after one untimed run of each, and prints each run's seconds and
 Spark jobs and the medians. `idle-workers` copies WAREHOUSE and, `--rounds` times for each of two
 executor Python daemons, alternating (jobs.core.session.WORKER_DAEMON as shipped, which forks workers
-with torch imported, and Spark's own pyspark.daemon), starts a session, runs `--stage` of DATE forced
+with torch, pandas, pyarrow and pyspark.ml imported, and Spark's own pyspark.daemon), starts a session, runs `--stage` of DATE forced
 once untimed, waits `--idle` seconds (Spark stops a Python worker idle for a minute, as between
 one night's stages that run Python and the next's) and times the stage again; it prints each run and
 the medians. To compare two versions of the code, run the script from a checkout of each, one after the
