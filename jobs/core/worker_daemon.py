@@ -60,8 +60,9 @@ def preload(modules: tuple[str, ...]) -> bool:
 def main() -> None:
     for key, value in QUIET_JEMALLOC.items():
         os.environ.setdefault(key, value)
-    if not preload(preload_modules()):
-        print(f"setlist worker daemon: preloading {','.join(preload_modules())} started a thread; "
+    modules = preload_modules()
+    if not preload(modules):
+        print(f"setlist worker daemon: preloading {','.join(modules)} started a thread; "
               "running pyspark.daemon without preloads", file=sys.stderr, flush=True)
         os.execv(sys.executable, [sys.executable, "-m", "pyspark.daemon", *sys.argv[1:]])
     from pyspark import daemon
