@@ -207,3 +207,51 @@ def test_the_lease_holder_appends_a_partition_that_holds_no_file_and_replaces_on
     assert users(DAY) == ["b"] and users(killed) == ["after"] and users(later) == ["d"]
     quarantine = DeltaTable.forPath(spark, SILVER_QUARANTINE.path(cfg)).history(1).first()
     assert quarantine["operationParameters"]["mode"] == "Append"
+
+
+def test_bookkeeping_reads_answer_from_the_delta_log_without_a_spark_job_as_spark_would(spark, cfg):
+    """A table's version, its newest date on or before D and the latest model rows are read from a
+    local table's Delta log by delta-rs (delta_io.log_of), no Spark job run, with the answers and
+    values Spark's own reads give; a table whose readers need deletion vectors is read by Spark."""
+    from jobs.core import records
+    from jobs.core.tables import GOLD_MODELS
+    later = DAY + dt.timedelta(days=1)
+    for day, user in ((DAY, "a"), (later, "b")):
+        delta_io.replace_date(recs(spark, run_date=day, user_id=user), cfg, GOLD_RECOMMENDATIONS, "run_date", day)
+    for day, model, version in ((DAY, "als", "als-1"), (later, "als", "als-2"), (DAY, "ranker", "r-1")):
+        records.record_model(spark, cfg, day, model, version, "spark-mllib", 1, {"rank": 8}, {"ndcg@10": 0.5},
+                             f"/models/{version}")
+    # the later date's rows deleted: that date is no longer an answer
+    DeltaTable.forPath(spark, GOLD_RECOMMENDATIONS.path(cfg)).delete(f"run_date = DATE'{later}'")
+
+    def answers():
+        return ([delta_io.latest_date(spark, cfg, GOLD_RECOMMENDATIONS, d) for d in
+                 (DAY - dt.timedelta(days=1), DAY, later, later + dt.timedelta(days=9))],
+                delta_io.version(spark, cfg, GOLD_RECOMMENDATIONS), delta_io.version(spark, cfg, GOLD_MODELS),
+                {d: records.latest_models(spark, cfg, ("als", "ranker", "lstm"), d) for d in (DAY, later)})
+
+    spark.sparkContext.setJobGroup("bookkeeping", "reads from the Delta log")
+    try:
+        from_log = answers()
+    finally:
+        spark.sparkContext.setLocalProperty("spark.jobGroup.id", None)
+    assert spark.sparkContext.statusTracker().getJobIdsForGroup("bookkeeping") == []
+    real = delta_io.log_of
+    try:
+        delta_io.log_of = lambda cfg, table: None  # every read through Spark, as on a warehouse URI
+        from_spark = answers()
+    finally:
+        delta_io.log_of = real
+    assert from_log == from_spark
+    dates, _, _, models = from_log
+    assert dates == [None, DAY, DAY, DAY]
+    assert models[DAY]["als"]["version"] == "als-1" and models[later]["als"]["version"] == "als-2"
+    assert models[later]["ranker"]["run_date"] == DAY and models[later]["lstm"] is None
+    assert models[later]["als"]["created_at"].tzinfo is None  # as collect() gives a timestamp
+
+    ref = delta_io.table_ref(cfg, GOLD_RECOMMENDATIONS)
+    spark.sql(f"ALTER TABLE {ref} SET TBLPROPERTIES ('delta.enableDeletionVectors' = 'true')")
+    delta_io.replace_date(recs(spark, run_date=later, user_id="c"), cfg, GOLD_RECOMMENDATIONS, "run_date", later)
+    spark.sql(f"DELETE FROM {ref} WHERE run_date = DATE'{later}'")  # a deletion vector, the file kept
+    assert delta_io.log_of(cfg, GOLD_RECOMMENDATIONS) is None
+    assert delta_io.latest_date(spark, cfg, GOLD_RECOMMENDATIONS, later) == DAY

@@ -7,9 +7,10 @@ import time
 from concurrent.futures import ThreadPoolExecutor
 from typing import Callable, TypeVar
 
+import pyarrow as pa
 from delta.tables import DeltaTable
 from pyspark import inheritable_thread_target
-from pyspark.sql import Column, DataFrame, Observation, SparkSession
+from pyspark.sql import Column, DataFrame, Observation, Row, SparkSession
 from pyspark.sql import functions as F
 
 from jobs.core import lease
@@ -44,15 +45,72 @@ def read_or_empty(spark: SparkSession, cfg: Config, table: Table) -> DataFrame:
 
 
 def latest_date(spark: SparkSession, cfg: Config, table: Table, day: dt.date) -> dt.date | None:
-    """The newest run_date of `table` on or before `day` (a cadence may reuse an older one)."""
+    """The newest run_date of `table` on or before `day` (a cadence may reuse an older one). A local
+    table partitioned by run_date answers from its Delta log (log_of): the dates of the files that
+    hold rows."""
+    log = log_of(cfg, table) if table.partition_by[:1] == ("run_date",) else None
+    if log is not None:
+        try:
+            files = pa.table(log.get_add_actions(flatten=True)).select(["partition.run_date", "num_records"])
+            counted = files.to_pylist()
+        except Exception:  # noqa: BLE001 - a log it cannot read: Spark answers
+            counted = None
+        if counted is not None and all(f["num_records"] is not None for f in counted):
+            dates = [f["partition.run_date"] for f in counted if f["num_records"] > 0 and f["partition.run_date"] <= day]
+            return max(dates, default=None)
     if not exists(spark, cfg, table):
         return None
     return read(spark, cfg, table).where(F.col("run_date") <= F.lit(day)).agg(F.max("run_date")).first()[0]
 
 
 def version(spark: SparkSession, cfg: Config, table: Table) -> int:
-    """The table's current Delta version (what a model trained on it read)."""
+    """The table's current Delta version (what a model trained on it read); a local table's from its
+    Delta log (log_of)."""
+    log = log_of(cfg, table)
+    if log is not None:
+        return int(log.version())
     return int(DeltaTable.forPath(spark, table.path(cfg)).history(1).select("version").first()["version"])
+
+
+def log_of(cfg: Config, table: Table):
+    """delta-rs's reader (deltalake.DeltaTable) of a table in a local warehouse at its latest version,
+    for the small bookkeeping reads every stage makes (gold.runs, gold.models, a table's version or
+    newest date): it answers from the Delta log in milliseconds, where each of those reads as a Spark
+    query planned a scan and ran a job or two, 0.3 to 0.9 s each on a warm driver here
+    (docs/performance.md, "Bookkeeping read from the Delta log"). None where Spark must answer: a
+    warehouse on a URI (delta-rs would need credentials of its own), no table there, a log delta-rs
+    cannot read, or a table whose readers need more than Delta's reader protocol 1 (deletion vectors,
+    column mapping), which the answer could otherwise miss."""
+    if "://" in cfg.warehouse:
+        return None
+    try:
+        from deltalake import DeltaTable as LogReader
+        log = LogReader(table.path(cfg))
+        return log if log.protocol().min_reader_version == 1 else None
+    except Exception:  # noqa: BLE001 - no table, or a log it cannot read: Spark answers
+        return None
+
+
+def small_rows(cfg: Config, table: Table, day: dt.date | None = None) -> list[Row] | None:
+    """Every row of a small local table (with run_date on or before `day` when given) read by
+    delta-rs, as Spark's collect() gives them: Rows of the declared columns, timestamps naive in local
+    time. None where Spark must answer (log_of); the caller then reads with Spark."""
+    log = log_of(cfg, table)
+    if log is None:
+        return None
+    try:
+        data = log.to_pyarrow_table(filters=[("run_date", "<=", day)] if day is not None else None).to_pylist()
+    except Exception:  # noqa: BLE001 - a log or file it cannot read: Spark answers
+        return None
+    names = [f.name for f in table.schema.fields]
+    return [Row(**{name: _as_collected(record.get(name)) for name in names}) for record in data]
+
+
+def _as_collected(value):
+    """A value as pyspark's collect() returns it: a timestamp naive, in the local time zone."""
+    if isinstance(value, dt.datetime) and value.tzinfo is not None:
+        return value.astimezone().replace(tzinfo=None)
+    return value
 
 
 def properties(spark: SparkSession, cfg: Config, table: Table) -> dict[str, str]:
@@ -208,11 +266,12 @@ def _appendable(spark: SparkSession, cfg: Config, table: Table, partition: dict)
         return False
     if table.path(cfg) not in _ENSURED:
         ensure(spark, cfg, table)
+    log = log_of(cfg, table)
+    if log is None:  # a log it cannot read: replace, as without the lease
+        return False
     try:
-        from deltalake import DeltaTable as LogReader
-        files = LogReader(table.path(cfg)).file_uris(
-            file_pruning_predicate=[(column, "=", value) for column, value in partition.items()])
-    except Exception:  # noqa: BLE001 - a log it cannot read: replace, as without the lease
+        files = log.file_uris(file_pruning_predicate=[(column, "=", value) for column, value in partition.items()])
+    except Exception:  # noqa: BLE001 - as above
         return False
     return not files
 

@@ -76,9 +76,15 @@ def _new_key(spark: SparkSession, cfg: Config, table: Table, column: str, day: d
     if token is None:
         return False
     if (token, table.full_name, day) not in _KEYS_OF:
-        _KEYS_OF[(token, table.full_name, day)] = (
-            {r[0] for r in delta_io.read(spark, cfg, table).where(F.col("run_date") == F.lit(day))
-             .select(column).distinct().collect()} if delta_io.exists(spark, cfg, table) else set())
+        logged = delta_io.small_rows(cfg, table, day)
+        if logged is not None:
+            keys = {r[column] for r in logged if r["run_date"] == day}
+        elif delta_io.exists(spark, cfg, table):
+            keys = {r[0] for r in delta_io.read(spark, cfg, table).where(F.col("run_date") == F.lit(day))
+                    .select(column).distinct().collect()}
+        else:
+            keys = set()
+        _KEYS_OF[(token, table.full_name, day)] = keys
     present = _KEYS_OF[(token, table.full_name, day)]
     new = key not in present
     present.add(key)  # written, or perhaps written: any later row of this key replaces it
@@ -94,6 +100,12 @@ def latest_models(spark: SparkSession, cfg: Config, models: tuple[str, ...], day
     """{model: its gold.models row trained most recently on or before `day`, or None}, in one query
     (a stage that needs several models reads the table once)."""
     found = dict.fromkeys(models)
+    logged = delta_io.small_rows(cfg, GOLD_MODELS, day)  # from the Delta log, without a Spark job
+    if logged is not None:
+        for row in logged:
+            if row["model"] in found and (found[row["model"]] is None or row["run_date"] > found[row["model"]]["run_date"]):
+                found[row["model"]] = row
+        return found
     if not delta_io.exists(spark, cfg, GOLD_MODELS):
         return found
     newest = Window.partitionBy("model").orderBy(F.desc("run_date"))
