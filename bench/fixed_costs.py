@@ -6,6 +6,7 @@ bookkeeping reads and writes of every stage.
     .venv/bin/python bench/fixed_costs.py rerun-clean WAREHOUSE DATE [--rounds 4] [--raw-path RAW]
     .venv/bin/python bench/fixed_costs.py driver-start WAREHOUSE [--rounds 3]
     .venv/bin/python bench/fixed_costs.py bookkeeping WAREHOUSE DATE [--rounds 50]
+    .venv/bin/python bench/fixed_costs.py log-reads WAREHOUSE DATE [--rounds 10]
     .venv/bin/python bench/fixed_costs.py upkeep WAREHOUSE DATE [--at-once 1 4] [--rounds 3] [--small]
     .venv/bin/python bench/fixed_costs.py stage WAREHOUSE DATE [--stage recommend] [--warmup 3] [--rounds 8]
     .venv/bin/python bench/fixed_costs.py commit WAREHOUSE DATE [--rounds 8]
@@ -26,7 +27,13 @@ warehouse's lease) against the same row upserted; a gold.runs row written by `de
 with new keys (a night's rows) and once replacing the rows of five keys (a rerun's); clean's
 post-commit counts of DATE (`clean.committed_counts`, one job) against four counts; recommend's
 read of the ALS, LSTM and ranker rows of gold.models (`records.latest_models`, once) against the
-three queries it replaced (one per model). It prints the medians. `upkeep` copies WAREHOUSE and
+three queries it replaced (one per model). It prints the medians. `log-reads` copies WAREHOUSE and
+times, interleaved in one process, each bookkeeping read a stage makes answered from the table's
+Delta log by delta-rs (`delta_io.log_of`, as shipped for a local warehouse) against the same read
+through Spark (as for a warehouse on a URI, and as every read was before): a table's version
+(silver.plays), the newest date of gold.track_embeddings on or before DATE, gold.models' latest ALS,
+LSTM and ranker rows, and the nightly's read of DATE's gold.runs stages; it checks the two answers
+are equal and prints the medians. `upkeep` copies WAREHOUSE and
 runs the maintain stage for DATE on the copy, `--rounds` times for each `--at-once` value of
 maintain.tables_at_once, alternating, after one unmeasured run that warms the process and sets each
 table's retention property; it prints each run and the medians. `--small`: under the settings the
@@ -88,6 +95,7 @@ def main() -> None:
     mode("rerun-clean", 4, raw=True)
     mode("driver-start", 3, dated=False, workdir=False)
     mode("bookkeeping", 50)
+    mode("log-reads", 10)
     upk = mode("upkeep", 3)
     upk.add_argument("--at-once", type=int, nargs="+", default=[1, 4])
     upk.add_argument("--small", action="store_true")
@@ -106,6 +114,8 @@ def main() -> None:
         ensure_rounds(work, args.rounds)
     elif args.what == "bookkeeping":
         bookkeeping(work, Path(args.warehouse), args.date, args.rounds)
+    elif args.what == "log-reads":
+        log_reads(work, Path(args.warehouse), args.date, args.rounds)
     elif args.what == "upkeep":
         upkeep(work, Path(args.warehouse), args.date, args.at_once, args.rounds, args.small)
     elif args.what == "commit":
@@ -174,6 +184,43 @@ def driver_start(warehouse: Path, rounds: int) -> None:
                   f"in {times[archive][-1]:.1f} s", flush=True)
     with_, without = statistics.median(times[True]), statistics.median(times[False])
     print(f"median {with_:.1f} s with the archive, {without:.1f} s without: x{with_ / without:.2f}")
+
+
+def log_reads(work: Path, warehouse: Path, day: dt.date, rounds: int) -> None:
+    copy = copied(warehouse, work)
+    spark, cfg = session([f"warehouse={copy}", "spark.event_log=false"])
+    from jobs import nightly
+    from jobs.core import delta_io, records
+    from jobs.core.tables import GOLD_TRACK_EMBEDDINGS, SILVER_PLAYS
+
+    reads = {
+        "silver.plays' version": lambda: delta_io.version(spark, cfg, SILVER_PLAYS),
+        "gold.track_embeddings' newest date": lambda: delta_io.latest_date(spark, cfg, GOLD_TRACK_EMBEDDINGS, day),
+        "gold.models' latest als, lstm, ranker rows": lambda: records.latest_models(spark, cfg, ("als", "lstm", "ranker"),
+                                                                                     day),
+        "gold.runs' stages of the date": lambda: nightly.committed_stages(spark, cfg, day),
+    }
+    from_log = delta_io.log_of
+
+    def through_spark(cfg, table):
+        return None
+
+    for name, read in reads.items():
+        times: dict[str, list[float]] = {"log": [], "spark": []}
+        answers = {}
+        for r in range(rounds + 1):  # the first round of each untimed
+            for label in (("log", "spark") if r % 2 == 0 else ("spark", "log")):
+                delta_io.log_of = from_log if label == "log" else through_spark
+                start = time.monotonic()
+                answers[label] = read()
+                if r:
+                    times[label].append(time.monotonic() - start)
+            delta_io.log_of = from_log
+            assert answers["log"] == answers["spark"], (name, answers)  # the same answer
+        a, b = statistics.median(times["log"]), statistics.median(times["spark"])
+        print(f"{name}: median {a * 1000:.1f} ms from the Delta log, {b * 1000:.1f} ms through Spark, x{a / b:.3f} "
+              f"({rounds} rounds each, interleaved, the same answer)", flush=True)
+    spark.stop()
 
 
 def bookkeeping(work: Path, warehouse: Path, day: dt.date, rounds: int) -> None:

@@ -51,13 +51,12 @@ def latest_date(spark: SparkSession, cfg: Config, table: Table, day: dt.date) ->
     log = log_of(cfg, table) if table.partition_by[:1] == ("run_date",) else None
     if log is not None:
         try:
-            files = pa.table(log.get_add_actions(flatten=True)).select(["partition.run_date", "num_records"])
-            counted = files.to_pylist()
-        except Exception:  # noqa: BLE001 - a log it cannot read: Spark answers
-            counted = None
-        if counted is not None and all(f["num_records"] is not None for f in counted):
-            dates = [f["partition.run_date"] for f in counted if f["num_records"] > 0 and f["partition.run_date"] <= day]
-            return max(dates, default=None)
+            files = pa.table(log.get_add_actions(flatten=True)).select(["partition.run_date", "num_records"]).to_pylist()
+            if all(f["num_records"] is not None and isinstance(f["partition.run_date"], dt.date) for f in files):
+                return max((f["partition.run_date"] for f in files
+                            if f["num_records"] > 0 and f["partition.run_date"] <= day), default=None)
+        except Exception:  # noqa: BLE001 - a log it cannot read (or files without counts): Spark answers
+            pass
     if not exists(spark, cfg, table):
         return None
     return read(spark, cfg, table).where(F.col("run_date") <= F.lit(day)).agg(F.max("run_date")).first()[0]
