@@ -21,7 +21,6 @@ import time
 from typing import Callable, Iterator
 
 from pyspark.sql import SparkSession
-from pyspark.sql import functions as F
 
 from jobs import als, clean, cluster, embed, evaluate, ingest, maintain, rank, recommend, train
 from jobs.core import delta_io
@@ -70,11 +69,8 @@ def committed_stages(spark: SparkSession, cfg: Config, day: dt.date
     """(stages done for `day`, {stage: the last date before `day` it succeeded on}, every stage with a
     gold.runs row for `day`, failed ones too) from gold.runs, in one query."""
     delta_io.ensure(spark, cfg, GOLD_RUNS)
-    rows = delta_io.small_rows(cfg, GOLD_RUNS, day)  # from the Delta log, without a Spark job
-    if rows is None:
-        rows = (delta_io.read(spark, cfg, GOLD_RUNS).where(F.col("run_date") <= F.lit(day))
-                .select("run_date", "stage", "status").collect())
-    rows = [r for r in rows if r["status"] in DONE or r["run_date"] == day]
+    rows = [r for r in delta_io.small_rows(spark, cfg, GOLD_RUNS, day)  # from its Delta log where it can
+            if r["status"] in DONE or r["run_date"] == day]
     recorded = {r["stage"] for r in rows if r["run_date"] == day}
     rows = [r for r in rows if r["status"] in DONE]
     committed = {r["stage"] for r in rows if r["run_date"] == day}

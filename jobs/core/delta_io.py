@@ -90,19 +90,22 @@ def log_of(cfg: Config, table: Table):
         return None
 
 
-def small_rows(cfg: Config, table: Table, day: dt.date | None = None) -> list[Row] | None:
-    """Every row of a small local table (with run_date on or before `day` when given) read by
-    delta-rs, as Spark's collect() gives them: Rows of the declared columns, timestamps naive in local
-    time. None where Spark must answer (log_of); the caller then reads with Spark."""
+def small_rows(spark: SparkSession, cfg: Config, table: Table, day: dt.date) -> list[Row]:
+    """The rows of a small bookkeeping table (gold.runs, gold.models) with run_date on or before
+    `day`, as Spark's collect() gives them (Rows of the declared columns, timestamps naive in local
+    time): read from the Delta log by delta-rs where it can (log_of), else by Spark; none when the
+    table does not exist."""
     log = log_of(cfg, table)
-    if log is None:
-        return None
-    try:
-        data = log.to_pyarrow_table(filters=[("run_date", "<=", day)] if day is not None else None).to_pylist()
-    except Exception:  # noqa: BLE001 - a log or file it cannot read: Spark answers
-        return None
-    names = [f.name for f in table.schema.fields]
-    return [Row(**{name: _as_collected(record.get(name)) for name in names}) for record in data]
+    if log is not None:
+        try:
+            data = log.to_pyarrow_table(filters=[("run_date", "<=", day)]).to_pylist()
+            names = [f.name for f in table.schema.fields]
+            return [Row(**{name: _as_collected(record.get(name)) for name in names}) for record in data]
+        except Exception:  # noqa: BLE001 - a log or file it cannot read: Spark answers
+            pass
+    if not exists(spark, cfg, table):
+        return []
+    return read(spark, cfg, table).where(F.col("run_date") <= F.lit(day)).collect()
 
 
 def _as_collected(value):

@@ -6,8 +6,7 @@ import datetime as dt
 import json
 import logging
 
-from pyspark.sql import SparkSession, Window
-from pyspark.sql import functions as F
+from pyspark.sql import SparkSession
 
 from jobs.core import delta_io, lease, tracking
 from jobs.core.config import Config
@@ -76,15 +75,8 @@ def _new_key(spark: SparkSession, cfg: Config, table: Table, column: str, day: d
     if token is None:
         return False
     if (token, table.full_name, day) not in _KEYS_OF:
-        logged = delta_io.small_rows(cfg, table, day)
-        if logged is not None:
-            keys = {r[column] for r in logged if r["run_date"] == day}
-        elif delta_io.exists(spark, cfg, table):
-            keys = {r[0] for r in delta_io.read(spark, cfg, table).where(F.col("run_date") == F.lit(day))
-                    .select(column).distinct().collect()}
-        else:
-            keys = set()
-        _KEYS_OF[(token, table.full_name, day)] = keys
+        _KEYS_OF[(token, table.full_name, day)] = {r[column] for r in delta_io.small_rows(spark, cfg, table, day)
+                                                   if r["run_date"] == day}
     present = _KEYS_OF[(token, table.full_name, day)]
     new = key not in present
     present.add(key)  # written, or perhaps written: any later row of this key replaces it
@@ -97,22 +89,13 @@ def latest_model(spark: SparkSession, cfg: Config, model: str, day: dt.date):
 
 
 def latest_models(spark: SparkSession, cfg: Config, models: tuple[str, ...], day: dt.date) -> dict:
-    """{model: its gold.models row trained most recently on or before `day`, or None}, in one query
-    (a stage that needs several models reads the table once)."""
+    """{model: its gold.models row trained most recently on or before `day`, or None}, from one read
+    of the table (delta_io.small_rows: its Delta log where it can, without a Spark job)."""
     found = dict.fromkeys(models)
-    logged = delta_io.small_rows(cfg, GOLD_MODELS, day)  # from the Delta log, without a Spark job
-    if logged is not None:
-        for row in logged:
-            if row["model"] in found and (found[row["model"]] is None or row["run_date"] > found[row["model"]]["run_date"]):
-                found[row["model"]] = row
-        return found
-    if not delta_io.exists(spark, cfg, GOLD_MODELS):
-        return found
-    newest = Window.partitionBy("model").orderBy(F.desc("run_date"))
-    wanted = F.col("model").isin(*models) & (F.col("run_date") <= F.lit(day))
-    rows = (delta_io.read(spark, cfg, GOLD_MODELS).where(wanted)
-            .withColumn("_n", F.row_number().over(newest)).where("_n = 1").drop("_n").collect())
-    return found | {row["model"]: row for row in rows}
+    for row in delta_io.small_rows(spark, cfg, GOLD_MODELS, day):
+        if row["model"] in found and (found[row["model"]] is None or row["run_date"] > found[row["model"]]["run_date"]):
+            found[row["model"]] = row
+    return found
 
 
 def write_metrics(spark: SparkSession, cfg: Config, day: dt.date, stage: str, k: int,
