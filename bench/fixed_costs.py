@@ -7,6 +7,8 @@ bookkeeping reads and writes of every stage.
     .venv/bin/python bench/fixed_costs.py driver-start WAREHOUSE [--rounds 3]
     .venv/bin/python bench/fixed_costs.py bookkeeping WAREHOUSE DATE [--rounds 50]
     .venv/bin/python bench/fixed_costs.py log-reads WAREHOUSE DATE [--rounds 10]
+    .venv/bin/python bench/fixed_costs.py log-writes WAREHOUSE DATE [--rounds 10]
+    .venv/bin/python bench/fixed_costs.py night WAREHOUSE DATE [--rounds 1] [--raw-path RAW]
     .venv/bin/python bench/fixed_costs.py upkeep WAREHOUSE DATE [--at-once 1 4] [--rounds 3] [--small]
     .venv/bin/python bench/fixed_costs.py stage WAREHOUSE DATE [--stage recommend] [--warmup 3] [--rounds 8]
     .venv/bin/python bench/fixed_costs.py commit WAREHOUSE DATE [--rounds 8]
@@ -33,7 +35,15 @@ Delta log by delta-rs (`delta_io.log_of`, as shipped for a local warehouse) agai
 through Spark (as for a warehouse on a URI, and as every read was before): a table's version
 (silver.plays), the newest date of gold.track_embeddings on or before DATE, gold.models' latest ALS,
 LSTM and ranker rows, and the nightly's read of DATE's gold.runs stages; it checks the two answers
-are equal and prints the medians. `upkeep` copies WAREHOUSE and
+are equal and prints the medians. `log-writes` copies WAREHOUSE and, under the warehouse's lease,
+times interleaved in one process a new gold.runs row and a new gold.models row appended as shipped
+(committed by delta-rs: `delta_io._append_by_log`) against the same append written by Spark (as
+without the lease, on a URI, and as every one was before), `--rounds` times each after one untimed
+round; it checks Spark reads back every row written and prints the medians. `night` copies
+WAREHOUSE (one whose nights before DATE are done) `--rounds` + 1 times and runs the nightly of DATE
+(not forced: a scheduled night) on each copy under the warehouse's lease in one process, the first
+untimed (it warms the process); it prints each timed night's seconds, Spark jobs and the stages'
+seconds from gold.runs. `upkeep` copies WAREHOUSE and
 runs the maintain stage for DATE on the copy, `--rounds` times for each `--at-once` value of
 maintain.tables_at_once, alternating, after one unmeasured run that warms the process and sets each
 table's retention property; it prints each run and the medians. `--small`: under the settings the
@@ -96,6 +106,8 @@ def main() -> None:
     mode("driver-start", 3, dated=False, workdir=False)
     mode("bookkeeping", 50)
     mode("log-reads", 10)
+    mode("log-writes", 10)
+    mode("night", 1, raw=True)
     upk = mode("upkeep", 3)
     upk.add_argument("--at-once", type=int, nargs="+", default=[1, 4])
     upk.add_argument("--small", action="store_true")
@@ -116,6 +128,11 @@ def main() -> None:
         bookkeeping(work, Path(args.warehouse), args.date, args.rounds)
     elif args.what == "log-reads":
         log_reads(work, Path(args.warehouse), args.date, args.rounds)
+    elif args.what == "log-writes":
+        log_writes(work, Path(args.warehouse), args.date, args.rounds)
+    elif args.what == "night":
+        night_rounds(work, Path(args.warehouse), args.date, args.rounds,
+                     args.raw_path or str(Path(args.warehouse).parent / "raw"))
     elif args.what == "upkeep":
         upkeep(work, Path(args.warehouse), args.date, args.at_once, args.rounds, args.small)
     elif args.what == "commit":
@@ -220,6 +237,77 @@ def log_reads(work: Path, warehouse: Path, day: dt.date, rounds: int) -> None:
         a, b = statistics.median(times["log"]), statistics.median(times["spark"])
         print(f"{name}: median {a * 1000:.1f} ms from the Delta log, {b * 1000:.1f} ms through Spark, x{a / b:.3f} "
               f"({rounds} rounds each, interleaved, the same answer)", flush=True)
+    spark.stop()
+
+
+def log_writes(work: Path, warehouse: Path, day: dt.date, rounds: int) -> None:
+    copy = copied(warehouse, work)
+    spark, cfg = session([f"warehouse={copy}", "spark.event_log=false"])
+    from jobs.core import delta_io, records
+    from jobs.core.lease import Lease
+    from jobs.core.tables import GOLD_MODELS, GOLD_RUNS
+
+    def run_row(key: str) -> dict:
+        return {"run_date": day, "stage": key, "status": "succeeded", "started_at": records.now(),
+                "finished_at": records.now(), "rows": '{"bench": 1}', "error": None}
+
+    def model_row(key: str) -> dict:
+        return {"run_date": day, "model": key, "version": f"{key}-1", "backend": "bench", "world_size": 1,
+                "params": "{}", "metrics": "{}", "path": f"/models/{key}", "created_at": records.now()}
+
+    shipped = delta_io._append_by_log  # noqa: SLF001
+    written = {GOLD_RUNS.full_name: set(), GOLD_MODELS.full_name: set()}
+    with Lease(cfg, "bench"):
+        for table, make, column in ((GOLD_RUNS, run_row, "stage"), (GOLD_MODELS, model_row, "model")):
+            delta_io.ensure(spark, cfg, table)
+            times: dict[str, list[float]] = {"delta-rs": [], "spark": []}
+            for r in range(rounds + 1):  # the first round of each untimed
+                for label in (("delta-rs", "spark") if r % 2 == 0 else ("spark", "delta-rs")):
+                    key = f"bench-{label}-{r}"
+                    delta_io._append_by_log = shipped if label == "delta-rs" else (lambda *a, **k: False)  # noqa: SLF001
+                    start = time.monotonic()
+                    try:
+                        delta_io.append(spark, cfg, table, [make(key)])
+                    finally:
+                        delta_io._append_by_log = shipped  # noqa: SLF001
+                    if r:
+                        times[label].append(time.monotonic() - start)
+                    written[table.full_name].add(key)
+            read = {r[column] for r in delta_io.read(spark, cfg, table).where(f"{column} LIKE 'bench-%'").collect()}
+            assert read == written[table.full_name], (table.full_name, read ^ written[table.full_name])
+            a, b = statistics.median(times["delta-rs"]), statistics.median(times["spark"])
+            print(f"{table.full_name} row appended: median {a * 1000:.1f} ms by delta-rs, {b * 1000:.1f} ms by Spark, "
+                  f"x{a / b:.3f} ({rounds} rounds each, interleaved; Spark reads back all {len(read)} rows)", flush=True)
+    spark.stop()
+
+
+def night_rounds(work: Path, warehouse: Path, day: dt.date, rounds: int, raw_path: str) -> None:
+    import json
+    spark, cfg = session([f"warehouse={work / 'wh0'}", f"raw_path={raw_path}", "spark.event_log=false"])
+    from jobs import nightly
+    from jobs.core import delta_io
+    from jobs.core.config import with_overrides
+    from jobs.core.lease import Lease
+    from jobs.core.tables import GOLD_RUNS
+    scheduler = spark.sparkContext._jsc.sc().dagScheduler()  # noqa: SLF001 - its job counter
+    runs = []
+    for r in range(rounds + 1):
+        copy = work / f"wh{r}"
+        shutil.copytree(warehouse, copy, ignore=shutil.ignore_patterns("_spark_events", "_lease"), dirs_exist_ok=True)
+        night_cfg = with_overrides(cfg, [f"warehouse={copy}"])
+        before, start = scheduler.numTotalJobs(), time.monotonic()
+        with Lease(night_cfg, "bench"):
+            nightly.run(spark, night_cfg, day)
+        seconds, jobs = time.monotonic() - start, scheduler.numTotalJobs() - before
+        stages = {row["stage"]: json.loads(row["rows"] or "{}").get("timing", {}).get("seconds")
+                  for row in delta_io.small_rows(spark, night_cfg, GOLD_RUNS, day) if row["run_date"] == day}
+        if r:
+            runs.append((seconds, jobs))
+            print(f"round {r}: the nightly of {day} in {seconds:.2f} s, {jobs} Spark jobs; stages (s): "
+                  + ", ".join(f"{k} {v}" for k, v in stages.items() if v is not None), flush=True)
+        shutil.rmtree(copy, ignore_errors=True)
+    print(f"the nightly of {day}: median {statistics.median(s for s, _ in runs):.2f} s, "
+          f"{statistics.median(j for _, j in runs):.0f} Spark jobs ({rounds} timed after 1 untimed)", flush=True)
     spark.stop()
 
 

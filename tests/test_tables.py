@@ -209,6 +209,62 @@ def test_the_lease_holder_appends_a_partition_that_holds_no_file_and_replaces_on
     assert quarantine["operationParameters"]["mode"] == "Append"
 
 
+def test_bookkeeping_rows_under_the_lease_are_committed_by_delta_rs_without_a_spark_job_as_spark_reads_them(
+        spark, cfg):
+    """Under the warehouse's lease a stage's new gold.runs, gold.models and gold.metrics rows are
+    committed by delta-rs (delta_io._append_by_log): no Spark job, the values Spark reads back are
+    the ones written (timestamps as instants), a row a CHECK constraint refuses is refused and nothing
+    is committed, every 10th version gets a checkpoint Spark reads, and Spark's own writes go on
+    after. Without the lease Spark writes them."""
+    import os
+    from jobs.core import records
+    from jobs.core.lease import Lease
+    from jobs.core.tables import GOLD_METRICS, GOLD_MODELS
+    for table in (GOLD_RUNS, GOLD_MODELS, GOLD_METRICS):
+        delta_io.ensure(spark, cfg, table)
+    started = dt.datetime(2026, 1, 3, 23, 59, 58, 123456, tzinfo=dt.timezone.utc)
+    spark.sparkContext.setJobGroup("rows", "bookkeeping rows under the lease")
+    try:
+        with Lease(cfg, "nightly"):
+            for stage in ("ingest", "clean", "embed"):
+                records.record_run(spark, cfg, DAY, stage, "succeeded", started, {"rows": 3})
+            records.record_model(spark, cfg, DAY, "als", "als-1", "spark-mllib", 1, {"rank": 8}, {"ndcg@10": 0.5},
+                                 "/models/als-1")
+            records.write_metrics(spark, cfg, DAY, "evaluate", 10, {"als": {"ndcg": 0.25, "recall": 0.5, "users": 7}})
+    finally:
+        spark.sparkContext.setLocalProperty("spark.jobGroup.id", None)
+    assert spark.sparkContext.statusTracker().getJobIdsForGroup("rows") == []
+    runs = delta_io.read(spark, cfg, GOLD_RUNS).orderBy("stage").collect()
+    assert [(r["run_date"], r["stage"], r["status"], r["rows"]) for r in runs] == [
+        (DAY, stage, "succeeded", '{"rows": 3}') for stage in ("clean", "embed", "ingest")]
+    local = started.astimezone().replace(tzinfo=None)  # as collect() gives a timestamp
+    assert {r["started_at"] for r in runs} == {local}
+    model = delta_io.read(spark, cfg, GOLD_MODELS).collect()
+    assert [(r["model"], r["version"], r["world_size"], r["path"]) for r in model] == [("als", "als-1", 1, "/models/als-1")]
+    metrics = delta_io.read(spark, cfg, GOLD_METRICS).orderBy("metric").collect()
+    assert [(r["run_date"], r["stage"], r["model"], r["metric"], r["k"], r["value"], r["users"]) for r in metrics] == [
+        (DAY, "evaluate", "als", "ndcg", 10, 0.25, 7), (DAY, "evaluate", "als", "recall", 10, 0.5, 7)]
+    history = DeltaTable.forPath(spark, GOLD_RUNS.path(cfg)).history().where("version > 0").collect()
+    assert {r["operationParameters"]["mode"] for r in history} == {"Append"} and len(history) == 3
+
+    row = {"run_date": DAY, "stage": "rank", "status": "succeeded", "started_at": started, "finished_at": started,
+           "rows": None, "error": None}
+    with Lease(cfg, "nightly"):
+        before = delta_io.version(spark, cfg, GOLD_RUNS)
+        with pytest.raises(Exception, match="status_known"):  # refused, by delta-rs and then by Spark
+            delta_io.append(spark, cfg, GOLD_RUNS, [row | {"status": "nonsense"}])
+        assert delta_io.version(spark, cfg, GOLD_RUNS) == before
+        while delta_io.version(spark, cfg, GOLD_RUNS) < 10:
+            delta_io.append(spark, cfg, GOLD_RUNS, [row | {"stage": f"s{delta_io.version(spark, cfg, GOLD_RUNS)}"}])
+    log = os.path.join(GOLD_RUNS.path(cfg), "_delta_log")
+    assert "00000000000000000010.checkpoint.parquet" in os.listdir(log)
+    assert delta_io.read(spark, cfg, GOLD_RUNS).count() == 3 + 7
+    records.record_run(spark, cfg, DAY, "ingest", "failed", started, error="again")  # no lease: Spark upserts
+    assert DeltaTable.forPath(spark, GOLD_RUNS.path(cfg)).history(1).first()["operationParameters"]["mode"] == "Overwrite"
+    assert delta_io.read(spark, cfg, GOLD_RUNS).where("stage = 'ingest'").first()["status"] == "failed"
+    assert delta_io.read(spark, cfg, GOLD_RUNS).count() == 10
+
+
 def test_bookkeeping_reads_answer_from_the_delta_log_without_a_spark_job_as_spark_would(spark, cfg):
     """A table's version, its newest date on or before D and the latest model rows are read from a
     local table's Delta log by delta-rs (delta_io.log_of), no Spark job run, with the answers and

@@ -102,13 +102,12 @@ def write_metrics(spark: SparkSession, cfg: Config, day: dt.date, stage: str, k:
                   results: dict[str, dict[str, float]], prefix: str = "") -> None:
     """Replace `stage`'s gold.metrics rows of `day` by one row per (model, metric) of results
     ({model: {metric: value, ..., "users": n}}); model names get `prefix`. The partition (day,
-    stage) is appended when it holds no row and this process holds the warehouse's lease
-    (delta_io.replace_partition)."""
+    stage) is appended (by delta-rs) when it holds no row and this process holds the warehouse's
+    lease (delta_io.replace_partition_rows)."""
     rows = [{"run_date": day, "model": f"{prefix}{model}", "metric": metric, "k": k, "value": float(value),
              "users": int(values["users"]), "stage": stage}
             for model, values in results.items() for metric, value in values.items() if metric != "users"]
-    delta_io.replace_partition(spark.createDataFrame(rows, GOLD_METRICS.schema), cfg, GOLD_METRICS,
-                               run_date=day, stage=stage)
+    delta_io.replace_partition_rows(spark, cfg, GOLD_METRICS, rows, run_date=day, stage=stage)
 
 
 def _json(value, limit: int | None = 4000) -> str:
