@@ -123,18 +123,27 @@ def beyond_accuracy_named(lists: dict[str, DataFrame] | DataFrame, catalogue: Ca
     means = {r["list"]: r for r in per_user.groupBy("list").agg(F.avg("d").alias("d"), F.avg("n").alias("n"))
              .collect()}
     covered = {r["list"]: r[1] for r in exploded.groupBy("list").agg(F.countDistinct("track_idx")).collect()}
-    vectors = exploded.join(catalogue.vectors, "track_idx")
-    a, b = vectors.alias("a"), vectors.alias("b")
-    pairs = a.join(b, (F.col("a.list") == F.col("b.list")) & (F.col("a.user_idx") == F.col("b.user_idx"))
-                   & (F.col("a.pos") < F.col("b.pos")))
-    dot = F.aggregate(F.zip_with("a.vector", "b.vector", lambda x, y: x * y), F.lit(0.0), lambda s, v: s + v)
-    norm_a = F.sqrt(F.aggregate(F.transform("a.vector", lambda x: x * x), F.lit(0.0), lambda s, v: s + v))
-    norm_b = F.sqrt(F.aggregate(F.transform("b.vector", lambda x: x * x), F.lit(0.0), lambda s, v: s + v))
+    # The mean cosine distance over a list's pairs of tracks, without pairing them: with u the unit
+    # vectors (0 for a zero vector, whose distance to anything is 1, as 1 - u.v says), the pairs'
+    # dot products sum to (|sum u|^2 - sum |u|^2) / 2, so a list of n tracks with vectors has mean
+    # distance 1 - (|sum u|^2 - nonzero) / (n (n - 1)); one pass over the list's n vectors, not its
+    # n (n - 1) / 2 pairs (docs/performance.md, "Embedding diversity without pairs").
+    norm = F.sqrt(F.aggregate(F.transform("vector", lambda x: x.cast("double") * x.cast("double")), F.lit(0.0),
+                              lambda acc, v: acc + v))
+    units = catalogue.vectors.select(
+        "track_idx", F.when(norm > 0, F.transform("vector", lambda x: x.cast("double") / norm))
+        .otherwise(F.transform("vector", lambda x: F.lit(0.0))).alias("unit"),
+        (norm > 0).cast("int").alias("nonzero"))
+    per_list = (exploded.join(units, "track_idx")
+                .groupBy("list", "user_idx")
+                .agg(F.count("*").alias("n"), F.sum("nonzero").alias("nonzero"), F.collect_list("unit").alias("units"))
+                .where(F.col("n") >= 2))
+    total = F.aggregate("units", F.transform(F.col("units")[0], lambda x: F.lit(0.0)),
+                        lambda acc, u: F.zip_with(acc, u, lambda x, y: x + y))
+    squared = F.aggregate(F.transform(total, lambda x: x * x), F.lit(0.0), lambda acc, v: acc + v)
     distance = {r["list"]: r[1] for r in
-                pairs.select(F.col("a.list").alias("list"), F.col("a.user_idx").alias("user_idx"),
-                             (1.0 - dot / F.greatest(norm_a * norm_b, F.lit(1e-12))).alias("dist"))
-                .groupBy("list", "user_idx").agg(F.avg("dist").alias("d")).groupBy("list").agg(F.avg("d"))
-                .collect()}
+                per_list.select("list", (1.0 - (squared - F.col("nonzero")) / (F.col("n") * (F.col("n") - 1)))
+                                .alias("d")).groupBy("list").agg(F.avg("d")).collect()}
     out = {}
     for name in names:
         mean = means.get(name)

@@ -77,6 +77,44 @@ def test_beyond_accuracy_coverage_diversity_and_novelty_by_hand(spark):
     assert got["diversity_embedding"] == pytest.approx((1.0 + 0.0) / 2)  # orthogonal pair, identical pair
 
 
+def test_embedding_diversity_is_the_mean_pairwise_cosine_distance_of_each_list(spark):
+    """diversity_embedding, computed from each list's sum of unit vectors (no pairs), equals the
+    mean over users of the mean cosine distance over the pairs of a list's tracks with a vector,
+    counted pair by pair: a zero vector is at distance 1 from every track, a track without a vector
+    is left out, a list with fewer than two such tracks has no pair, a track twice is two tracks."""
+    from models.scoring import beyond_accuracy_named, catalogue_of
+    rng = random.Random(5)
+    vectors = {t: [rng.uniform(-1, 1) for _ in range(6)] for t in range(40)}
+    vectors[3] = [0.0] * 6  # a zero vector
+    for t in (7, 8, 9):
+        del vectors[t]  # no vector
+    lists = {u: [rng.randrange(40) for _ in range(rng.randrange(1, 11))] for u in range(30)}
+    lists[30] = [3, 3, 7]  # the zero vector twice: one pair, distance 1
+    lists[31] = [7, 8, 12]  # one track with a vector: no pair
+    other = {u: list(reversed(recs)) for u, recs in lists.items() if u % 2}
+
+    def expected(named: dict[int, list[int]]) -> float:
+        means = []
+        for recs in named.values():
+            with_vector = [vectors[t] for t in recs[:10] if t in vectors]
+            pairs = [(a, b) for i, a in enumerate(with_vector) for b in with_vector[i + 1:]]
+            if pairs:
+                def distance(a, b):
+                    norms = math.sqrt(sum(x * x for x in a)) * math.sqrt(sum(y * y for y in b))
+                    return 1.0 - (sum(x * y for x, y in zip(a, b)) / norms if norms else 0.0)
+                means.append(sum(distance(a, b) for a, b in pairs) / len(pairs))
+        return sum(means) / len(means)
+
+    def frame(named):
+        return spark.createDataFrame(list(named.items()), "user_idx int, recs array<int>")
+    catalogue = catalogue_of(spark.createDataFrame([(1, 1)], "user_idx int, track_idx int"),
+                             spark.createDataFrame([(t, "A") for t in range(40)], "track_idx int, artist_name string"),
+                             spark.createDataFrame(list(vectors.items()), "track_idx int, vector array<float>"))
+    got = beyond_accuracy_named({"all": frame(lists), "odd": frame(other)}, catalogue, 10)
+    assert got["all"]["diversity_embedding"] == pytest.approx(expected(lists), abs=1e-6)
+    assert got["odd"]["diversity_embedding"] == pytest.approx(expected(other), abs=1e-6)
+
+
 def test_temporal_split_and_truth(spark):
     import datetime as dt
     d = dt.date(2026, 1, 5)
