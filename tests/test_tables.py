@@ -3,6 +3,7 @@ with the tables and enforced by Delta, so a bug that would write bad rows fails 
 from __future__ import annotations
 
 import datetime as dt
+from pathlib import Path
 
 import pytest
 from delta.tables import DeltaTable
@@ -11,6 +12,7 @@ from jobs.core import delta_io
 from jobs.core.tables import GOLD_RECOMMENDATIONS, GOLD_RUNS, SILVER_PLAYS
 
 DAY = dt.date(2026, 1, 3)
+ROOT = Path(__file__).resolve().parents[1]
 
 
 def recs(spark, **changes):
@@ -263,6 +265,25 @@ def test_bookkeeping_rows_under_the_lease_are_committed_by_delta_rs_without_a_sp
     assert DeltaTable.forPath(spark, GOLD_RUNS.path(cfg)).history(1).first()["operationParameters"]["mode"] == "Overwrite"
     assert delta_io.read(spark, cfg, GOLD_RUNS).where("stage = 'ingest'").first()["status"] == "failed"
     assert delta_io.read(spark, cfg, GOLD_RUNS).count() == 10
+
+
+def test_a_process_that_exits_right_after_a_bookkeeping_read_exits_cleanly(spark, cfg):
+    """A driver that reads gold.runs from the Delta log (delta_io.small_rows) and exits at once exits
+    with 0, every time: read through pyarrow's dataset scanner, such a process aborted at exit
+    (SIGABRT, exit code 134; apache/arrow#39862) in about one run of three on this machine."""
+    import subprocess
+    import sys
+    from jobs.core import records
+    for stage in ("ingest", "clean"):
+        records.record_run(spark, cfg, DAY, stage, "succeeded", records.now())
+    script = ("import datetime, sys; from jobs.core import delta_io; from jobs.core.config import load_config; "
+              "from jobs.core.tables import GOLD_RUNS; "
+              f"cfg = load_config({str(ROOT / 'conf' / 'local.yaml')!r}, ['warehouse={cfg.warehouse}']); "
+              f"rows = delta_io.small_rows(None, cfg, GOLD_RUNS, datetime.date({DAY.year}, {DAY.month}, {DAY.day})); "
+              "assert len(rows) == 2, rows")
+    codes = [subprocess.run([sys.executable, "-c", script], cwd=ROOT, capture_output=True, text=True)
+             for _ in range(8)]
+    assert [c.returncode for c in codes] == [0] * 8, [c.stderr[-300:] for c in codes if c.returncode]
 
 
 def test_bookkeeping_reads_answer_from_the_delta_log_without_a_spark_job_as_spark_would(spark, cfg):
