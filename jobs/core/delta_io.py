@@ -101,7 +101,7 @@ def small_rows(spark: SparkSession, cfg: Config, table: Table, day: dt.date) -> 
             # delta-rs's own query engine, not pyarrow's dataset scanner: a process that exits just
             # after such a scan aborted (SIGABRT, exit code 134: apache/arrow#39862) in 11 of 30
             # runs here, none of 30 after this query, which also took 25 ms against 47-76 ms
-            # (docs/performance.md, "Bookkeeping rows committed by delta-rs")
+            # (docs/performance.md, "A driver's exit after a read from the Delta log")
             from deltalake import QueryBuilder
             query = f"SELECT * FROM t WHERE run_date <= DATE '{day.isoformat()}'"
             data = pa.table(QueryBuilder().register("t", log).execute(query).read_all()).to_pylist()
@@ -350,7 +350,7 @@ def replace_partition_rows(spark: SparkSession, cfg: Config, table: Table, rows:
 
 def _append_by_log(spark: SparkSession, cfg: Config, table: Table, rows: list[dict]) -> bool:
     """Commit `rows` as one blind append with delta-rs (deltalake.write_deltalake), without a Spark
-    job: a gold.runs row in about 20 ms against 0.5-0.9 s for Spark's append of the same row on a
+    job: a gold.runs row in about 20 ms against 0.5-2 s for Spark's append of the same row on a
     warm driver (docs/performance.md, "Bookkeeping rows committed by delta-rs"). Only under the
     warehouse's lease (no other writer), on a local warehouse, for a table whose writers need no
     more than Delta's writer protocol 3 (NOT NULL and CHECK constraints, which delta-rs enforces as
