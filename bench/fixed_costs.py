@@ -151,6 +151,13 @@ def main() -> None:
                     args.raw_path or str(Path(args.warehouse).parent / "raw"))
 
 
+def run_row(day: dt.date, stage: str) -> dict:
+    """A gold.runs row of (day, stage), as the nightly records a stage that succeeded."""
+    from jobs.core.records import now
+    return {"run_date": day, "stage": stage, "status": "succeeded", "started_at": now(), "finished_at": now(),
+            "rows": None, "error": None}
+
+
 def copied(warehouse: Path, work: Path) -> Path:
     """A copy of WAREHOUSE to measure on (work/wh), without its event logs and its lease."""
     copy = work / "wh"
@@ -247,10 +254,6 @@ def log_writes(work: Path, warehouse: Path, day: dt.date, rounds: int) -> None:
     from jobs.core.lease import Lease
     from jobs.core.tables import GOLD_MODELS, GOLD_RUNS
 
-    def run_row(key: str) -> dict:
-        return {"run_date": day, "stage": key, "status": "succeeded", "started_at": records.now(),
-                "finished_at": records.now(), "rows": '{"bench": 1}', "error": None}
-
     def model_row(key: str) -> dict:
         return {"run_date": day, "model": key, "version": f"{key}-1", "backend": "bench", "world_size": 1,
                 "params": "{}", "metrics": "{}", "path": f"/models/{key}", "created_at": records.now()}
@@ -258,7 +261,8 @@ def log_writes(work: Path, warehouse: Path, day: dt.date, rounds: int) -> None:
     shipped = delta_io._append_by_log  # noqa: SLF001
     written = {GOLD_RUNS.full_name: set(), GOLD_MODELS.full_name: set()}
     with Lease(cfg, "bench"):
-        for table, make, column in ((GOLD_RUNS, run_row, "stage"), (GOLD_MODELS, model_row, "model")):
+        for table, make, column in ((GOLD_RUNS, lambda key: run_row(day, key), "stage"),
+                                    (GOLD_MODELS, model_row, "model")):
             delta_io.ensure(spark, cfg, table)
             times: dict[str, list[float]] = {"delta-rs": [], "spark": []}
             for r in range(rounds + 1):  # the first round of each untimed
@@ -320,15 +324,11 @@ def bookkeeping(work: Path, warehouse: Path, day: dt.date, rounds: int) -> None:
     from jobs.core import delta_io, records
     from jobs.core.tables import GOLD_MODELS, GOLD_RUNS, SILVER_PLAYS, SILVER_QUARANTINE, SILVER_TRACKS, SILVER_USERS
 
-    def run_row(stage: str) -> dict:
-        return {"run_date": day, "stage": stage, "status": "succeeded", "started_at": records.now(),
-                "finished_at": records.now(), "rows": None, "error": None}
-
     def upserted(stage: str) -> None:
-        delta_io.upsert(spark, cfg, GOLD_RUNS, [run_row(stage)], ("run_date", "stage"))
+        delta_io.upsert(spark, cfg, GOLD_RUNS, [run_row(day, stage)], ("run_date", "stage"))
 
     def merged(stage: str) -> None:  # the upsert before: a MERGE, update matched rows, insert the rest
-        frame = delta_io.conform(spark.createDataFrame([run_row(stage)], GOLD_RUNS.schema), GOLD_RUNS)
+        frame = delta_io.conform(spark.createDataFrame([run_row(day, stage)], GOLD_RUNS.schema), GOLD_RUNS)
         (delta_io.ensure(spark, cfg, GOLD_RUNS).alias("t")
          .merge(frame.alias("s"), "t.run_date = s.run_date AND t.stage = s.stage")
          .whenMatchedUpdateAll().whenNotMatchedInsertAll().execute())
@@ -350,7 +350,7 @@ def bookkeeping(work: Path, warehouse: Path, day: dt.date, rounds: int) -> None:
     pairs = {
         # the nightly under the warehouse's lease, a stage's first row of a date: appended, not upserted
         "gold.runs row, a new key, the only writer": (
-            lambda n: delta_io.append(spark, cfg, GOLD_RUNS, [run_row(f"appended-{n}")]),
+            lambda n: delta_io.append(spark, cfg, GOLD_RUNS, [run_row(day, f"appended-{n}")]),
             lambda n: upserted(f"upserted-{n}")),
         "gold.runs row, a new key": (lambda n: upserted(f"now-{n}"), lambda n: merged(f"before-{n}")),
         "gold.runs row, the key's row replaced": (lambda n: upserted(f"now-{n % 5}"),
