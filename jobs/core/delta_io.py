@@ -384,11 +384,11 @@ def _append_by_log(spark: SparkSession, cfg: Config, table: Table, rows: list[di
         if LogReader(table.path(cfg)).version() != before:  # committed after all: never written twice
             raise
         return False  # nothing committed (a row its constraints refuse, or anything delta-rs cannot do)
-    written = LogReader(table.path(cfg))
-    if written.version() % int(settings.get("delta.checkpointInterval", "10")) == 0:
+    # write_deltalake brings `log` to the version it committed
+    if log.version() % int(settings.get("delta.checkpointInterval", "10")) == 0:
         try:
-            written.create_checkpoint()
-            written.cleanup_metadata()  # log entries past delta.logRetentionDuration, as Spark's checkpoint does
+            log.create_checkpoint()
+            log.cleanup_metadata()  # log entries past delta.logRetentionDuration, as Spark's checkpoint does
         except Exception:  # noqa: BLE001 - the commit stands; Spark checkpoints at a later multiple
             pass
     return True
