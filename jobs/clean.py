@@ -43,6 +43,7 @@ from udfs.parse import logged_user, parse_records
 from models import alerts as alert_rules
 from models.alerts import Alert
 from udfs.quality import LISTEN_REASONS, quarantine_reason
+from udfs.rows import rows_frame
 from udfs.sessions import last_play_per_user, sessionize
 
 log = logging.getLogger("setlist.clean")
@@ -129,7 +130,7 @@ def run(spark: SparkSession, cfg: Config, day: dt.date) -> dict:
         "missing_mbid_share": measured["missing_recording_id_share"],
         "alerts": json.dumps([a.line() for a in alerts]) if alerts else None,
     }
-    run_row = spark.createDataFrame([summary | {"finished_at": now()}], SILVER_CLEAN_RUNS.schema)
+    run_row = rows_frame(spark, [summary | {"finished_at": now()}], SILVER_CLEAN_RUNS.schema)
     delta_io.replace_date(run_row, cfg, SILVER_CLEAN_RUNS, "ingest_date", day)
     log.info("clean %s: bronze %d = plays %d + quarantined %d + duplicates %d; %d new users, %d new tracks; "
              "quarantine reasons %s", day, bronze_rows, play_count, quarantined, duplicates, new_users,

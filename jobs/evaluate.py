@@ -35,6 +35,7 @@ from models import ranker, report, storage
 from models.blend import SOURCES
 from models.scoring import beyond_accuracy_named, catalogue_of, named_lists, ranked_lists, score_named, truth_of
 from udfs.metrics import RANKING_METRICS
+from udfs.rows import rows_frame
 
 log = logging.getLogger("setlist.evaluate")
 
@@ -90,7 +91,7 @@ def night_candidates(spark: SparkSession, cfg: Config, night: dt.date) -> DataFr
 def latest_embeddings(spark: SparkSession, cfg: Config, night: dt.date) -> DataFrame:
     emb_date = delta_io.latest_date(spark, cfg, GOLD_TRACK_EMBEDDINGS, night)
     if emb_date is None:
-        return spark.createDataFrame([], "track_idx int, vector array<float>")
+        return rows_frame(spark, [], GOLD_TRACK_EMBEDDINGS.schema).select("track_idx", "vector")
     return delta_io.read(spark, cfg, GOLD_TRACK_EMBEDDINGS).where(F.col("run_date") == F.lit(emb_date))
 
 

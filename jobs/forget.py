@@ -31,6 +31,7 @@ import shutil
 from delta.tables import DeltaTable
 from pyspark.sql import DataFrame, SparkSession
 from pyspark.sql import functions as F
+from pyspark.sql.types import StringType, StructField, StructType
 
 from jobs.core import delta_io
 from jobs.core.config import Config, join_path
@@ -43,6 +44,7 @@ from jobs.core.tables import (BRONZE_LISTENS, GOLD_ALS_USER_FACTORS, GOLD_CANDID
                               SILVER_FEEDBACK, SILVER_PLAYS, SILVER_QUARANTINE, SILVER_USERS, Table)
 from udfs.erasure import user_hash, user_hash_of
 from udfs.parse import logged_user
+from udfs.rows import rows_frame
 
 log = logging.getLogger("setlist.forget")
 
@@ -58,7 +60,7 @@ def run(spark: SparkSession, cfg: Config, user_ids: list[str]) -> dict:
     key = salt(cfg, create=True)
     hashes = sorted({user_hash_of(u, key) for u in user_ids})
     record(spark, cfg, hashes)
-    wanted = spark.createDataFrame([(h,) for h in hashes], "user_hash string")
+    wanted = rows_frame(spark, [(h,) for h in hashes], StructType([StructField("user_hash", StringType())]))
     removed: dict[str, int] = {}
     doomed_idx = matching(delta_io.read_or_empty(spark, cfg, SILVER_USERS), "user_id", wanted, key).select(
         "user_idx").distinct().cache()
@@ -98,7 +100,7 @@ def run(spark: SparkSession, cfg: Config, user_ids: list[str]) -> dict:
 def record(spark: SparkSession, cfg: Config, hashes: list[str]) -> None:
     """Append the erasures (a user erased twice keeps the first record)."""
     target = delta_io.ensure(spark, cfg, SILVER_ERASURES)
-    rows = spark.createDataFrame([(h, now()) for h in hashes], SILVER_ERASURES.schema)
+    rows = rows_frame(spark, [(h, now()) for h in hashes], SILVER_ERASURES.schema)
     target.alias("t").merge(rows.alias("s"), "t.user_hash = s.user_hash").whenNotMatchedInsertAll().execute()
 
 

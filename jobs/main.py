@@ -41,28 +41,56 @@ def _date(text: str) -> dt.date:
 
 
 def _jobs() -> dict[str, Callable]:
-    # Imported lazily: a config error must not wait for pyspark/delta imports. Each job's required
-    # arguments were checked by parse_chain (CHECKS) before any job runs.
-    from jobs import (als, backfill, clean, cluster, embed, evaluate, forget, generate, ingest, maintain, nightly,
-                      rank, recommend, show, train)
-    return {
-        "generate": lambda spark, cfg, a: generate.run(spark, cfg, a.date),
-        "ingest": lambda spark, cfg, a: ingest.run(spark, cfg, a.date, a.format),
-        "clean": lambda spark, cfg, a: clean.run(spark, cfg, a.date),
-        "embed": lambda spark, cfg, a: embed.run(spark, cfg, a.date),
-        "cluster": lambda spark, cfg, a: cluster.run(spark, cfg, a.date),
-        "als": lambda spark, cfg, a: als.run(spark, cfg, a.date),
-        "evaluate": lambda spark, cfg, a: evaluate.run(spark, cfg, a.date),
-        "rank": lambda spark, cfg, a: rank.run(spark, cfg, a.date),
-        "recommend": lambda spark, cfg, a: recommend.run(spark, cfg, a.date),
-        "nightly": lambda spark, cfg, a: nightly.run(spark, cfg, a.date, a.force),
-        "backfill": lambda spark, cfg, a: backfill.run(spark, cfg, a.first, a.last, a.force),
-        "train": lambda spark, cfg, a: train.run(spark, cfg, a.date, a.backend),
-        "tables": lambda spark, cfg, a: show.tables(spark, cfg),
-        "preview": lambda spark, cfg, a: show.preview(spark, cfg, a.date),
-        "maintain": lambda spark, cfg, a: maintain.run(spark, cfg, a.date or dt.date.today()),
-        "forget-user": lambda spark, cfg, a: forget.run(spark, cfg, a.user),
-    }
+    # Imported lazily, each job's module when it runs: a config error must not wait for pyspark/delta
+    # imports, and a job does not import what only other jobs use (torch, matplotlib: about 3 s of a
+    # `clean` driver's start). Each job's required arguments were checked by parse_chain (CHECKS)
+    # before any job runs.
+    def generate(spark, cfg, a):
+        from jobs import generate
+        return generate.run(spark, cfg, a.date)
+
+    def ingest(spark, cfg, a):
+        from jobs import ingest
+        return ingest.run(spark, cfg, a.date, a.format)
+
+    def nightly(spark, cfg, a):
+        from jobs import nightly
+        return nightly.run(spark, cfg, a.date, a.force)
+
+    def backfill(spark, cfg, a):
+        from jobs import backfill
+        return backfill.run(spark, cfg, a.first, a.last, a.force)
+
+    def train(spark, cfg, a):
+        from jobs import train
+        return train.run(spark, cfg, a.date, a.backend)
+
+    def tables(spark, cfg, a):
+        from jobs import show
+        return show.tables(spark, cfg)
+
+    def preview(spark, cfg, a):
+        from jobs import show
+        return show.preview(spark, cfg, a.date)
+
+    def maintain(spark, cfg, a):
+        from jobs import maintain
+        return maintain.run(spark, cfg, a.date or dt.date.today())
+
+    def forget_user(spark, cfg, a):
+        from jobs import forget
+        return forget.run(spark, cfg, a.user)
+
+    def stage(name):  # a nightly stage run on its own, on --date: the nightly's own entry for it
+        def run(spark, cfg, a):
+            from jobs import nightly
+            return nightly.STAGES[name](spark, cfg, a.date)
+        return run
+
+    return {"generate": generate, "ingest": ingest,
+            **{name: stage(name) for name in ("clean", "embed", "cluster", "als", "evaluate", "rank", "recommend")},
+            "nightly": nightly, "backfill": backfill, "train": train, "tables": tables, "preview": preview,
+            "maintain": maintain, "forget-user": forget_user}
 
 
 # Jobs that write the warehouse hold its single-writer lease while they run (jobs.core.lease).

@@ -15,10 +15,17 @@ from typing import Callable, Iterable, Iterator
 
 import numpy as np
 import pandas as pd
+import pyarrow as pa
 from pyspark.ml.feature import Word2Vec
 from pyspark.ml.functions import vector_to_array
 from pyspark.sql import DataFrame, SparkSession
 from pyspark.sql import functions as F
+from pyspark.sql.types import ArrayType, FloatType, IntegerType, StructField, StructType
+
+from udfs.rows import rows_frame
+
+# A track's vector as the embedding functions return it (the Spark and gensim paths alike)
+VECTORS = StructType([StructField("track_idx", IntegerType()), StructField("vector", ArrayType(FloatType()))])
 
 
 @dataclass(frozen=True)
@@ -97,8 +104,11 @@ def train_word2vec(spark: SparkSession, plays: DataFrame, engine: str, p: Word2V
             yield row["tokens"]
 
     keys, matrix = train_gensim(SessionCorpus(stream), p)
-    frame = pd.DataFrame({"track_idx": keys.astype(np.int32), "vector": list(matrix)})
-    return spark.createDataFrame(frame, "track_idx int, vector array<float>")
+    matrix = np.ascontiguousarray(matrix, dtype=np.float32)
+    offsets = np.arange(len(matrix) + 1, dtype=np.int32) * matrix.shape[1]  # row i: values [offsets[i], offsets[i+1])
+    vectors = pa.ListArray.from_arrays(pa.array(offsets), pa.array(matrix.ravel()))
+    table = pa.table({"track_idx": pa.array(keys.astype(np.int32)), "vector": vectors})
+    return rows_frame(spark, table, VECTORS)
 
 
 def normalise_rows(matrix: np.ndarray) -> np.ndarray:

@@ -9,9 +9,11 @@ from dataclasses import dataclass
 
 from pyspark.sql import DataFrame
 from pyspark.sql import functions as F
+from pyspark.sql.types import StringType, StructField, StructType
 
 from models.sources import track_popularity
 from udfs.metrics import METRIC_COLUMNS
+from udfs.rows import rows_frame
 
 
 def temporal_split(plays: DataFrame, day: dt.date, test_days: int) -> tuple[DataFrame, DataFrame]:
@@ -68,7 +70,7 @@ def per_row_metrics(lists: dict[str, DataFrame] | DataFrame, truth: DataFrame, k
     has no row for it). `lists`: {name: (key, recs)} or an already named (list, key, recs) frame
     with its `names`."""
     named, names = _named(lists, key, names)
-    every = truth.sparkSession.createDataFrame([(n,) for n in names], "list string")
+    every = rows_frame(truth.sparkSession, [(n,) for n in names], StructType([StructField("list", StringType())]))
     return (truth.crossJoin(F.broadcast(every)).join(named, ["list", key], "left")
             .withColumn("recs", F.coalesce(F.col("recs"), F.array().cast("array<int>"))))
 

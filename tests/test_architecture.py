@@ -4,6 +4,9 @@ and no import cycle anywhere. Imports are read from the source (function-local o
 from __future__ import annotations
 
 import ast
+import os
+import subprocess
+import sys
 from pathlib import Path
 
 from conftest import ROOT
@@ -88,3 +91,18 @@ def test_the_checker_sees_a_stage_importing_a_stage(tmp_path):
     fake = tmp_path / "x.py"
     fake.write_text("def f():\n    from jobs import ingest\n    from jobs.core import delta_io\n")
     assert imports_of(fake, set(modules())) == {"jobs.ingest", "jobs.core.delta_io"}
+
+
+def test_a_data_stage_run_on_its_own_does_not_import_the_model_libraries():
+    """`main.py ingest` / `clean` (and a backfill's days without models) import what they run: the
+    model stages' torch and matplotlib (about 3 s of a driver's start) only when a model stage runs."""
+    probe = ("import sys; from jobs import main, nightly, ingest, clean, backfill; main._jobs(); "
+             "print(sorted(m for m in ('torch', 'matplotlib', 'gensim', 'xgboost') if m in sys.modules))")
+    out = subprocess.run([sys.executable, "-c", probe], cwd=ROOT, env={**os.environ, "PYTHONPATH": str(ROOT)},
+                         capture_output=True, text=True, timeout=120)
+    assert out.returncode == 0, out.stderr[-2000:]
+    assert out.stdout.strip() == "[]"
+    probe = "import sys; from jobs import recommend; print('torch' in sys.modules)"
+    out = subprocess.run([sys.executable, "-c", probe], cwd=ROOT, env={**os.environ, "PYTHONPATH": str(ROOT)},
+                         capture_output=True, text=True, timeout=120)
+    assert out.stdout.strip() == "True", out.stderr[-2000:]  # the probe sees an import when there is one

@@ -4,11 +4,16 @@ from __future__ import annotations
 import datetime as dt
 import unicodedata
 
+import pyarrow as pa
 from chispa import assert_df_equality
+from pyspark.sql import Row
 from pyspark.sql import functions as F
 
 from udfs.identity import track_id, valid_mbid
-from udfs.ids import new_ids
+from jobs.core.tables import SILVER_CLEAN_RUNS
+from models.embeddings import VECTORS
+from udfs.ids import OFFSETS, new_ids
+from udfs.rows import rows_frame
 from udfs.sessions import sessionize
 from udfs.text import normalize_name
 
@@ -121,3 +126,24 @@ def test_new_ids_number_a_large_night_in_parallel_exactly_as_a_small_one_in_one_
     assert {r.key: r.idx for r in parallel.collect()} == one_task
     assert sorted(one_task.values()) == list(range(599, 599 + 400))  # after the largest id given, 598
     assert [one_task[k] for k in sorted(one_task)] == sorted(one_task.values())  # in key order
+
+
+def test_driver_rows_become_a_local_relation_with_the_values_create_dataframe_gives(spark):
+    """rows_frame hands a few driver rows to the JVM as Arrow: a LocalTableScan, no Python RDD (whose
+    first read starts the executors' Python daemon), with the values and schema createDataFrame gives."""
+    schema = SILVER_CLEAN_RUNS.schema
+    rows = [{"ingest_date": dt.date(2026, 1, 1), "bronze_rows": 5, "plays": 3, "quarantine_reasons": {"empty_user": 2},
+             "finished_at": dt.datetime(2026, 1, 2, 3, 4, 5, 6, tzinfo=dt.timezone.utc), "missing_mbid_share": 0.25,
+             "alerts": "é ✓"},
+            {"ingest_date": dt.date(2026, 1, 2), "bronze_rows": 0, "quarantine_reasons": {},
+             "finished_at": dt.datetime(2026, 1, 3, 0, 0)}]  # naive: local time, as createDataFrame reads it
+    got = rows_frame(spark, rows, schema)
+    assert got.schema == schema
+    assert got.collect() == spark.createDataFrame(rows, schema).collect()
+    assert "LocalTableScan" in got._jdf.queryExecution().executedPlan().toString()
+    offsets = rows_frame(spark, [(0, 10), (1, 12)], OFFSETS)
+    assert [tuple(r) for r in offsets.collect()] == [(0, 10), (1, 12)] and offsets.schema == OFFSETS
+    empty = rows_frame(spark, [], schema)
+    assert empty.schema == schema and empty.count() == 0
+    table = pa.table({"vector": pa.array([[0.5, 1.0]], pa.list_(pa.float32())), "track_idx": pa.array([7], pa.int32())})
+    assert rows_frame(spark, table, VECTORS).collect() == [Row(track_idx=7, vector=[0.5, 1.0])]

@@ -12,8 +12,12 @@ from __future__ import annotations
 
 from pyspark.sql import DataFrame, Window
 from pyspark.sql import functions as F
+from pyspark.sql.types import IntegerType, LongType, StructField, StructType
+
+from udfs.rows import rows_frame
 
 ONE_TASK_BELOW = 100_000
+OFFSETS = StructType([StructField("_part", IntegerType()), StructField("_before", LongType())])
 
 
 def new_ids(keys: DataFrame, existing: DataFrame, key: str, idx: str, cache=None, partitions: int = 0,
@@ -39,7 +43,7 @@ def new_ids(keys: DataFrame, existing: DataFrame, key: str, idx: str, cache=None
     for part in sorted(counts):
         offsets.append((part, total))
         total += counts[part]
-    offset_table = spark.createDataFrame(offsets or [(0, start)], "_part int, _before long")
+    offset_table = rows_frame(spark, offsets or [(0, start)], OFFSETS)
     return (within.join(F.broadcast(offset_table), "_part")
             .withColumn(idx, (F.col("_before") + F.col("_n")).cast("int"))
             .drop("_part", "_n", "_before"))

@@ -17,6 +17,7 @@ from jobs.core import lease
 from jobs.core.config import Config
 from jobs.core.errors import InputError
 from jobs.core.tables import Table
+from udfs.rows import rows_frame
 
 
 def conform(df: DataFrame, table: Table) -> DataFrame:
@@ -41,7 +42,7 @@ def read(spark: SparkSession, cfg: Config, table: Table) -> DataFrame:
 def read_or_empty(spark: SparkSession, cfg: Config, table: Table) -> DataFrame:
     if exists(spark, cfg, table):
         return spark.read.format("delta").load(table.path(cfg))
-    return spark.createDataFrame([], table.schema)
+    return rows_frame(spark, [], table.schema)
 
 
 def latest_date(spark: SparkSession, cfg: Config, table: Table, day: dt.date) -> dt.date | None:
@@ -315,7 +316,7 @@ def upsert(spark: SparkSession, cfg: Config, table: Table, rows: list[dict], key
         return
     if any(row.get(k) is None for row in rows for k in keys):
         raise ValueError(f"{table.full_name}: every row needs a value for each of {keys}")
-    frame = spark.createDataFrame(rows, table.schema)
+    frame = rows_frame(spark, rows, table.schema)
     predicate = " OR ".join("(" + " AND ".join(f"{k} = {sql_literal(row[k])}" for k in keys) + ")" for row in rows)
     for attempt in range(1, attempts + 1):
         try:
@@ -335,7 +336,7 @@ def append(spark: SparkSession, cfg: Config, table: Table, rows: list[dict]) -> 
     (docs/performance.md, "A night's new gold.runs, gold.models and gold.metrics rows are appended").
     Under the warehouse's lease on a local warehouse delta-rs commits them (_append_by_log), else Spark."""
     if rows and not _append_by_log(spark, cfg, table, rows):
-        _writer(spark.createDataFrame(rows, table.schema), cfg, table).mode("append").save(table.path(cfg))
+        _writer(rows_frame(spark, rows, table.schema), cfg, table).mode("append").save(table.path(cfg))
 
 
 def replace_partition_rows(spark: SparkSession, cfg: Config, table: Table, rows: list[dict], **partition) -> None:
@@ -345,7 +346,7 @@ def replace_partition_rows(spark: SparkSession, cfg: Config, table: Table, rows:
     written by Spark as replace_partition writes them."""
     if (not rows or any(row.get(c) != v for row in rows for c, v in partition.items())
             or not _appendable(spark, cfg, table, partition) or not _append_by_log(spark, cfg, table, rows)):
-        replace_partition(spark.createDataFrame(rows, table.schema), cfg, table, **partition)
+        replace_partition(rows_frame(spark, rows, table.schema), cfg, table, **partition)
 
 
 def _append_by_log(spark: SparkSession, cfg: Config, table: Table, rows: list[dict]) -> bool:
