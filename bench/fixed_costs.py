@@ -14,6 +14,7 @@ bookkeeping reads and writes of every stage.
     .venv/bin/python bench/fixed_costs.py commit WAREHOUSE DATE [--rounds 8]
     .venv/bin/python bench/fixed_costs.py new-partitions WAREHOUSE DATE [--stage recommend] [--rounds 6]
     .venv/bin/python bench/fixed_costs.py idle-workers WAREHOUSE DATE [--stage recommend] [--rounds 3] [--idle 75]
+    .venv/bin/python bench/fixed_costs.py gate WAREHOUSE DATE [--rounds 8]
 
 `ensure` times `delta_io.ensure` of every declared table in a new, empty warehouse, `--rounds` times
 in one process (the first round also pays the process's first Delta operations). `rerun-clean`
@@ -66,8 +67,13 @@ executor Python daemons, alternating (jobs.core.session.WORKER_DAEMON as shipped
 with torch, pandas, pyarrow and pyspark.ml imported, and Spark's own pyspark.daemon), starts a session, runs `--stage` of DATE forced
 once untimed, waits `--idle` seconds (Spark stops a Python worker idle for a minute, as between
 one night's stages that run Python and the next's) and times the stage again; it prints each run and
-the medians. To compare two versions of the code, run the script from a checkout of each, one after the
-other, alone on the machine.
+the medians. `gate` reads WAREHOUSE (never changed; one where recommend ran for DATE and the night
+before) and times, interleaved in one process with a small night's settings (one shuffle partition
+per task slot, no adaptive re-planning), the publish gate's list checks and collapse measures of
+DATE's staged lists as shipped (the overlap with the previous night's lists measured in
+`gate.list_checks`' one query) against the two queries before (`gate.collapsed` measuring it on its
+own), after checking both give the same outcome and three untimed runs of each; it prints the medians. To compare two versions of
+the code, run the script from a checkout of each, one after the other, alone on the machine.
 """
 from __future__ import annotations
 
@@ -115,9 +121,13 @@ def main() -> None:
     mode("commit", 8)
     mode("new-partitions", 6, raw=True, stage="recommend")
     mode("idle-workers", 3, raw=True, stage="recommend").add_argument("--idle", type=float, default=75.0)
+    mode("gate", 8, workdir=False)
     args = ap.parse_args()
     if args.what == "driver-start":
         driver_start(Path(args.warehouse), args.rounds)
+        return
+    if args.what == "gate":
+        gate_checks(Path(args.warehouse), args.date, args.rounds)
         return
     work = Path(args.workdir)
     shutil.rmtree(work, ignore_errors=True)
@@ -396,6 +406,51 @@ def stage_rounds(work: Path, warehouse: Path, day: dt.date, stage: str, warmup: 
                   flush=True)
     print(f"{stage} {day}: median {statistics.median(times):.2f} s, {statistics.median(jobs):.0f} Spark jobs "
           f"({rounds} runs after {warmup} untimed)")
+    spark.stop()
+
+
+def gate_checks(warehouse: Path, day: dt.date, rounds: int) -> None:
+    spark, cfg = session([f"warehouse={warehouse}", "spark.event_log=false"])
+    from pyspark.sql import functions as F
+
+    from jobs.core import delta_io
+    from jobs.core.session import small_night_settings, sql_settings
+    from jobs.core.tables import GOLD_RECOMMENDATIONS, GOLD_STAGED_RECOMMENDATIONS, SILVER_USERS
+    from models import gate
+    night_before = delta_io.latest_date(spark, cfg, GOLD_RECOMMENDATIONS, day - dt.timedelta(days=1))
+    staged = delta_io.read(spark, cfg, GOLD_STAGED_RECOMMENDATIONS).where(F.col("run_date") == F.lit(day))
+    previous = delta_io.read(spark, cfg, GOLD_RECOMMENDATIONS).where(F.col("run_date") == F.lit(night_before))
+    users = delta_io.read(spark, cfg, SILVER_USERS).where(F.col("first_seen_date") <= F.lit(day)).select("user_id")
+    available = staged.groupBy("user_id").agg(F.count("*").alias("candidates"))
+    sources, before = gate.source_counts(staged), gate.source_counts(previous)
+    conf, k = cfg.publish, cfg.recommend.k
+
+    def two_queries():
+        drift = gate.collapsed(staged, previous, conf.max_changed_share, conf.max_source_shift, sources, None, before)
+        return drift, gate.list_checks(staged, users, available, k)
+
+    def one_query():
+        problems, lists = gate.list_checks(staged, users, available, k, previous)
+        drift = gate.collapsed(staged, previous, conf.max_changed_share, conf.max_source_shift, sources,
+                               lists.pop("overlap"), before)
+        return drift, (problems, lists)
+
+    ways = {"one query (shipped)": one_query, "two queries (before)": two_queries}
+    times: dict[str, list[float]] = {name: [] for name in ways}
+    with sql_settings(spark, small_night_settings(spark, "no-aqe")):
+        outcomes = [fn() for fn in ways.values()]
+        assert outcomes[0] == outcomes[1], outcomes
+        for _ in range(2):  # untimed: the process's first runs of each compile and plan for the first time
+            for fn in ways.values():
+                fn()
+        print(f"gate {day} against {night_before}: {outcomes[0]}", flush=True)
+        for r in range(rounds):
+            for name in (list(ways) if r % 2 == 0 else list(reversed(ways))):
+                start = time.monotonic()
+                ways[name]()
+                times[name].append(time.monotonic() - start)
+    for name, seconds in times.items():
+        print(f"{name}: median {statistics.median(seconds):.3f} s ({' '.join(f'{s:.2f}' for s in seconds)})")
     spark.stop()
 
 

@@ -164,12 +164,12 @@ def publish(spark: SparkSession, cfg: Config, day: dt.date, expected_users: Data
     gate's outcome and measurements, what the checks measured of the lists: users, rows,
     min_per_user, sources)."""
     staged = delta_io.read(spark, cfg, GOLD_STAGED_RECOMMENDATIONS).where(F.col("run_date") == F.lit(day))
-    previous = None
-    if delta_io.exists(spark, cfg, GOLD_RECOMMENDATIONS):
-        published = delta_io.read(spark, cfg, GOLD_RECOMMENDATIONS)
-        before = published.where(F.col("run_date") < F.lit(day)).agg(F.max("run_date")).first()[0]
-        if before is not None:
-            previous = published.where(F.col("run_date") == F.lit(before))
+    previous, before = None, {}
+    # the night before D that has published lists (from gold.recommendations' Delta log where it can)
+    night_before = delta_io.latest_date(spark, cfg, GOLD_RECOMMENDATIONS, day - dt.timedelta(days=1))
+    if night_before is not None:
+        previous = delta_io.read(spark, cfg, GOLD_RECOMMENDATIONS).where(F.col("run_date") == F.lit(night_before))
+        before = gate.source_counts(previous)
     dislikes = None
     if delta_io.exists(spark, cfg, SILVER_FEEDBACK):
         dislikes = (delta_io.read(spark, cfg, SILVER_FEEDBACK)
@@ -178,8 +178,10 @@ def publish(spark: SparkSession, cfg: Config, day: dt.date, expected_users: Data
     conf = cfg.publish
     if sources is None:
         sources = gate.source_counts(staged)
-    drift, measured = gate.collapsed(staged, previous, conf.max_changed_share, conf.max_source_shift, sources)
-    problems, lists = gate.list_checks(staged, expected_users, available, cfg.recommend.k)
+    # the lists' checks and their overlap with the previous night's measured in one query
+    problems, lists = gate.list_checks(staged, expected_users, available, cfg.recommend.k, previous if before else None)
+    drift, measured = gate.collapsed(staged, previous, conf.max_changed_share, conf.max_source_shift, sources,
+                                     lists.pop("overlap", None), before)
     problems += [problem for problem in (gate.disliked(staged, dislikes), drift) if problem]
     if problems:
         raise PublishRefused(f"recommend {day}: the lists were not published: {'; '.join(problems)}; consumers keep "

@@ -16,25 +16,40 @@ from pyspark.sql import DataFrame
 from pyspark.sql import functions as F
 
 
-def list_checks(lists: DataFrame, expected_users: DataFrame, available: DataFrame, k: int
-                ) -> tuple[list[str], dict]:
+def list_checks(lists: DataFrame, expected_users: DataFrame, available: DataFrame, k: int,
+                previous: DataFrame | None = None) -> tuple[list[str], dict]:
     """Every user who should have a list has one; each holds exactly min(k, the user's candidates)
     tracks; no (user, rank) and no (user, track) twice; every score finite. One pass over the lists,
     which also measures them: (problems, {users with a list, rows, the shortest list's length}).
-    available: (user_id, candidates) after every filter."""
-    per_user = lists.groupBy("user_id").agg(
+    available: (user_id, candidates) after every filter. With the `previous` night's lists (user_id,
+    track_id) the same pass measures what `collapsed` compares, and the dict has "overlap": (users
+    with a list on both nights, those of them whose lists have no track in common); one query
+    instead of two."""
+    marked = lists
+    if previous is not None:  # (user, track) pairs of the night before: each list row marked if it was there
+        pairs = previous.select("user_id", "track_id").distinct().withColumn("_before", F.lit(1))
+        marked = lists.join(pairs, ["user_id", "track_id"], "left")
+    per_user = marked.groupBy("user_id").agg(
         F.count("*").alias("n"), F.countDistinct("rank").alias("ranks"), F.countDistinct("track_id").alias("tracks"),
         F.sum((F.col("score").isNull() | F.isnan("score") | (F.abs("score") == float("inf"))).cast("int"))
-        .alias("bad"))
+        .alias("bad"), *([F.sum("_before").alias("kept")] if previous is not None else []))
     expected = expected_users.select("user_id").distinct().withColumn("_expected", F.lit(True))
-    row = (per_user.join(expected, "user_id", "full").join(available, "user_id", "left").fillna(0, ["candidates"])
-           .agg(F.sum((F.col("n").isNull()).cast("int")).alias("missing"),
-                F.sum((F.col("n") != F.least(F.lit(k), F.col("candidates"))).cast("int")).alias("wrong_size"),
-                F.sum((F.col("n") - F.col("ranks")).cast("long")).alias("dup_ranks"),
-                F.sum((F.col("n") - F.col("tracks")).cast("long")).alias("dup_tracks"),
-                F.sum("bad").alias("bad"), F.count("n").alias("users"), F.sum("n").alias("rows"),
-                F.min("n").alias("min_per_user")).first())
+    joined = per_user.join(expected, "user_id", "full").join(available, "user_id", "left").fillna(0, ["candidates"])
+    overlap = []
+    if previous is not None:
+        joined = joined.join(previous.select("user_id").distinct().withColumn("_was", F.lit(True)), "user_id", "left")
+        both = F.col("n").isNotNull() & F.col("_was").isNotNull()
+        overlap = [F.sum(both.cast("int")).alias("both"),
+                   F.sum((both & F.col("kept").isNull()).cast("int")).alias("changed")]
+    row = joined.agg(F.sum((F.col("n").isNull()).cast("int")).alias("missing"),
+                     F.sum((F.col("n") != F.least(F.lit(k), F.col("candidates"))).cast("int")).alias("wrong_size"),
+                     F.sum((F.col("n") - F.col("ranks")).cast("long")).alias("dup_ranks"),
+                     F.sum((F.col("n") - F.col("tracks")).cast("long")).alias("dup_tracks"),
+                     F.sum("bad").alias("bad"), F.count("n").alias("users"), F.sum("n").alias("rows"),
+                     F.min("n").alias("min_per_user"), *overlap).first()
     measured = {"users": int(row["users"] or 0), "rows": int(row["rows"] or 0), "min_per_user": row["min_per_user"]}
+    if previous is not None:
+        measured["overlap"] = (int(row["both"] or 0), int(row["changed"] or 0))
     problems = []
     if row["missing"]:
         problems.append(f"{row['missing']} user(s) have no list")
@@ -61,18 +76,24 @@ def disliked(lists: DataFrame, dislikes: DataFrame | None) -> str | None:
 
 
 def collapsed(lists: DataFrame, previous: DataFrame | None, max_changed_share: float, max_source_shift: float,
-              sources: dict[str, int] | None = None) -> tuple[str | None, dict]:
+              sources: dict[str, int] | None = None, overlap: tuple[int, int] | None = None,
+              before: dict[str, int] | None = None) -> tuple[str | None, dict]:
     """Against the previous night's lists (None or empty on the first night): (problem or None,
-    measurements). `sources`: the lists' source_counts when the caller has them."""
-    before = source_counts(previous) if previous is not None else {}
+    measurements). `sources`: the lists' source_counts, `before`: the previous lists', `overlap`:
+    list_checks' (users on both nights, changed completely), when the caller has them."""
+    if before is None:
+        before = source_counts(previous) if previous is not None else {}
     if not before:
         return None, {}
-    both = lists.select("user_id").distinct().join(previous.select("user_id").distinct(), "user_id")
-    overlap = (lists.join(previous.select("user_id", "track_id"), ["user_id", "track_id"])
-               .groupBy("user_id").count())
-    stats = both.join(overlap, "user_id", "left").agg(
-        F.count("*").alias("users"), F.sum(F.col("count").isNull().cast("int")).alias("changed")).first()
-    changed = (stats["changed"] or 0) / stats["users"] if stats["users"] else 0.0
+    if overlap is None:
+        both = lists.select("user_id").distinct().join(previous.select("user_id").distinct(), "user_id")
+        matched = (lists.join(previous.select("user_id", "track_id"), ["user_id", "track_id"])
+                   .groupBy("user_id").count())
+        stats = both.join(matched, "user_id", "left").agg(
+            F.count("*").alias("users"), F.sum(F.col("count").isNull().cast("int")).alias("changed")).first()
+        overlap = (int(stats["users"] or 0), int(stats["changed"] or 0))
+    users, changed_users = overlap
+    changed = changed_users / users if users else 0.0
 
     def shares(counts: dict[str, int]) -> dict[str, float]:
         total = sum(counts.values()) or 1

@@ -240,4 +240,10 @@ def test_the_gate_checks_name_each_problem(spark):
     problem, measured = gate.collapsed(lists, previous, 0.4, 0.9)
     assert measured["changed_share"] == 0.5 and "50% of users' lists changed completely" in problem
     assert measured["source_shift"] == 0.5  # als 1.0 now against 0.5 before
+    # the overlap measured in list_checks' one pass (as the publish gate does) gives the same outcome;
+    # a pair twice in the previous lists counts once and leaves the lists' own measures as they were
+    twice = previous.unionByName(previous.where("user_id = 'c'"))
+    again, with_overlap = gate.list_checks(lists, expected, available, 2, twice)
+    assert again == problems and with_overlap == {"users": 3, "rows": 5, "min_per_user": 1, "overlap": (2, 1)}
+    assert gate.collapsed(lists, previous, 0.4, 0.9, overlap=with_overlap["overlap"]) == (problem, measured)
     assert gate.collapsed(lists, previous.where("user_id = 'x'"), 0.4, 0.9) == (None, {})  # no lists before
