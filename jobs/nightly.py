@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import contextlib
 import datetime as dt
+import importlib
 import logging
 import time
 from typing import Callable, Iterator
@@ -33,63 +34,20 @@ from jobs.core.tables import ALL_TABLES, GOLD_RUNS, SILVER_PLAYS
 log = logging.getLogger("setlist.nightly")
 
 
-# Each stage's module is imported when the stage runs, not with this module: a process that runs one
-# stage (`main.py clean --date D`) or a night's data stages only (backfill's days without models)
-# does not import torch and matplotlib for model stages it never runs (about 3 s of a driver's
-# start here; docs/performance.md, "A job imports what it runs; driver rows handed to the JVM as Arrow").
-def _ingest(spark: SparkSession, cfg: Config, day: dt.date) -> dict:
-    from jobs import ingest
-    return ingest.run(spark, cfg, day)
+# Each stage's module is imported (by name, jobs.<stage>) when the stage runs, not with this module:
+# a process that runs one stage (`main.py clean --date D`) or a night's data stages only (backfill's
+# days without models) does not import torch and matplotlib for model stages it never runs (about 3 s
+# of a driver's start here; docs/performance.md, "A job imports what it runs; driver rows handed to
+# the JVM as Arrow").
+def _stage(name: str) -> Callable:
+    def run(spark: SparkSession, cfg: Config, day: dt.date) -> dict:
+        return importlib.import_module(f"jobs.{name}").run(spark, cfg, day)
+    run.__qualname__ = f"jobs.{name}.run"
+    return run
 
 
-def _clean(spark: SparkSession, cfg: Config, day: dt.date) -> dict:
-    from jobs import clean
-    return clean.run(spark, cfg, day)
-
-
-def _embed(spark: SparkSession, cfg: Config, day: dt.date) -> dict:
-    from jobs import embed
-    return embed.run(spark, cfg, day)
-
-
-def _cluster(spark: SparkSession, cfg: Config, day: dt.date) -> dict:
-    from jobs import cluster
-    return cluster.run(spark, cfg, day)
-
-
-def _als(spark: SparkSession, cfg: Config, day: dt.date) -> dict:
-    from jobs import als
-    return als.run(spark, cfg, day)
-
-
-def _train(spark: SparkSession, cfg: Config, day: dt.date) -> dict:
-    from jobs import train
-    return train.run(spark, cfg, day)
-
-
-def _rank(spark: SparkSession, cfg: Config, day: dt.date) -> dict:
-    from jobs import rank
-    return rank.run(spark, cfg, day)
-
-
-def _recommend(spark: SparkSession, cfg: Config, day: dt.date) -> dict:
-    from jobs import recommend
-    return recommend.run(spark, cfg, day)
-
-
-def _evaluate(spark: SparkSession, cfg: Config, day: dt.date) -> dict:
-    from jobs import evaluate
-    return evaluate.run(spark, cfg, day)
-
-
-def _maintain(spark: SparkSession, cfg: Config, day: dt.date) -> dict:
-    from jobs import maintain
-    return maintain.run(spark, cfg, day)
-
-
-STAGES: dict[str, Callable] = {"ingest": _ingest, "clean": _clean, "embed": _embed, "cluster": _cluster, "als": _als,
-                               "train": _train, "rank": _rank, "recommend": _recommend, "evaluate": _evaluate,
-                               "maintain": _maintain}
+STAGES: dict[str, Callable] = {name: _stage(name) for name in ("ingest", "clean", "embed", "cluster", "als", "train",
+                                                               "rank", "recommend", "evaluate", "maintain")}
 DONE = ("succeeded", "reused", "waiting_for_history")
 # A stage's settings while the night is small (under nightly.interpreted_below_rows), else "interpreted"
 # (jobs.core.session.SMALL_NIGHT). recommend scores, sorts and ranks every candidate: interpreted
