@@ -72,8 +72,9 @@ before) and times, interleaved in one process with a small night's settings (one
 per task slot, no adaptive re-planning), the publish gate's list checks and collapse measures of
 DATE's staged lists as shipped (the overlap with the previous night's lists measured in
 `gate.list_checks`' one query) against the two queries before (`gate.collapsed` measuring it on its
-own), after checking both give the same outcome and three untimed runs of each; it prints the medians. To compare two versions of
-the code, run the script from a checkout of each, one after the other, alone on the machine.
+own), after checking both give the same outcome and three untimed runs of each; it prints the
+medians. To compare two versions of the code, run the script from a checkout of each, one after
+the other, alone on the machine.
 """
 from __future__ import annotations
 

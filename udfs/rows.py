@@ -31,7 +31,11 @@ def rows_frame(spark: SparkSession, rows: Iterable[dict | tuple] | pa.Table, sch
         names = schema.names
         records = [r.asDict() if isinstance(r, Row) else r if isinstance(r, dict) else dict(zip(names, r))
                    for r in rows]
-        records = [{k: v.astimezone(dt.timezone.utc) if isinstance(v, dt.datetime) else v for k, v in r.items()}
-                   for r in records]
-        table = pa.Table.from_pylist(records, schema=arrow_schema)
+        table = pa.Table.from_pylist([{k: as_instant(v) for k, v in r.items()} for r in records], schema=arrow_schema)
     return spark.createDataFrame(table, schema)
+
+
+def as_instant(value):
+    """A value for an Arrow UTC timestamp column: a naive datetime is local time, as Spark's
+    createDataFrame reads it; any other value as it is."""
+    return value.astimezone(dt.timezone.utc) if isinstance(value, dt.datetime) else value

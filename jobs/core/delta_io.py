@@ -17,7 +17,7 @@ from jobs.core import lease
 from jobs.core.config import Config
 from jobs.core.errors import InputError
 from jobs.core.tables import Table
-from udfs.rows import rows_frame
+from udfs.rows import as_instant, rows_frame
 
 
 def conform(df: DataFrame, table: Table) -> DataFrame:
@@ -371,7 +371,7 @@ def _append_by_log(spark: SparkSession, cfg: Config, table: Table, rows: list[di
                 or settings.get("delta.enableChangeDataFeed", "false").lower() == "true"):
             return False
         before = log.version()
-        data = pa.Table.from_pylist([{k: _as_instant(v) for k, v in row.items()} for row in rows],
+        data = pa.Table.from_pylist([{k: as_instant(v) for k, v in row.items()} for row in rows],
                                     schema=pa.schema(log.schema().to_arrow()))
     except Exception:  # noqa: BLE001 - rows or a log it cannot map: Spark writes them
         return False
@@ -393,12 +393,6 @@ def _append_by_log(spark: SparkSession, cfg: Config, table: Table, rows: list[di
         except Exception:  # noqa: BLE001 - the commit stands; Spark checkpoints at a later multiple
             pass
     return True
-
-
-def _as_instant(value):
-    """A value for an Arrow UTC timestamp column: a naive datetime is local time, as Spark's
-    createDataFrame reads it."""
-    return value.astimezone(dt.timezone.utc) if isinstance(value, dt.datetime) else value
 
 
 def register(spark: SparkSession, cfg: Config, tables: tuple[Table, ...]) -> list[str]:
